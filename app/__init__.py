@@ -1,0 +1,1 @@
+"""mwl-broker core: settings, database, domain rules, services and the REST API."""

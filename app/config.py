@@ -1,0 +1,121 @@
+"""Broker settings: one validated object, read once at start-up and passed down.
+
+Every setting is an environment variable prefixed ``BROKER_`` (a ``.env`` file in the working
+directory is read too). Nothing below ``app/`` reads ``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("data")
+
+# PS3.5 6.2: AE is at most 16 characters of the default repertoire, no backslash or control chars.
+_AE_MAX_LENGTH = 16
+
+
+def _validate_ae_title(value: str) -> str:
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("an AE title must not be empty")
+    if len(stripped) > _AE_MAX_LENGTH:
+        raise ValueError(f"an AE title has at most {_AE_MAX_LENGTH} characters, got {len(stripped)}")
+    if "\\" in stripped or not stripped.isascii() or not stripped.isprintable():
+        raise ValueError("an AE title is printable ASCII without backslash")
+    return stripped
+
+
+class Settings(BaseSettings):
+    """All configuration of the broker; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BROKER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_DATA_DIR / 'mwl-broker.db'}",
+        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db",
+    )
+    ae_title: str = Field(default="MWLBROKER", description="the broker's own AE title")
+    bind_host: str = Field(default="0.0.0.0", description="address every listener binds to")
+    dicom_port: int = Field(default=11112, ge=0, le=65535, description="DICOM DIMSE port")
+    hl7_port: int = Field(default=2575, ge=0, le=65535, description="HL7 v2 MLLP port")
+    http_port: int = Field(default=8000, ge=0, le=65535, description="REST API and web port")
+    storage_dir: Path = Field(
+        default=DEFAULT_DATA_DIR / "storage", description="where received instances are kept"
+    )
+
+    # Association policy (PS3.8 9.3.4; the conformance statement reports these).
+    require_called_ae: bool = Field(
+        default=True, description="reject associations whose Called AE is not BROKER_AE_TITLE"
+    )
+    allowed_calling_aes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated Calling AE titles allowed; empty accepts any",
+    )
+    max_associations: int = Field(default=20, ge=1, description="concurrent associations")
+    dimse_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for a DIMSE")
+    acse_timeout: float = Field(default=30.0, gt=0, description="seconds for association setup")
+    network_timeout: float = Field(default=60.0, gt=0, description="idle seconds before close")
+    max_pdu_size: int = Field(
+        default=262144, ge=0, description="largest P-DATA PDU the broker receives (0 = no limit)"
+    )
+
+    # Worklist behaviour (PS3.4 K.6.1.3.2: stated in the conformance statement).
+    mwl_name_case_insensitive: bool = Field(
+        default=True, description="match Patient's and Performing Physician's Name ignoring case"
+    )
+    mwl_max_results: int = Field(
+        default=1000, ge=0, description="most C-FIND matches per query; 0 = no limit"
+    )
+
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    @field_validator("ae_title")
+    @classmethod
+    def _check_ae_title(cls, value: str) -> str:
+        return _validate_ae_title(value)
+
+    @field_validator("allowed_calling_aes", mode="before")
+    @classmethod
+    def _split_aes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in (p.strip() for p in value.split(",")) if part]
+        return value
+
+    @field_validator("allowed_calling_aes")
+    @classmethod
+    def _check_aes(cls, value: list[str]) -> list[str]:
+        return [_validate_ae_title(v) for v in value]
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("log level is one of DEBUG, INFO, WARNING, ERROR")
+        return upper
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+class SettingsError(Exception):
+    """Raised with a readable message when the configuration is invalid."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings; turn pydantic's report into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "BROKER_" + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"  {name}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,32 @@
+"""Domain errors. Each adapter maps these to its protocol through one explicit table."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a service raises on purpose."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field  # the attribute keyword or field at fault, when there is one
+
+
+class InvalidQueryError(DomainError):
+    """A matching key value that cannot be interpreted (bad date, bad range...)."""
+
+
+class ValidationError(DomainError):
+    """Input that breaks a rule of the data model (missing Type 1 value, bad VR format...)."""
+
+
+class NotFoundError(DomainError):
+    """The referenced entity does not exist."""
+
+
+class ConflictError(DomainError):
+    """The change collides with existing data (duplicate key, wrong state)."""
+
+
+class InvalidTransitionError(ConflictError):
+    """A status change the step's current state does not allow."""

@@ -1,0 +1,153 @@
+"""Tables. Every Required worklist matching key has an indexed column (PS3.4 Table K.6-1).
+
+Each level keeps the attributes it has columns for, plus ``attributes``: the rest of that level's
+DICOM JSON (PS3.18 Annex F), so nothing a sender gave is lost and responses can carry it.
+Person names are kept as given (Unicode) and beside them a folded key for case-insensitive
+matching. The SPS start is one ``YYYYMMDDHHMMSS`` string, so combined date-time ranges are a
+single indexed range scan.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json_column() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Patient(SQLModel, table=True):
+    __tablename__ = "patient"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "issuer_of_patient_id", name="uq_patient_identity"),
+        Index("ix_patient_name_key", "name_key"),
+        Index("ix_patient_birth_date", "birth_date"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str = Field(max_length=64, index=True)
+    issuer_of_patient_id: str = Field(default="", max_length=64)
+    name: str = Field(default="", max_length=400)
+    name_key: str = Field(default="", max_length=400)
+    birth_date: str = Field(default="", max_length=8)
+    sex: str = Field(default="", max_length=16)
+    attributes: dict[str, Any] = _json_column()
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ImagingServiceRequest(SQLModel, table=True):
+    """An order: Imaging Service Request and Visit modules of the worklist item."""
+
+    __tablename__ = "imaging_service_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_pk: int = Field(
+        sa_column=Column(Integer, ForeignKey("patient.id"), nullable=False, index=True)
+    )
+    accession_number: str = Field(default="", max_length=64, index=True)
+    placer_order_number: str = Field(default="", max_length=64, index=True)
+    filler_order_number: str = Field(default="", max_length=64, index=True)
+    requesting_physician: str = Field(default="", max_length=400)
+    referring_physician_name: str = Field(default="", max_length=400)
+    admission_id: str = Field(default="", max_length=64)
+    current_patient_location: str = Field(default="", max_length=64)
+    attributes: dict[str, Any] = _json_column()
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RequestedProcedure(SQLModel, table=True):
+    __tablename__ = "requested_procedure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_pk: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("imaging_service_request.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    requested_procedure_id: str = Field(max_length=16, index=True)
+    study_instance_uid: str = Field(max_length=64, unique=True)
+    description: str = Field(default="", max_length=64)
+    priority: str = Field(default="", max_length=16)
+    attributes: dict[str, Any] = _json_column()
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ScheduledProcedureStep(SQLModel, table=True):
+    __tablename__ = "scheduled_procedure_step"
+    __table_args__ = (
+        UniqueConstraint("procedure_pk", "sps_id", name="uq_sps_in_procedure"),
+        Index("ix_sps_start", "start_datetime"),
+        Index("ix_sps_modality_start", "modality", "start_datetime"),
+        Index("ix_sps_status_start", "status", "start_datetime"),
+        Index("ix_sps_performing_key", "performing_physician_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    procedure_pk: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("requested_procedure.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    sps_id: str = Field(max_length=16, index=True)
+    station_ae_title: str = Field(max_length=400)  # all values, backslash-separated
+    start_datetime: str = Field(max_length=14)  # YYYYMMDDHHMMSS
+    modality: str = Field(max_length=16)
+    performing_physician: str = Field(default="", max_length=400)
+    performing_physician_key: str = Field(default="", max_length=400)
+    description: str = Field(default="", max_length=64)
+    station_name: str = Field(default="", max_length=16)
+    location: str = Field(default="", max_length=16)
+    status: str = Field(default="SCHEDULED", max_length=16)
+    attributes: dict[str, Any] = _json_column()
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ScheduledStationAETitle(SQLModel, table=True):
+    """One row per value of the step's Scheduled Station AE Title, which may be multi-valued.
+
+    Station lookup is the most common worklist query, so each value gets an index entry.
+    """
+
+    __tablename__ = "scheduled_station_ae_title"
+    __table_args__ = (Index("ix_station_ae_title", "ae_title", "sps_pk"),)
+
+    sps_pk: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("scheduled_procedure_step.id", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    ae_title: str = Field(max_length=16, primary_key=True)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Every change: what, when and through which interface."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    source: str = Field(max_length=16)
+    action: str = Field(max_length=32)
+    entity: str = Field(max_length=32)
+    entity_pk: int = Field(index=True)
+    detail: dict[str, Any] = _json_column()

@@ -1,0 +1,1 @@
+"""DICOM adapter: Verification and Modality Worklist C-FIND SCP on pynetdicom."""

@@ -1,0 +1,107 @@
+"""DIMSE event handlers: decode, call one service, encode. Bound in ``dicom_scp.server``.
+
+Every handler has a catch-all that logs the traceback and still answers the peer with a failure
+status. Identifiers and responses are never logged at INFO: they carry patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+
+from app.config import Settings
+from app.db import SessionFactory
+from app.domain.errors import DomainError
+from app.domain.worklist import parse_worklist_query
+from app.services import worklist
+from dicom_scp import mwl
+from dicom_scp.status import DimseStatus, find_failure, status_dataset
+
+LOG = logging.getLogger(__name__)
+
+FindResult = tuple[int | Dataset, Dataset | None]
+
+
+@dataclass(frozen=True)
+class ScpContext:
+    settings: Settings
+    session_factory: SessionFactory
+
+
+def _peer(event: evt.Event) -> str:
+    return str(event.assoc.requestor.ae_title)
+
+
+def handle_echo(event: evt.Event, ctx: ScpContext) -> int:
+    """Verification (PS3.4 Annex A): always success while the broker runs."""
+    LOG.info("C-ECHO from %s", _peer(event))
+    return int(DimseStatus.SUCCESS)
+
+
+def _offending(error: DomainError) -> list[int] | None:
+    if not error.field:
+        return None
+    tag = tag_for_keyword(error.field)
+    return [tag] if tag is not None else None
+
+
+def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
+    """Modality Worklist C-FIND (PS3.4 K.4.1.3): one Pending per match, then Success.
+
+    Honours C-CANCEL between matches and caps the number of matches
+    (``BROKER_MWL_MAX_RESULTS``): past it the stream ends with 0xA700, so the modality knows
+    its list is incomplete.
+    """
+    try:
+        identifier: Dataset = event.identifier
+        request = mwl.parse_request(identifier)
+        query = parse_worklist_query(
+            request.keys, name_case_insensitive=ctx.settings.mwl_name_case_insensitive
+        )
+    except DomainError as exc:
+        LOG.info("C-FIND from %s refused: %s", _peer(event), exc.message)
+        yield find_failure(exc, _offending(exc)), None
+        return
+    except Exception:
+        LOG.exception("C-FIND from %s: identifier could not be decoded", _peer(event))
+        yield status_dataset(
+            DimseStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "identifier could not be decoded"
+        ), None
+        return
+    yield from _stream_matches(event, ctx, identifier, request, query)
+
+
+def _stream_matches(
+    event: evt.Event, ctx: ScpContext, identifier: Dataset, request: mwl.MwlRequest, query: Any
+) -> Iterator[FindResult]:
+    limit = ctx.settings.mwl_max_results
+    sent = 0
+    try:
+        with ctx.session_factory() as session:
+            for item in worklist.find(session, query=query):
+                if event.is_cancelled:
+                    LOG.info("C-FIND from %s cancelled after %d matches", _peer(event), sent)
+                    yield int(DimseStatus.CANCEL), None
+                    return
+                if limit and sent >= limit:
+                    LOG.warning("C-FIND from %s stopped at %d matches", _peer(event), limit)
+                    yield status_dataset(
+                        DimseStatus.OUT_OF_RESOURCES,
+                        f"more than {limit} matches; narrow the query",
+                    ), None
+                    return
+                response, left_out = mwl.build_response(identifier, item, request.charset)
+                warn = left_out or bool(request.unsupported_keys)
+                sent += 1
+                yield int(DimseStatus.PENDING_WARNING if warn else DimseStatus.PENDING), response
+    except Exception:
+        LOG.exception("C-FIND from %s failed after %d matches", _peer(event), sent)
+        yield status_dataset(DimseStatus.UNABLE_TO_PROCESS, "worklist query failed"), None
+        return
+    LOG.info("C-FIND from %s: %d matches", _peer(event), sent)

@@ -1,0 +1,91 @@
+"""The DICOM listener: one pynetdicom AE serving Verification and Modality Worklist FIND.
+
+Association policy (PS3.8 9.3.4, stated in the conformance statement): the Called AE must be
+``BROKER_AE_TITLE`` unless ``BROKER_REQUIRE_CALLED_AE`` is off (reject 1/1/7); Calling AEs are
+limited to ``BROKER_ALLOWED_CALLING_AES`` when set (reject 1/1/3); at most
+``BROKER_MAX_ASSOCIATIONS`` at once (reject 2/3/2).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pynetdicom import AE, _config, evt
+from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
+from pynetdicom.transport import ThreadedAssociationServer
+
+from app.config import Settings
+from app.db import SessionFactory
+from dicom_scp.handlers import ScpContext, handle_echo, handle_find
+
+LOG = logging.getLogger(__name__)
+
+# Uncompressed transfer syntaxes: the only sensible ones for query and status messages.
+TRANSFER_SYNTAXES: tuple[str, ...] = (
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian (the default, PS3.5 10.1)
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old modalities)
+)
+SOP_CLASSES: tuple[tuple[str, str], ...] = (
+    (Verification, "Verification"),
+    (ModalityWorklistInformationFind, "Modality Worklist Information Model - FIND"),
+)
+
+# Identifiers carry patient data: pynetdicom must not print them (it does at INFO by default).
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
+
+
+def build_ae(settings: Settings) -> AE:
+    ae = AE(ae_title=settings.ae_title)
+    ae.maximum_associations = settings.max_associations
+    ae.require_called_aet = settings.require_called_ae
+    ae.require_calling_aet = list(settings.allowed_calling_aes)
+    ae.acse_timeout = settings.acse_timeout
+    ae.dimse_timeout = settings.dimse_timeout
+    ae.network_timeout = settings.network_timeout
+    ae.maximum_pdu_size = settings.max_pdu_size
+    for uid, _name in SOP_CLASSES:
+        ae.add_supported_context(uid, list(TRANSFER_SYNTAXES))
+    return ae
+
+
+@dataclass
+class DicomServer:
+    """Start with ``start()`` (port 0 picks a free port), stop with ``stop()``."""
+
+    settings: Settings
+    session_factory: SessionFactory
+    _ae: AE | None = field(default=None, init=False)
+    _server: ThreadedAssociationServer | None = field(default=None, init=False)
+
+    def start(self, host: str | None = None, port: int | None = None) -> int:
+        ctx = ScpContext(self.settings, self.session_factory)
+        handlers: list[Any] = [
+            (evt.EVT_C_ECHO, handle_echo, [ctx]),
+            (evt.EVT_C_FIND, handle_find, [ctx]),
+        ]
+        self._ae = build_ae(self.settings)
+        address = (
+            host if host is not None else self.settings.bind_host,
+            port if port is not None else self.settings.dicom_port,
+        )
+        self._server = self._ae.start_server(address, block=False, evt_handlers=handlers)
+        bound = int(self._server.server_address[1])
+        LOG.info("DICOM listening on %s:%d as %s", address[0], bound, self.settings.ae_title)
+        return bound
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        if self._ae is not None:
+            self._ae.shutdown()
+            self._ae = None
