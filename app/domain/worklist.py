@@ -92,15 +92,18 @@ class WorklistQuery:
     accession_number: TextKey | None = None
     requested_procedure_id: TextKey | None = None
     study_instance_uids: tuple[str, ...] | None = None
+    final_steps_by_default: bool = False  # the worklist SCP hides finished steps; REST does not
 
     @property
     def include_final(self) -> bool:
-        """Finished steps are returned only when the query names an SPS Status."""
-        return self.sps_status is not None
+        """Finished steps are returned only when the query names an SPS Status (or asks to)."""
+        return self.final_steps_by_default or self.sps_status is not None
 
     @property
     def is_universal(self) -> bool:
-        return all(getattr(self, f.name) is None for f in fields(self))
+        return all(
+            getattr(self, f.name) is None for f in fields(self) if f.name != "final_steps_by_default"
+        )
 
     def matches(self, r: WorklistRecord) -> bool:  # noqa: C901 - one line per key reads best
         if not self.include_final and r.sps_status in FINAL_STATUSES:

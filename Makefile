@@ -1,0 +1,39 @@
+# mwl-broker: `make run` serves on SQLite under ./data, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-deps lint typecheck conformance clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## install: create .venv, install the broker, migrate the database
+install: $(STAMP)
+	$(BIN)/mwl-broker db upgrade
+
+## run: set up, migrate and serve every listener with the default settings
+run: install
+	$(BIN)/mwl-broker serve
+
+## test-deps: system packages the interop tests need (DCMTK)
+test-deps:
+	bash .ci/install-test-deps
+
+## test: set up, then the whole test suite (unit, service, adapter, interop)
+test: $(STAMP) test-deps
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check app dicom_scp hl7_ingest web tests bench
+	$(BIN)/mypy
+
+conformance: $(STAMP)
+	$(BIN)/mwl-broker conformance --output docs/conformance.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

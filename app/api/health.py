@@ -1,0 +1,23 @@
+"""``GET /api/health``: the database and every listener of this process."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.db import check_database
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/api/health", summary="State of the database and each listener")
+def health(request: Request) -> JSONResponse:
+    database_error = check_database(request.app.state.engine)
+    listeners = {name: probe() for name, probe in request.app.state.listeners.items()}
+    healthy = database_error is None and all(v["up"] for v in listeners.values())
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "database": {"up": database_error is None, "error": database_error},
+        "listeners": listeners,
+    }
+    return JSONResponse(status_code=200 if healthy else 503, content=body)

@@ -1,0 +1,36 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from app.api import errors, health, mwlitems
+from app.config import Settings
+from app.db import SessionFactory
+
+ListenerProbe = Callable[[], dict[str, Any]]
+
+
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    session_factory: SessionFactory,
+    listeners: dict[str, ListenerProbe] | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="mwl-broker",
+        summary="Modality Worklist broker: worklist items, orders and patients",
+        version="0.1.0",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory
+    app.state.listeners = listeners if listeners is not None else {}
+    errors.install(app)
+    for router in (health.router, mwlitems.router):
+        app.include_router(router)
+    return app

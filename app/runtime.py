@@ -1,0 +1,102 @@
+"""Composition root: builds the engine, the DICOM listener and the HTTP server in one process.
+
+This is the one place in ``app/`` that imports adapters (with ``app.cli``). Every listener can
+start on port 0 (a free port) and stop cleanly, so tests run the real servers in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from sqlalchemy import Engine
+
+from app.config import Settings
+from app.db import SessionFactory, create_db_engine, create_session_factory
+from app.main import create_app
+from dicom_scp.server import DicomServer
+
+LOG = logging.getLogger(__name__)
+SERVICES = ("dicom", "http")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock
+
+
+@dataclass
+class Broker:
+    """All front-ends of one process; ``only`` restricts it to one of ``SERVICES``."""
+
+    settings: Settings
+    only: str | None = None
+    engine: Engine = field(init=False)
+    session_factory: SessionFactory = field(init=False)
+    ports: dict[str, int] = field(default_factory=dict, init=False)
+    _dicom: DicomServer | None = field(default=None, init=False)
+    _http: uvicorn.Server | None = field(default=None, init=False)
+    _http_thread: threading.Thread | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = create_db_engine(self.settings.database_url)
+        self.session_factory = create_session_factory(self.engine)
+
+    def _wanted(self, name: str) -> bool:
+        return self.only is None or self.only == name
+
+    def _listeners(self) -> dict[str, Any]:
+        probes: dict[str, Any] = {}
+        if self._wanted("dicom"):
+            probes["dicom"] = lambda: {
+                "up": self._dicom is not None and self._dicom.running,
+                "port": self.ports.get("dicom"),
+                "ae_title": self.settings.ae_title,
+            }
+        if self._wanted("http"):
+            probes["http"] = lambda: {"up": True, "port": self.ports.get("http")}
+        return probes
+
+    def start_dicom(self) -> None:
+        self._dicom = DicomServer(self.settings, self.session_factory)
+        self.ports["dicom"] = self._dicom.start()
+
+    def http_server(self) -> tuple[uvicorn.Server, socket.socket]:
+        app = create_app(self.settings, self.engine, self.session_factory, self._listeners())
+        sock = _bind(self.settings.bind_host, self.settings.http_port)
+        self.ports["http"] = int(sock.getsockname()[1])
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        return uvicorn.Server(config), sock
+
+    def start(self) -> dict[str, int]:
+        """Start every wanted listener in background threads; return the bound ports."""
+        if self._wanted("dicom"):
+            self.start_dicom()
+        if self._wanted("http"):
+            server, sock = self.http_server()
+            self._http = server
+            self._http_thread = threading.Thread(
+                target=server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
+            )
+            self._http_thread.start()
+        LOG.info("broker started: %s", ", ".join(f"{k}={v}" for k, v in self.ports.items()))
+        return dict(self.ports)
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.should_exit = True
+            if self._http_thread is not None:
+                self._http_thread.join(timeout=10)
+            self._http = None
+        if self._dicom is not None:
+            self._dicom.stop()
+            self._dicom = None
+        self.engine.dispose()
