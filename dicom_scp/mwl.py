@@ -28,7 +28,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.valuerep import PersonName
 
-from app.domain.dicom_json import JsonDataset, pn_from_json
+from app.domain.dicom_json import STRING_VRS, JsonDataset, pn_from_json
 from app.domain.errors import InvalidQueryError
 from app.domain.mwl_attributes import (
     BY_TAG,
@@ -44,6 +44,7 @@ UTF8 = "ISO_IR 192"
 _NOT_ANSWERED = frozenset({SPECIFIC_CHARACTER_SET_TAG, TIMEZONE_OFFSET_TAG})
 _STEP_TAGS = frozenset(a.tag for a in STEP_ATTRIBUTES)
 _TOP_TAGS = frozenset(t for t in BY_TAG if t not in _STEP_TAGS)
+_TEXT_VRS = STRING_VRS | {"PN"}
 
 Known = Callable[[int], bool]
 
@@ -129,7 +130,7 @@ def _json_value(vr: str, stored: dict[str, Any]) -> Any:
     if vr == "PN":
         values = [pn_from_json(v) for v in values]
     if not values:
-        return None
+        return "" if vr in _TEXT_VRS else None  # zero length either way; "" for text VRs
     return values[0] if len(values) == 1 else values
 
 
@@ -198,7 +199,7 @@ def _reduce(template: Dataset, item: JsonDataset, known: Known) -> tuple[Dataset
             warn = warn or sub_warn
             out.add(elem)
         else:
-            out.add(DataElement(tag, vr, _json_value(vr, stored) if stored else None))
+            out.add(DataElement(tag, vr, _json_value(vr, stored or {})))
     return out, warn
 
 

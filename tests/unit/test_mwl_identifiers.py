@@ -1,0 +1,155 @@
+"""C-FIND identifiers: keys out of a request, responses built from the request's keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset
+
+from app.domain.errors import InvalidQueryError
+from dicom_scp.mwl import build_response, choose_charset, parse_request
+from tests.conftest import mwl_item
+
+
+def request_ds(**top: Any) -> Dataset:
+    ds = Dataset()
+    for keyword, value in top.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def sps(**keys: Any) -> Dataset:
+    item = Dataset()
+    for keyword, value in keys.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def stored_item() -> dict[str, Any]:
+    item = mwl_item(
+        name={"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"},
+        station=["CT01", "CT02"],
+        extra={"00321064": {"vr": "SQ", "Value": [
+            {"00080100": {"vr": "SH", "Value": ["X1"]}, "00080102": {"vr": "SH", "Value": ["L"]},
+             "00080104": {"vr": "LO", "Value": ["Head CT"]}},
+        ]}},
+    )
+    item["00080090"] = {"vr": "PN"}
+    return item
+
+
+class TestParseRequest:
+    def test_top_level_and_step_keys(self) -> None:
+        ds = request_ds(PatientName="DOE*", PatientID="", AccessionNumber="A1")
+        ds.ScheduledProcedureStepSequence = [sps(ScheduledStationAETitle="CT01", Modality="CT")]
+        request = parse_request(ds)
+        assert request.keys == {
+            "PatientName": "DOE*", "PatientID": "", "AccessionNumber": "A1",
+            "ScheduledStationAETitle": "CT01", "Modality": "CT",
+        }
+        assert request.unsupported_keys == []
+
+    def test_step_keys_outside_the_sequence_are_not_matched(self) -> None:
+        request = parse_request(request_ds(Modality="CT"))
+        assert "Modality" not in request.keys
+        assert request.unsupported_keys == [0x00080060]
+
+    def test_unsupported_optional_keys_are_reported(self) -> None:
+        ds = request_ds(RequestedProcedurePriority="HIGH", PatientWeight="")
+        ds.RequestedProcedureCodeSequence = [sps(CodeValue="X1")]
+        request = parse_request(ds)
+        assert set(request.unsupported_keys) == {0x00401003, 0x00321064}
+
+    def test_query_retrieve_level_is_refused(self) -> None:
+        with pytest.raises(InvalidQueryError) as info:
+            parse_request(request_ds(QueryRetrieveLevel="STUDY"))
+        assert info.value.field == "QueryRetrieveLevel"
+
+    def test_two_step_items_are_refused(self) -> None:
+        ds = request_ds()
+        ds.ScheduledProcedureStepSequence = [sps(Modality="CT"), sps(Modality="MR")]
+        with pytest.raises(InvalidQueryError):
+            parse_request(ds)
+
+    def test_charset_is_kept(self) -> None:
+        ds = request_ds(SpecificCharacterSet=["", "ISO 2022 IR 87"], PatientName="")
+        assert parse_request(ds).charset == ["", "ISO 2022 IR 87"]
+
+
+class TestBuildResponse:
+    def test_exactly_the_requested_keys(self) -> None:
+        ds = request_ds(PatientName="", PatientID="", ReferringPhysicianName="")
+        ds.ScheduledProcedureStepSequence = [sps(Modality="", ScheduledStationAETitle="")]
+        response, warn = build_response(ds, stored_item(), None)
+        assert not warn
+        top = {e.keyword for e in response} - {"SpecificCharacterSet"}
+        assert top == {"PatientName", "PatientID", "ReferringPhysicianName",
+                       "ScheduledProcedureStepSequence"}
+        assert response.ReferringPhysicianName == ""  # type 2, unknown: zero length
+        assert len(response.ScheduledProcedureStepSequence) == 1
+        step = response.ScheduledProcedureStepSequence[0]
+        assert {e.keyword for e in step} == {"Modality", "ScheduledStationAETitle"}
+        assert list(step.ScheduledStationAETitle) == ["CT01", "CT02"]  # all values (K.2.2.3)
+
+    def test_empty_sequence_item_expands_to_the_whole_step(self) -> None:
+        ds = request_ds()
+        ds.ScheduledProcedureStepSequence = [Dataset()]
+        response, _ = build_response(ds, stored_item(), None)
+        step = response.ScheduledProcedureStepSequence[0]
+        keywords = {e.keyword for e in step}
+        assert {"ScheduledStationAETitle", "ScheduledProcedureStepStartDate", "Modality",
+                "ScheduledProcedureStepID", "ScheduledPerformingPhysicianName"} <= keywords
+
+    def test_zero_length_sequence_is_universal_too(self) -> None:
+        ds = request_ds()
+        ds.RequestedProcedureCodeSequence = []
+        response, _ = build_response(ds, stored_item(), None)
+        assert response.RequestedProcedureCodeSequence[0].CodeMeaning == "Head CT"
+
+    def test_sequence_with_keys_is_reduced(self) -> None:
+        ds = request_ds()
+        ds.RequestedProcedureCodeSequence = [sps(CodeValue="")]
+        response, _ = build_response(ds, stored_item(), None)
+        code = response.RequestedProcedureCodeSequence[0]
+        assert [e.keyword for e in code] == ["CodeValue"]
+
+    def test_keys_outside_the_model_are_left_out_with_a_warning(self) -> None:
+        ds = request_ds(PatientID="", PatientMotherBirthName="")
+        response, warn = build_response(ds, stored_item(), None)
+        assert warn
+        assert "PatientMotherBirthName" not in response
+
+    def test_requested_type_3_step_key_outside_the_table_warns(self) -> None:
+        ds = request_ds()
+        ds.ScheduledProcedureStepSequence = [sps(ScheduledProcedureStepModificationDateTime="")]
+        response, warn = build_response(ds, stored_item(), None)
+        assert warn
+        assert len(response.ScheduledProcedureStepSequence[0]) == 0
+
+    def test_unicode_answer_is_utf8(self) -> None:
+        response, _ = build_response(request_ds(PatientName=""), stored_item(), None)
+        assert response.SpecificCharacterSet == "ISO_IR 192"
+        assert str(response.PatientName) == "Yamada^Tarou=山田^太郎"
+
+    def test_ascii_answer_has_no_charset(self) -> None:
+        response, _ = build_response(request_ds(PatientID=""), stored_item(), None)
+        assert "SpecificCharacterSet" not in response
+
+
+class TestChooseCharset:
+    def ds_with(self, name: str) -> Dataset:
+        return request_ds(PatientName=name)
+
+    def test_latin1_request_keeps_latin1_when_values_fit(self) -> None:
+        assert choose_charset(self.ds_with("MÜLLER^JOSÉ"), ["ISO_IR 100"]) == ["ISO_IR 100"]
+
+    def test_falls_back_to_utf8_when_values_do_not_fit(self) -> None:
+        assert choose_charset(self.ds_with("Ψυχάρης^Γιάννης"), ["ISO_IR 100"]) == ["ISO_IR 192"]
+
+    def test_greek_request(self) -> None:
+        assert choose_charset(self.ds_with("Ψυχάρης"), ["ISO_IR 126"]) == ["ISO_IR 126"]
+
+    def test_japanese_iso_2022(self) -> None:
+        charset = ["", "ISO 2022 IR 87"]
+        assert choose_charset(self.ds_with("Yamada^Tarou=山田^太郎"), charset) == charset
