@@ -49,6 +49,14 @@ def status_dataset(
     return ds
 
 
+def comment_for(error: DomainError) -> str:
+    """The message without its ``Keyword: `` prefix when Offending Element names the attribute."""
+    prefix = f"{error.field}: "
+    if error.field and error.message.startswith(prefix):
+        return error.message[len(prefix) :]
+    return error.message
+
+
 def find_failure(error: DomainError, offending: list[int] | None = None) -> Dataset:
     status = FIND_ERROR_STATUS.get(type(error), DimseStatus.UNABLE_TO_PROCESS)
-    return status_dataset(status, error.message, offending)
+    return status_dataset(status, comment_for(error) if offending else error.message, offending)
