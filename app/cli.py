@@ -50,8 +50,9 @@ def _serve(settings: Settings, only: str | None) -> int:
 
 
 def _import_wl(settings: Settings, paths: list[str]) -> int:
-    from app.db import create_db_engine, create_session_factory
     from dicom_scp.wlimport import import_paths
+
+    from app.db import create_db_engine, create_session_factory
 
     engine = create_db_engine(settings.database_url)
     report = import_paths([Path(p) for p in paths], create_session_factory(engine))

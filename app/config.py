@@ -23,7 +23,9 @@ def _validate_ae_title(value: str) -> str:
     if not stripped:
         raise ValueError("an AE title must not be empty")
     if len(stripped) > _AE_MAX_LENGTH:
-        raise ValueError(f"an AE title has at most {_AE_MAX_LENGTH} characters, got {len(stripped)}")
+        raise ValueError(
+            f"an AE title has at most {_AE_MAX_LENGTH} characters, got {len(stripped)}"
+        )
     if "\\" in stripped or not stripped.isascii() or not stripped.isprintable():
         raise ValueError("an AE title is printable ASCII without backslash")
     return stripped

@@ -70,9 +70,12 @@ def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
         return
     except Exception:
         LOG.exception("C-FIND from %s: identifier could not be decoded", _peer(event))
-        yield status_dataset(
-            DimseStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "identifier could not be decoded"
-        ), None
+        yield (
+            status_dataset(
+                DimseStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, "identifier could not be decoded"
+            ),
+            None,
+        )
         return
     yield from _stream_matches(event, ctx, identifier, request, query)
 
@@ -91,10 +94,13 @@ def _stream_matches(
                     return
                 if limit and sent >= limit:
                     LOG.warning("C-FIND from %s stopped at %d matches", _peer(event), limit)
-                    yield status_dataset(
-                        DimseStatus.OUT_OF_RESOURCES,
-                        f"more than {limit} matches; narrow the query",
-                    ), None
+                    yield (
+                        status_dataset(
+                            DimseStatus.OUT_OF_RESOURCES,
+                            f"more than {limit} matches; narrow the query",
+                        ),
+                        None,
+                    )
                     return
                 response, left_out = mwl.build_response(identifier, item, request.charset)
                 warn = left_out or bool(request.unsupported_keys)

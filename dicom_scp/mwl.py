@@ -83,9 +83,7 @@ def _collect(ds: Dataset, allowed: frozenset[str] | None, request: MwlRequest) -
             if _has_value(elem):
                 request.unsupported_keys.append(int(elem.tag))  # sequence matching: SPS only
             continue
-        supported = keyword in SUPPORTED_MATCHING_KEYS and (
-            allowed is None or keyword in allowed
-        )
+        supported = keyword in SUPPORTED_MATCHING_KEYS and (allowed is None or keyword in allowed)
         if supported:
             request.keys[keyword] = _text(elem.value)
         elif int(elem.tag) not in _NOT_ANSWERED and _has_value(elem):
@@ -152,7 +150,11 @@ def _full_dataset(item: JsonDataset) -> Dataset:
         tag = int(key, 16)
         vr = _vr_of(tag, stored)
         if vr == "SQ":
-            ds.add(DataElement(tag, vr, Sequence([_full_dataset(i) for i in stored.get("Value") or []])))
+            ds.add(
+                DataElement(
+                    tag, vr, Sequence([_full_dataset(i) for i in stored.get("Value") or []])
+                )
+            )
         else:
             ds.add(DataElement(tag, vr, _json_value(vr, stored)))
     return ds

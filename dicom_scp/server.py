@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pynetdicom import AE, _config, evt
-from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityWorklistInformationFind,
+    Verification,
+)
 from pynetdicom.transport import ThreadedAssociationServer
 
 from app.config import Settings
@@ -73,8 +76,10 @@ class DicomServer:
             host if host is not None else self.settings.bind_host,
             port if port is not None else self.settings.dicom_port,
         )
-        self._server = self._ae.start_server(address, block=False, evt_handlers=handlers)
-        bound = int(self._server.server_address[1])
+        server = self._ae.start_server(address, block=False, evt_handlers=handlers)
+        assert server is not None  # block=False always returns the server
+        self._server = server
+        bound = int(server.server_address[1])
         LOG.info("DICOM listening on %s:%d as %s", address[0], bound, self.settings.ae_title)
         return bound
 

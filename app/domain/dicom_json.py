@@ -99,7 +99,9 @@ def validate_json_dataset(data: Any, path: str = "") -> JsonDataset:
         if elem["vr"] == "SQ" and value:
             elem = {
                 "vr": "SQ",
-                "Value": [validate_json_dataset(sub, f"{where}[{i}].") for i, sub in enumerate(value)],
+                "Value": [
+                    validate_json_dataset(sub, f"{where}[{i}].") for i, sub in enumerate(value)
+                ],
             }
         out[key.upper()] = elem
     return out

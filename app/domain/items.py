@@ -63,8 +63,11 @@ COLUMNS: dict[Level, dict[str, str]] = {
         "ScheduledProcedureStepStatus": "status",
     },
 }
-STEP_SPECIAL = ("ScheduledStationAETitle", "ScheduledProcedureStepStartDate",
-                "ScheduledProcedureStepStartTime")
+STEP_SPECIAL = (
+    "ScheduledStationAETitle",
+    "ScheduledProcedureStepStartDate",
+    "ScheduledProcedureStepStartTime",
+)
 
 # PS3.5 Table 6.2-1 maximum lengths of the values the broker keeps in columns.
 _MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "UI": 64, "DA": 8}
@@ -258,8 +261,7 @@ def item_from_json(item: JsonDataset) -> WorklistItemData:
             attributes=_rest(by_level[Level.ORDER], _column_keys(Level.ORDER)),
         ),
         procedure=ProcedureData(
-            requested_procedure_id=procedure_values["requested_procedure_id"]
-            or new_short_id("RP"),
+            requested_procedure_id=procedure_values["requested_procedure_id"] or new_short_id("RP"),
             study_instance_uid=procedure_values["study_instance_uid"] or new_uid(),
             description=procedure_values["description"],
             priority=procedure_values["priority"],

@@ -162,7 +162,9 @@ def _parse_date(value: str, keyword: str) -> str:
     try:
         date(int(value[:4]), int(value[4:6]), int(value[6:]))
     except ValueError:
-        raise InvalidQueryError(f"{keyword}: '{value}' is not a calendar date", field=keyword) from None
+        raise InvalidQueryError(
+            f"{keyword}: '{value}' is not a calendar date", field=keyword
+        ) from None
     return value
 
 
@@ -240,7 +242,9 @@ def parse_time_range(raw: str, keyword: str) -> Range | None:
     return Range(lo_n, hi_n)
 
 
-def combine_date_time(dates: Range | None, times: Range | None) -> tuple[Range | None, Range | None]:
+def combine_date_time(
+    dates: Range | None, times: Range | None
+) -> tuple[Range | None, Range | None]:
     """Combine SPS Start Date and Time keys (PS3.4 C.2.2.2.5.4, Table K.6-1).
 
     Returns a range over ``YYYYMMDDHHMMSS`` and, when only a time key was given, a time-of-day

@@ -102,10 +102,12 @@ class WorklistQuery:
     @property
     def is_universal(self) -> bool:
         return all(
-            getattr(self, f.name) is None for f in fields(self) if f.name != "final_steps_by_default"
+            getattr(self, f.name) is None
+            for f in fields(self)
+            if f.name != "final_steps_by_default"
         )
 
-    def matches(self, r: WorklistRecord) -> bool:  # noqa: C901 - one line per key reads best
+    def matches(self, r: WorklistRecord) -> bool:
         if not self.include_final and r.sps_status in FINAL_STATUSES:
             return False
         text_keys: tuple[tuple[TextKey | None, str], ...] = (
@@ -180,9 +182,7 @@ def parse_worklist_query(
         start=start,
         start_time_of_day=time_of_day,
         modality=_text(keys, "Modality"),
-        performing_physician=_name(
-            keys, "ScheduledPerformingPhysicianName", name_case_insensitive
-        ),
+        performing_physician=_name(keys, "ScheduledPerformingPhysicianName", name_case_insensitive),
         sps_id=_text(keys, "ScheduledProcedureStepID"),
         sps_status=_status(keys),
         patient_name=_name(keys, "PatientName", name_case_insensitive),

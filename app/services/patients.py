@@ -87,7 +87,11 @@ def _apply(
     session.add(patient)
     assert patient.id is not None
     audit.record(
-        session, source=source, action="update", entity=ENTITY, entity_pk=patient.id,
+        session,
+        source=source,
+        action="update",
+        entity=ENTITY,
+        entity_pk=patient.id,
         detail={"fields": sorted(changed)},
     )
 

@@ -36,8 +36,8 @@ def text_key_condition(column: Any, key: TextKey | None) -> ColumnElement[bool] 
     if key is None:
         return None
     if key.is_wildcard:
-        return column.like(like_pattern(key.value), escape=LIKE_ESCAPE)  # type: ignore[no-any-return]
-    return column == key.value  # type: ignore[no-any-return]
+        return column.like(like_pattern(key.value), escape=LIKE_ESCAPE)
+    return column == key.value
 
 
 def text_condition(column: Any, raw: str) -> ColumnElement[bool] | None:

@@ -163,7 +163,9 @@ def find_statement(query: WorklistQuery) -> Any:
     statement = _joined()
     for condition in query_conditions(query):
         statement = statement.where(condition)
-    return statement.order_by(col(ScheduledProcedureStep.start_datetime), col(ScheduledProcedureStep.id))
+    return statement.order_by(
+        col(ScheduledProcedureStep.start_datetime), col(ScheduledProcedureStep.id)
+    )
 
 
 def find(session: Session, *, query: WorklistQuery, offset: int = 0) -> Iterator[JsonDataset]:
@@ -175,7 +177,7 @@ def find(session: Session, *, query: WorklistQuery, offset: int = 0) -> Iterator
     rows = session.execute(find_statement(query).execution_options(yield_per=_STREAM_BATCH))
     skipped = 0
     for row in rows:
-        typed: Row = tuple(row)  # type: ignore[assignment]
+        typed: Row = tuple(row)
         if not query.matches(record_of(typed)):
             continue
         if skipped < offset:
@@ -190,7 +192,7 @@ def _row_by_identity(session: Session, study_uid: str, sps_id: str) -> Row | Non
         ScheduledProcedureStep.sps_id == sps_id,
     )
     row = session.execute(statement).first()
-    return tuple(row) if row else None  # type: ignore[return-value]
+    return tuple(row) if row else None
 
 
 def get_item(session: Session, *, study_uid: str, sps_id: str) -> JsonDataset:
@@ -204,7 +206,7 @@ def get_item_by_step(session: Session, *, step_pk: int) -> JsonDataset:
     row = session.execute(_joined().where(ScheduledProcedureStep.id == step_pk)).first()
     if row is None:
         raise NotFoundError(f"no scheduled procedure step {step_pk}")
-    return assemble_item(tuple(row))  # type: ignore[arg-type]
+    return assemble_item(tuple(row))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,12 +250,16 @@ def step_values(data: StepData) -> dict[str, Any]:
 
 def _replace_station_titles(session: Session, step: ScheduledProcedureStep) -> None:
     assert step.id is not None
-    session.execute(delete(ScheduledStationAETitle).where(col(ScheduledStationAETitle.sps_pk) == step.id))
+    session.execute(
+        delete(ScheduledStationAETitle).where(col(ScheduledStationAETitle.sps_pk) == step.id)
+    )
     for title in dict.fromkeys(step.station_ae_title.split(VALUE_SEPARATOR)):
         session.add(ScheduledStationAETitle(sps_pk=step.id, ae_title=title))
 
 
-def _find_order(session: Session, patient: Patient, data: OrderData) -> ImagingServiceRequest | None:
+def _find_order(
+    session: Session, patient: Patient, data: OrderData
+) -> ImagingServiceRequest | None:
     if not data.accession_number:
         return None
     return session.exec(
@@ -268,8 +274,9 @@ def create_order_row(
     session: Session, patient: Patient, data: OrderData, *, source: AuditSource
 ) -> ImagingServiceRequest:
     assert patient.id is not None
-    order = ImagingServiceRequest(patient_pk=patient.id, attributes=data.attributes,
-                                  **_order_values(data))
+    order = ImagingServiceRequest(
+        patient_pk=patient.id, attributes=data.attributes, **_order_values(data)
+    )
     session.add(order)
     session.flush()
     assert order.id is not None
@@ -294,7 +301,10 @@ def create_procedure_row(
         ) from None
     assert procedure.id is not None
     audit.record(
-        session, source=source, action="create", entity="requested_procedure",
+        session,
+        source=source,
+        action="create",
+        entity="requested_procedure",
         entity_pk=procedure.id,
     )
     return procedure
@@ -320,15 +330,23 @@ def create_step_row(
     _replace_station_titles(session, step)
     assert step.id is not None
     audit.record(
-        session, source=source, action="create", entity=STEP_ENTITY, entity_pk=step.id,
+        session,
+        source=source,
+        action="create",
+        entity=STEP_ENTITY,
+        entity_pk=step.id,
         detail={"status": step.status},
     )
     return step
 
 
 def update_step_row(
-    session: Session, step: ScheduledProcedureStep, values: dict[str, Any],
-    status: SpsStatus | None, *, source: AuditSource,
+    session: Session,
+    step: ScheduledProcedureStep,
+    values: dict[str, Any],
+    status: SpsStatus | None,
+    *,
+    source: AuditSource,
 ) -> None:
     changed = _assign(step, values)
     if status is not None and status.value != step.status:
@@ -342,7 +360,11 @@ def update_step_row(
         _replace_station_titles(session, step)
     assert step.id is not None
     audit.record(
-        session, source=source, action="update", entity=STEP_ENTITY, entity_pk=step.id,
+        session,
+        source=source,
+        action="update",
+        entity=STEP_ENTITY,
+        entity_pk=step.id,
         detail={"fields": sorted(changed)},
     )
 
@@ -363,7 +385,11 @@ def move_status(
     session.add(step)
     assert step.id is not None
     audit.record(
-        session, source=source, action="status", entity=STEP_ENTITY, entity_pk=step.id,
+        session,
+        source=source,
+        action="status",
+        entity=STEP_ENTITY,
+        entity_pk=step.id,
         detail={"from": current.value, "to": status.value},
     )
 
@@ -390,7 +416,8 @@ def upsert_item(session: Session, *, data: WorklistItemData, source: AuditSource
         if order.patient_pk != patient.id:
             raise ConflictError(
                 f"Study Instance UID {data.procedure.study_instance_uid} belongs to another "
-                "patient", field="StudyInstanceUID",
+                "patient",
+                field="StudyInstanceUID",
             )
         _update_order_and_procedure(session, order, procedure, data, source=source)
     step = session.exec(
@@ -418,16 +445,29 @@ def _update_order_and_procedure(
     source: AuditSource,
 ) -> None:
     for row, values, entity in (
-        (order, {**_order_values(data.order),
-                 "attributes": {**order.attributes, **data.order.attributes}}, "order"),
+        (
+            order,
+            {
+                **_order_values(data.order),
+                "attributes": {**order.attributes, **data.order.attributes},
+            },
+            "order",
+        ),
         (procedure, _procedure_values(data.procedure), "requested_procedure"),
     ):
         changed = _assign(row, values)
         if changed:
+            assert row.id is not None
             row.updated_at = utcnow()
             session.add(row)
-            audit.record(session, source=source, action="update", entity=entity,
-                         entity_pk=row.id, detail={"fields": sorted(changed)})
+            audit.record(
+                session,
+                source=source,
+                action="update",
+                entity=entity,
+                entity_pk=row.id,
+                detail={"fields": sorted(changed)},
+            )
 
 
 def _step_by_identity(session: Session, study_uid: str, sps_id: str) -> ScheduledProcedureStep:
@@ -451,9 +491,17 @@ def delete_item(session: Session, *, study_uid: str, sps_id: str, source: AuditS
     step = _step_by_identity(session, study_uid, sps_id)
     procedure = session.get_one(RequestedProcedure, step.procedure_pk)
     assert step.id is not None
-    audit.record(session, source=source, action="delete", entity=STEP_ENTITY, entity_pk=step.id,
-                 detail={"study_instance_uid": study_uid, "sps_id": sps_id})
-    session.execute(delete(ScheduledStationAETitle).where(col(ScheduledStationAETitle.sps_pk) == step.id))
+    audit.record(
+        session,
+        source=source,
+        action="delete",
+        entity=STEP_ENTITY,
+        entity_pk=step.id,
+        detail={"study_instance_uid": study_uid, "sps_id": sps_id},
+    )
+    session.execute(
+        delete(ScheduledStationAETitle).where(col(ScheduledStationAETitle.sps_pk) == step.id)
+    )
     session.delete(step)
     session.flush()
     if _count(session, ScheduledProcedureStep.procedure_pk == procedure.id) == 0:
@@ -466,7 +514,9 @@ def delete_item(session: Session, *, study_uid: str, sps_id: str, source: AuditS
 
 def _count(session: Session, condition: Any) -> int:
     entity = condition.left.table
-    return int(session.execute(select(func.count()).select_from(entity).where(condition)).scalar_one())
+    return int(
+        session.execute(select(func.count()).select_from(entity).where(condition)).scalar_one()
+    )
 
 
 def key_of(keyword: str) -> str:

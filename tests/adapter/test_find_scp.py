@@ -54,7 +54,10 @@ def scp(sqlite_url: str, tmp_path: Path) -> Iterator[Scp]:
 
 
 def associate(
-    port: int, called: str = "MWLBROKER", calling: str = "MODALITY", syntaxes: list[str] | None = None
+    port: int,
+    called: str = "MWLBROKER",
+    calling: str = "MODALITY",
+    syntaxes: list[str] | None = None,
 ) -> Association:
     ae = AE(ae_title=calling)
     ae.add_requested_context(Verification)
@@ -115,15 +118,22 @@ class TestAssociationPolicy:
 class TestFind:
     def test_returns_exactly_the_requested_keys(self, scp: Scp, assoc: Association) -> None:
         scp.add(station=["CT01", "CT02"])
-        identifier = step_query(ScheduledStationAETitle="CT02", ScheduledProcedureStepStartDate="",
-                                Modality="", ScheduledPerformingPhysicianName="")
+        identifier = step_query(
+            ScheduledStationAETitle="CT02",
+            ScheduledProcedureStepStartDate="",
+            Modality="",
+            ScheduledPerformingPhysicianName="",
+        )
         identifier.ReferringPhysicianName = ""
         responses = run(assoc, identifier)
         assert [s for s, _ in responses] == [0xFF00, 0x0000]
         ds = responses[0][1]
         assert ds is not None
         assert {e.keyword for e in ds} == {
-            "PatientName", "PatientID", "AccessionNumber", "ReferringPhysicianName",
+            "PatientName",
+            "PatientID",
+            "AccessionNumber",
+            "ReferringPhysicianName",
             "ScheduledProcedureStepSequence",
         }
         assert ds.PatientName == "DOE^JANE" and ds.AccessionNumber == "A1"
@@ -141,8 +151,11 @@ class TestFind:
         scp.add(sps_id="S1")
         scp.add(sps_id="S2")
         responses = run(assoc, step_query(ScheduledProcedureStepID=""))
-        steps = [ds.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID
-                 for s, ds in responses if ds is not None]
+        steps = [
+            ds.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID
+            for s, ds in responses
+            if ds is not None
+        ]
         assert sorted(steps) == ["S1", "S2"]
 
     def test_unsupported_key_gives_pending_warning(self, scp: Scp, assoc: Association) -> None:
@@ -176,8 +189,9 @@ class TestBadRequests:
         self, scp: Scp, assoc: Association
     ) -> None:
         scp.add()
-        statuses = list(assoc.send_c_find(step_query(ScheduledProcedureStepStartDate="20261399"),
-                                          MWL))
+        statuses = list(
+            assoc.send_c_find(step_query(ScheduledProcedureStepStartDate="20261399"), MWL)
+        )
         status, identifier = statuses[-1]
         assert status.Status == 0xA900
         assert identifier is None
@@ -253,12 +267,17 @@ class TestCharacterSets:
         assert str(ds.PatientName) == "MÜLLER^JOSÉ"
 
     def test_japanese_name_round_trips_in_utf8(self, scp: Scp, assoc: Association) -> None:
-        name = {"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}
+        name = {
+            "Alphabetic": "Yamada^Tarou",
+            "Ideographic": "山田^太郎",
+            "Phonetic": "やまだ^たろう",
+        }
         scp.add(name=name)
         identifier = step_query()
         identifier.SpecificCharacterSet = "ISO_IR 192"
         identifier.PatientName = "山田*"
         ((status, ds), _) = run(assoc, identifier)
+        assert status == 0xFF00
         assert ds is not None and ds.SpecificCharacterSet == "ISO_IR 192"
         assert str(ds.PatientName) == "Yamada^Tarou=山田^太郎=やまだ^たろう"
 
@@ -267,6 +286,7 @@ class TestCharacterSets:
         identifier = step_query()
         identifier.SpecificCharacterSet = "ISO_IR 126"
         ((status, ds), _) = run(assoc, identifier)
+        assert status == 0xFF00
         assert ds is not None and ds.SpecificCharacterSet == "ISO_IR 126"
         assert str(ds.PatientName) == "Ψυχάρης^Γιάννης"
 

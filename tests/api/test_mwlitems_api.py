@@ -45,8 +45,9 @@ def test_health(client: TestClient) -> None:
 
 def test_health_reports_a_listener_down(settings: Settings) -> None:
     engine = create_db_engine(settings.database_url)
-    app = create_app(settings, engine, create_session_factory(engine),
-                     {"dicom": lambda: {"up": False}})
+    app = create_app(
+        settings, engine, create_session_factory(engine), {"dicom": lambda: {"up": False}}
+    )
     with TestClient(app) as test_client:
         response = test_client.get("/api/health")
     engine.dispose()
@@ -67,8 +68,9 @@ def test_create_then_update(client: TestClient) -> None:
 
 
 def test_plain_json_content_type_is_accepted(client: TestClient) -> None:
-    response = client.post("/api/mwlitems", json=mwl_item(),
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/api/mwlitems", json=mwl_item(), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 201
 
 
@@ -94,8 +96,10 @@ def test_search_by_keyword(client: TestClient) -> None:
         return [step(i)["00400009"]["Value"][0] for i in response.json()]
 
     assert ids({"AccessionNumber": "A1"}) == ["S1"]
-    assert ids({"Modality": "CT",
-                "ScheduledProcedureStepStartDate": "20261201-20261207"}) == ["S1", "S3"]
+    assert ids({"Modality": "CT", "ScheduledProcedureStepStartDate": "20261201-20261207"}) == [
+        "S1",
+        "S3",
+    ]
     assert ids({"limit": "1", "offset": "1"}) == ["S3"]
     assert ids({"PatientName": "doe*"}) == ["S1", "S3", "S2"]
 
@@ -108,8 +112,10 @@ def test_status_changes_and_rest_lists_final_steps(client: TestClient) -> None:
     # REST lists items in any status (the worklist SCP would hide this one)
     listed = client.get("/api/mwlitems").json()
     assert [step(i)["00400020"]["Value"][0] for i in listed] == ["COMPLETED"]
-    assert client.get("/api/mwlitems", params={"ScheduledProcedureStepStatus": "SCHEDULED"}
-                      ).json() == []
+    assert (
+        client.get("/api/mwlitems", params={"ScheduledProcedureStepStatus": "SCHEDULED"}).json()
+        == []
+    )
     refused = client.post("/api/mwlitems/1.2.3.4.1/SPS1/status/STARTED")
     assert refused.status_code == 409
     assert "cannot become STARTED" in refused.json()["detail"]
@@ -164,5 +170,9 @@ def test_study_of_another_patient_is_409(client: TestClient) -> None:
 
 def test_openapi_lists_the_paths(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/health", "/api/mwlitems", "/api/mwlitems/{study_uid}/{sps_id}",
-            "/api/mwlitems/{study_uid}/{sps_id}/status/{status}"} <= set(paths)
+    assert {
+        "/api/health",
+        "/api/mwlitems",
+        "/api/mwlitems/{study_uid}/{sps_id}",
+        "/api/mwlitems/{study_uid}/{sps_id}/status/{status}",
+    } <= set(paths)

@@ -73,8 +73,9 @@ class TestUpsert:
     def test_update_keeps_status_unless_given(self, session_factory: SessionFactory) -> None:
         put(session_factory)
         with session_scope(session_factory) as s:
-            worklist.set_status(s, study_uid="1.2.3.4.1", sps_id="SPS1",
-                                status=SpsStatus.ARRIVED, source=REST)
+            worklist.set_status(
+                s, study_uid="1.2.3.4.1", sps_id="SPS1", status=SpsStatus.ARRIVED, source=REST
+            )
         put(session_factory, modality="MR")
         with session_scope(session_factory) as s:
             item = worklist.get_item(s, study_uid="1.2.3.4.1", sps_id="SPS1")
@@ -86,8 +87,13 @@ class TestUpsert:
         put(session_factory)
         put(session_factory, modality="MR")
         with session_scope(session_factory) as s:
-            worklist.set_status(s, study_uid="1.2.3.4.1", sps_id="SPS1",
-                                status=SpsStatus.STARTED, source=AuditSource.DICOM)
+            worklist.set_status(
+                s,
+                study_uid="1.2.3.4.1",
+                sps_id="SPS1",
+                status=SpsStatus.STARTED,
+                source=AuditSource.DICOM,
+            )
             events = s.exec(select(AuditEvent).order_by(AuditEvent.id)).all()  # type: ignore[arg-type]
             summary = [(e.source, e.action, e.entity) for e in events]
         assert ("REST", "create", "patient") in summary
@@ -96,7 +102,11 @@ class TestUpsert:
         assert ("DICOM", "status", "scheduled_procedure_step") in summary
 
     def test_unicode_names_are_kept_exactly(self, session_factory: SessionFactory) -> None:
-        name = {"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}
+        name = {
+            "Alphabetic": "Yamada^Tarou",
+            "Ideographic": "山田^太郎",
+            "Phonetic": "やまだ^たろう",
+        }
         put(session_factory, name=name)
         item = find(session_factory, {"PatientName": "山田*"})[0]
         assert item["00100010"]["Value"] == [name]
@@ -106,43 +116,100 @@ class TestFind:
     def test_matches_agree_with_the_pure_matcher(self, session_factory: SessionFactory) -> None:
         """The SQL narrows, the domain decides: results equal a brute-force match of all items."""
         rows = [
-            dict(sps_id="S1", patient_id="P1", name="DOE^JANE", station=["CT01", "CT02"],
-                 date="20261201", time_="080000", modality="CT", accession="A1"),
-            dict(sps_id="S2", patient_id="P2", name="doe^john", station="MR01",
-                 date="20261201", time_="120000", modality="MR", accession="A_2"),
-            dict(sps_id="S3", patient_id="P3", name="MÜLLER^JOSÉ", station="CT01",
-                 date="20261202", time_="235959", modality="CT", accession="A%3", sex="M"),
-            dict(sps_id="S4", patient_id="P4", name={"Alphabetic": "Yamada^Tarou",
-                 "Ideographic": "山田^太郎"}, station="US1", date="20261130",
-                 time_="000000", modality="US", accession="", birth_date=""),
-            dict(sps_id="S5", patient_id="P5", name="SMITH", station="CT02",
-                 date="20261203", time_="101010", modality="CT", accession="B1",
-                 status="COMPLETED"),
+            dict(
+                sps_id="S1",
+                patient_id="P1",
+                name="DOE^JANE",
+                station=["CT01", "CT02"],
+                date="20261201",
+                time_="080000",
+                modality="CT",
+                accession="A1",
+            ),
+            dict(
+                sps_id="S2",
+                patient_id="P2",
+                name="doe^john",
+                station="MR01",
+                date="20261201",
+                time_="120000",
+                modality="MR",
+                accession="A_2",
+            ),
+            dict(
+                sps_id="S3",
+                patient_id="P3",
+                name="MÜLLER^JOSÉ",
+                station="CT01",
+                date="20261202",
+                time_="235959",
+                modality="CT",
+                accession="A%3",
+                sex="M",
+            ),
+            dict(
+                sps_id="S4",
+                patient_id="P4",
+                name={"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"},
+                station="US1",
+                date="20261130",
+                time_="000000",
+                modality="US",
+                accession="",
+                birth_date="",
+            ),
+            dict(
+                sps_id="S5",
+                patient_id="P5",
+                name="SMITH",
+                station="CT02",
+                date="20261203",
+                time_="101010",
+                modality="CT",
+                accession="B1",
+                status="COMPLETED",
+            ),
         ]
         for index, row in enumerate(rows):
             put(session_factory, study_uid=f"1.2.9.{index}", **row)  # type: ignore[arg-type]
         queries: list[dict[str, str]] = [
-            {}, {"ScheduledStationAETitle": "CT02"}, {"ScheduledStationAETitle": "CT*"},
-            {"ScheduledStationAETitle": "ct01"}, {"Modality": "CT"}, {"Modality": "?R"},
-            {"PatientName": "DOE*"}, {"PatientName": "*j*"}, {"PatientName": "müller^josé"},
-            {"PatientName": "山田^太郎"}, {"PatientName": "=山田*"}, {"PatientName": "Y?mada*"},
-            {"AccessionNumber": "A_2"}, {"AccessionNumber": "A%*"}, {"AccessionNumber": "a*"},
-            {"AccessionNumber": "*"}, {"PatientBirthDate": "-19900101"},
+            {},
+            {"ScheduledStationAETitle": "CT02"},
+            {"ScheduledStationAETitle": "CT*"},
+            {"ScheduledStationAETitle": "ct01"},
+            {"Modality": "CT"},
+            {"Modality": "?R"},
+            {"PatientName": "DOE*"},
+            {"PatientName": "*j*"},
+            {"PatientName": "müller^josé"},
+            {"PatientName": "山田^太郎"},
+            {"PatientName": "=山田*"},
+            {"PatientName": "Y?mada*"},
+            {"AccessionNumber": "A_2"},
+            {"AccessionNumber": "A%*"},
+            {"AccessionNumber": "a*"},
+            {"AccessionNumber": "*"},
+            {"PatientBirthDate": "-19900101"},
             {"ScheduledProcedureStepStartDate": "20261201"},
-            {"ScheduledProcedureStepStartDate": "20261201-20261202",
-             "ScheduledProcedureStepStartTime": "1000-2359"},
+            {
+                "ScheduledProcedureStepStartDate": "20261201-20261202",
+                "ScheduledProcedureStepStartTime": "1000-2359",
+            },
             {"ScheduledProcedureStepStartTime": "0000-1000"},
             {"ScheduledProcedureStepStatus": "COMPLETED"},
-            {"ScheduledProcedureStepStatus": "*ED"}, {"PatientSex": "M"},
-            {"StudyInstanceUID": "1.2.9.0\\1.2.9.3"}, {"PatientID": "P?"},
+            {"ScheduledProcedureStepStatus": "*ED"},
+            {"PatientSex": "M"},
+            {"StudyInstanceUID": "1.2.9.0\\1.2.9.3"},
+            {"PatientID": "P?"},
             {"ScheduledPerformingPhysicianName": "house*"},
         ]
         with session_scope(session_factory) as s:
             all_rows = [tuple(r) for r in s.execute(worklist._joined())]
             for keys in queries:
                 query = parse_worklist_query(keys)
-                expected = sorted(r[0].sps_id for r in all_rows
-                                  if query.matches(worklist.record_of(r)))  # type: ignore[arg-type]
+                expected = sorted(
+                    r[0].sps_id for r in all_rows if query.matches(worklist.record_of(r))
+                )  # type: ignore[arg-type]
                 got = sorted(sps_ids(list(worklist.find(s, query=query))))
                 assert got == expected, keys
 
@@ -165,11 +232,13 @@ class TestStatusAndDelete:
     def test_final_step_cannot_restart(self, session_factory: SessionFactory) -> None:
         put(session_factory)
         with session_scope(session_factory) as s:
-            worklist.set_status(s, study_uid="1.2.3.4.1", sps_id="SPS1",
-                                status=SpsStatus.COMPLETED, source=REST)
+            worklist.set_status(
+                s, study_uid="1.2.3.4.1", sps_id="SPS1", status=SpsStatus.COMPLETED, source=REST
+            )
         with pytest.raises(InvalidTransitionError), session_scope(session_factory) as s:
-            worklist.set_status(s, study_uid="1.2.3.4.1", sps_id="SPS1",
-                                status=SpsStatus.STARTED, source=REST)
+            worklist.set_status(
+                s, study_uid="1.2.3.4.1", sps_id="SPS1", status=SpsStatus.STARTED, source=REST
+            )
 
     def test_delete_removes_empty_parents(self, session_factory: SessionFactory) -> None:
         put(session_factory)
@@ -192,32 +261,88 @@ def bulk_load(engine: Engine, steps: int = 10_000, stations: int = 20, days: int
     """Insert ``steps`` steps spread over stations and days, fast (no ORM)."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
     with engine.begin() as conn:
-        conn.execute(insert(Patient), [
-            {"id": i, "patient_id": f"P{i}", "issuer_of_patient_id": "", "name": f"PAT^{i}",
-             "name_key": f"pat^{i}", "birth_date": "19700101", "sex": "O", "attributes": {},
-             "created_at": now, "updated_at": now} for i in range(1, 1001)
-        ])
-        conn.execute(insert(ImagingServiceRequest), [
-            {"id": i, "patient_pk": (i % 1000) + 1, "accession_number": f"ACC{i}",
-             "placer_order_number": "", "filler_order_number": "", "requesting_physician": "",
-             "referring_physician_name": "", "admission_id": "", "current_patient_location": "",
-             "attributes": {}, "created_at": now, "updated_at": now} for i in range(1, steps + 1)
-        ])
-        conn.execute(insert(RequestedProcedure), [
-            {"id": i, "order_pk": i, "requested_procedure_id": f"RP{i}",
-             "study_instance_uid": f"1.2.840.9.{i}", "description": "", "priority": "",
-             "attributes": {}, "created_at": now, "updated_at": now} for i in range(1, steps + 1)
-        ])
-        conn.execute(insert(ScheduledProcedureStep), [
-            {"id": i, "procedure_pk": i, "sps_id": f"S{i}", "station_ae_title": f"ST{i % stations}",
-             "start_datetime": f"202612{(i % days) % 28 + 1:02d}{8 + i % 10:02d}0000",
-             "modality": "CT", "performing_physician": "", "performing_physician_key": "",
-             "description": "", "station_name": "", "location": "", "status": "SCHEDULED",
-             "attributes": {}, "created_at": now, "updated_at": now} for i in range(1, steps + 1)
-        ])
-        conn.execute(insert(ScheduledStationAETitle), [
-            {"sps_pk": i, "ae_title": f"ST{i % stations}"} for i in range(1, steps + 1)
-        ])
+        conn.execute(
+            insert(Patient),
+            [
+                {
+                    "id": i,
+                    "patient_id": f"P{i}",
+                    "issuer_of_patient_id": "",
+                    "name": f"PAT^{i}",
+                    "name_key": f"pat^{i}",
+                    "birth_date": "19700101",
+                    "sex": "O",
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(1, 1001)
+            ],
+        )
+        conn.execute(
+            insert(ImagingServiceRequest),
+            [
+                {
+                    "id": i,
+                    "patient_pk": (i % 1000) + 1,
+                    "accession_number": f"ACC{i}",
+                    "placer_order_number": "",
+                    "filler_order_number": "",
+                    "requesting_physician": "",
+                    "referring_physician_name": "",
+                    "admission_id": "",
+                    "current_patient_location": "",
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(1, steps + 1)
+            ],
+        )
+        conn.execute(
+            insert(RequestedProcedure),
+            [
+                {
+                    "id": i,
+                    "order_pk": i,
+                    "requested_procedure_id": f"RP{i}",
+                    "study_instance_uid": f"1.2.840.9.{i}",
+                    "description": "",
+                    "priority": "",
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(1, steps + 1)
+            ],
+        )
+        conn.execute(
+            insert(ScheduledProcedureStep),
+            [
+                {
+                    "id": i,
+                    "procedure_pk": i,
+                    "sps_id": f"S{i}",
+                    "station_ae_title": f"ST{i % stations}",
+                    "start_datetime": f"202612{(i % days) % 28 + 1:02d}{8 + i % 10:02d}0000",
+                    "modality": "CT",
+                    "performing_physician": "",
+                    "performing_physician_key": "",
+                    "description": "",
+                    "station_name": "",
+                    "location": "",
+                    "status": "SCHEDULED",
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(1, steps + 1)
+            ],
+        )
+        conn.execute(
+            insert(ScheduledStationAETitle),
+            [{"sps_pk": i, "ae_title": f"ST{i % stations}"} for i in range(1, steps + 1)],
+        )
 
 
 def explain(engine: Engine, statement: Any) -> str:
@@ -237,19 +362,27 @@ def test_station_and_day_query_uses_indexes(database_url: str) -> None:
     engine = create_db_engine(database_url)
     try:
         bulk_load(engine)
-        query = parse_worklist_query({
-            "ScheduledStationAETitle": "ST4",
-            "ScheduledProcedureStepStartDate": "20261215",
-        })
+        query = parse_worklist_query(
+            {
+                "ScheduledStationAETitle": "ST4",
+                "ScheduledProcedureStepStartDate": "20261215",
+            }
+        )
         plan = explain(engine, worklist.find_statement(query))
         big_tables = ("scheduled_procedure_step", "scheduled_station_ae_title")
         if engine.dialect.name == "sqlite":
-            scans = [line for line in plan.splitlines()
-                     if line.startswith("SCAN") and any(t in line for t in big_tables)]
+            scans = [
+                line
+                for line in plan.splitlines()
+                if line.startswith("SCAN") and any(t in line for t in big_tables)
+            ]
         else:
             nodes = json.loads(plan)
-            scans = [n for n in _pg_nodes(nodes) if n.get("Node Type") == "Seq Scan"
-                     and n.get("Relation Name") in big_tables]
+            scans = [
+                n
+                for n in _pg_nodes(nodes)
+                if n.get("Node Type") == "Seq Scan" and n.get("Relation Name") in big_tables
+            ]
         assert not scans, f"table scan in plan:\n{plan}"
         factory = _factory(engine)
         with session_scope(factory) as s:

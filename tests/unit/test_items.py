@@ -67,14 +67,25 @@ def test_missing_identifiers_are_generated() -> None:
         (lambda i: i["00400100"]["Value"][0].pop("00400002"), "ScheduledProcedureStepStartDate"),
         (lambda i: i["00400100"]["Value"][0].pop("00400003"), "ScheduledProcedureStepStartTime"),
         (lambda i: i["00400100"]["Value"][0].pop("00080060"), "Modality"),
-        (lambda i: i.update({"00400100": {"vr": "SQ", "Value": []}}), "ScheduledProcedureStepSequence"),
+        (
+            lambda i: i.update({"00400100": {"vr": "SQ", "Value": []}}),
+            "ScheduledProcedureStepSequence",
+        ),
         (lambda i: i.update({"00100040": {"vr": "CS", "Value": ["X"]}}), "PatientSex"),
         (lambda i: i.update({"0020000D": {"vr": "UI", "Value": ["1.02.x"]}}), "StudyInstanceUID"),
         (lambda i: i.update({"00080050": {"vr": "SH", "Value": ["A" * 17]}}), "AccessionNumber"),
-        (lambda i: i["00400100"]["Value"][0].update({"00400003": {"vr": "TM", "Value": ["2599"]}}),
-         "ScheduledProcedureStepStartTime"),
-        (lambda i: i["00400100"]["Value"][0].update({"00400020": {"vr": "CS", "Value": ["DONE"]}}),
-         "ScheduledProcedureStepStatus"),
+        (
+            lambda i: i["00400100"]["Value"][0].update(
+                {"00400003": {"vr": "TM", "Value": ["2599"]}}
+            ),
+            "ScheduledProcedureStepStartTime",
+        ),
+        (
+            lambda i: i["00400100"]["Value"][0].update(
+                {"00400020": {"vr": "CS", "Value": ["DONE"]}}
+            ),
+            "ScheduledProcedureStepStatus",
+        ),
     ],
 )
 def test_invalid_items_name_the_attribute(mutate: Any, field: str) -> None:
@@ -86,7 +97,8 @@ def test_invalid_items_name_the_attribute(mutate: Any, field: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [[], {"0010": {"vr": "PN"}}, {"00100010": "x"}, {"00400100": {"vr": "SQ", "Value": [1]}}]
+    "body",
+    [[], {"0010": {"vr": "PN"}}, {"00100010": "x"}, {"00400100": {"vr": "SQ", "Value": [1]}}],
 )
 def test_malformed_json_is_refused(body: Any) -> None:
     with pytest.raises(ValidationError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from app.domain.errors import InvalidQueryError
@@ -86,7 +88,9 @@ class TestEmptyStoredValues:
             ({"ScheduledPerformingPhysicianName": "*HOUSE*"}, {"performing_physician": ""}),
         ],
     )
-    def test_non_empty_key_never_matches_empty(self, keys: dict[str, str], field: dict[str, str]) -> None:
+    def test_non_empty_key_never_matches_empty(
+        self, keys: dict[str, str], field: dict[str, str]
+    ) -> None:
         assert not matches(keys, **field)
 
     def test_universal_key_matches_empty(self) -> None:
@@ -193,7 +197,7 @@ class TestTimes:
 class TestCombinedDateTime:
     """PS3.4 C.2.2.2.5.4: date 0705-0707 + time 1000-1800 is one interval."""
 
-    KEYS = {
+    KEYS: ClassVar[dict[str, str]] = {
         "ScheduledProcedureStepStartDate": "20260705-20260707",
         "ScheduledProcedureStepStartTime": "1000-1800",
     }

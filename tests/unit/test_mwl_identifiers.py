@@ -30,10 +30,18 @@ def stored_item() -> dict[str, Any]:
     item = mwl_item(
         name={"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"},
         station=["CT01", "CT02"],
-        extra={"00321064": {"vr": "SQ", "Value": [
-            {"00080100": {"vr": "SH", "Value": ["X1"]}, "00080102": {"vr": "SH", "Value": ["L"]},
-             "00080104": {"vr": "LO", "Value": ["Head CT"]}},
-        ]}},
+        extra={
+            "00321064": {
+                "vr": "SQ",
+                "Value": [
+                    {
+                        "00080100": {"vr": "SH", "Value": ["X1"]},
+                        "00080102": {"vr": "SH", "Value": ["L"]},
+                        "00080104": {"vr": "LO", "Value": ["Head CT"]},
+                    },
+                ],
+            }
+        },
     )
     item["00080090"] = {"vr": "PN"}
     return item
@@ -45,8 +53,11 @@ class TestParseRequest:
         ds.ScheduledProcedureStepSequence = [sps(ScheduledStationAETitle="CT01", Modality="CT")]
         request = parse_request(ds)
         assert request.keys == {
-            "PatientName": "DOE*", "PatientID": "", "AccessionNumber": "A1",
-            "ScheduledStationAETitle": "CT01", "Modality": "CT",
+            "PatientName": "DOE*",
+            "PatientID": "",
+            "AccessionNumber": "A1",
+            "ScheduledStationAETitle": "CT01",
+            "Modality": "CT",
         }
         assert request.unsupported_keys == []
 
@@ -84,8 +95,12 @@ class TestBuildResponse:
         response, warn = build_response(ds, stored_item(), None)
         assert not warn
         top = {e.keyword for e in response} - {"SpecificCharacterSet"}
-        assert top == {"PatientName", "PatientID", "ReferringPhysicianName",
-                       "ScheduledProcedureStepSequence"}
+        assert top == {
+            "PatientName",
+            "PatientID",
+            "ReferringPhysicianName",
+            "ScheduledProcedureStepSequence",
+        }
         assert response.ReferringPhysicianName == ""  # type 2, unknown: zero length
         assert len(response.ScheduledProcedureStepSequence) == 1
         step = response.ScheduledProcedureStepSequence[0]
@@ -98,8 +113,13 @@ class TestBuildResponse:
         response, _ = build_response(ds, stored_item(), None)
         step = response.ScheduledProcedureStepSequence[0]
         keywords = {e.keyword for e in step}
-        assert {"ScheduledStationAETitle", "ScheduledProcedureStepStartDate", "Modality",
-                "ScheduledProcedureStepID", "ScheduledPerformingPhysicianName"} <= keywords
+        assert {
+            "ScheduledStationAETitle",
+            "ScheduledProcedureStepStartDate",
+            "Modality",
+            "ScheduledProcedureStepID",
+            "ScheduledPerformingPhysicianName",
+        } <= keywords
 
     def test_zero_length_sequence_is_universal_too(self) -> None:
         ds = request_ds()
