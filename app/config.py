@@ -62,7 +62,9 @@ class Settings(BaseSettings):
     max_associations: int = Field(default=20, ge=1, description="concurrent associations")
     dimse_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for a DIMSE")
     acse_timeout: float = Field(default=30.0, gt=0, description="seconds for association setup")
-    network_timeout: float = Field(default=60.0, gt=0, description="idle seconds before close")
+    network_timeout: float = Field(
+        default=60.0, gt=0, description="idle seconds before the association is aborted"
+    )
     max_pdu_size: int = Field(
         default=262144, ge=0, description="largest P-DATA PDU the broker receives (0 = no limit)"
     )

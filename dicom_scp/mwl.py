@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom import DataElement
-from pydicom.charset import convert_encodings, decode_bytes, encode_string
+from pydicom.charset import convert_encodings, decode_bytes, encode_string, python_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -218,19 +218,43 @@ def _strings(ds: Dataset) -> list[str]:
     return out
 
 
+# Terms for the default repertoire: ASCII only, although pydicom decodes them as Latin-1.
+_DEFAULT_REPERTOIRE = frozenset({"", "ISO_IR 6", "ISO 2022 IR 6"})
+
+
 def _encodable(texts: list[str], charset: list[str]) -> bool:
-    try:
-        encodings = convert_encodings(charset)
-    except LookupError:
+    """Whether every text fits ``charset`` exactly, non-ASCII characters in its extended terms.
+
+    pydicom only warns on unknown terms and decodes IR 6 as Latin-1, so both are checked here:
+    an answer labelled with a set must really be encoded in it.
+    """
+    terms = [t.strip() for t in charset]
+    if any(t and t not in python_encoding for t in terms):
         return False
+    extended_terms = [t for t in terms if t not in _DEFAULT_REPERTOIRE]
+    if not extended_terms:
+        return False
+    extended = convert_encodings(extended_terms)
+    for char in {c for text in texts for c in text if not c.isascii()}:
+        if not any(_encodes(char, codec) for codec in extended):
+            return False
+    encodings = convert_encodings(terms)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("error")  # a substitution warning means the text does not fit
         for text in texts:
             try:
                 if decode_bytes(encode_string(text, encodings), encodings, set()) != text:
                     return False
-            except (UnicodeError, LookupError, ValueError):
+            except (UnicodeError, LookupError, ValueError, UserWarning):
                 return False
+    return True
+
+
+def _encodes(char: str, codec: str) -> bool:
+    try:
+        char.encode(codec)
+    except (UnicodeError, LookupError):
+        return False
     return True
 
 

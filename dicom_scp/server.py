@@ -3,7 +3,8 @@
 Association policy (PS3.8 9.3.4, stated in the conformance statement): the Called AE must be
 ``BROKER_AE_TITLE`` unless ``BROKER_REQUIRE_CALLED_AE`` is off (reject 1/1/7); Calling AEs are
 limited to ``BROKER_ALLOWED_CALLING_AES`` when set (reject 1/1/3); at most
-``BROKER_MAX_ASSOCIATIONS`` at once (reject 2/3/2).
+``BROKER_MAX_ASSOCIATIONS`` at once (reject 2/3/2). When several fail, pynetdicom reports the
+last it checks: calling AE, then called AE, then the association limit.
 """
 
 from __future__ import annotations

@@ -170,6 +170,16 @@ class TestChooseCharset:
     def test_greek_request(self) -> None:
         assert choose_charset(self.ds_with("Ψυχάρης"), ["ISO_IR 126"]) == ["ISO_IR 126"]
 
+    def test_unknown_term_falls_back_to_utf8(self) -> None:
+        assert choose_charset(self.ds_with("MÜLLER"), ["ISO_IR 999"]) == ["ISO_IR 192"]
+
+    @pytest.mark.parametrize("charset", [["ISO_IR 6"], ["ISO 2022 IR 6"], [""]])
+    def test_default_repertoire_holds_no_accents(self, charset: list[str]) -> None:
+        assert choose_charset(self.ds_with("MÜLLER"), charset) == ["ISO_IR 192"]
+
+    def test_latin1_text_does_not_fit_japanese_iso_2022(self) -> None:
+        assert choose_charset(self.ds_with("MÜLLER"), ["", "ISO 2022 IR 87"]) == ["ISO_IR 192"]
+
     def test_japanese_iso_2022(self) -> None:
         charset = ["", "ISO 2022 IR 87"]
         assert choose_charset(self.ds_with("Yamada^Tarou=山田^太郎"), charset) == charset

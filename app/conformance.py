@@ -1,0 +1,646 @@
+"""The DICOM Conformance Statement (PS3.2), generated from the configuration and the code's tables.
+
+``render(settings)`` returns Markdown; ``mwl-broker conformance`` prints it and ``make conformance``
+writes ``docs/conformance.md``. The SOP classes, transfer syntaxes, statuses, matching keys and
+return keys come from the tables the broker itself runs on, so the statement cannot drift from
+the code; the prose states the behaviour those tables do not carry.
+
+Like ``app.runtime`` and ``app.cli``, this module is part of the composition root: it is one of
+the few places in ``app/`` allowed to import the DICOM adapter (``dicom_scp.server`` for
+``SOP_CLASSES`` and ``TRANSFER_SYNTAXES``, ``dicom_scp.status`` for ``DimseStatus``).
+
+The output is deterministic (no timestamps) and depends only on the settings that affect DICOM
+(``DICOM_SETTINGS``), so the default settings always give the same document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+
+from pydicom.charset import python_encoding
+from pydicom.datadict import dictionary_description, tag_for_keyword
+from pydicom.uid import UID
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+
+from app.config import Settings
+from app.domain.mwl_attributes import (
+    BY_KEYWORD,
+    MWL_ATTRIBUTES,
+    SPS_SEQUENCE_TAG,
+    Level,
+    MwlAttribute,
+)
+from app.domain.status import FINAL_STATUSES, SpsStatus
+from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
+from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
+from dicom_scp.status import DimseStatus
+
+PRODUCT = "mwl-broker"
+APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+UTF8 = "ISO_IR 192"
+
+# The settings that change what the statement says; every other setting is left out of it.
+DICOM_SETTINGS: tuple[str, ...] = (
+    "ae_title",
+    "bind_host",
+    "dicom_port",
+    "require_called_ae",
+    "allowed_calling_aes",
+    "max_associations",
+    "acse_timeout",
+    "dimse_timeout",
+    "network_timeout",
+    "max_pdu_size",
+    "mwl_name_case_insensitive",
+    "mwl_max_results",
+)
+
+# Required matching keys of PS3.4 Table K.6-1; every other supported key is optional.
+REQUIRED_MATCHING_KEYS = frozenset(
+    {
+        "ScheduledStationAETitle",
+        "ScheduledProcedureStepStartDate",
+        "ScheduledProcedureStepStartTime",
+        "Modality",
+        "ScheduledPerformingPhysicianName",
+        "PatientName",
+        "PatientID",
+    }
+)
+
+# Defined Terms of Specific Character Set (PS3.3 C.12.1.1.2); the statement lists those pydicom
+# can encode. (pydicom also knows aliases such as "ISO_IR 6", which are not Defined Terms.)
+SINGLE_CODE_TERMS: tuple[str, ...] = (
+    "ISO_IR 100", "ISO_IR 101", "ISO_IR 109", "ISO_IR 110", "ISO_IR 144", "ISO_IR 127",
+    "ISO_IR 126", "ISO_IR 138", "ISO_IR 148", "ISO_IR 203", "ISO_IR 166", "ISO_IR 13",
+    "ISO_IR 192", "GB18030", "GBK",
+)  # fmt: skip
+EXTENSION_TERMS: tuple[str, ...] = (
+    "ISO 2022 IR 6", "ISO 2022 IR 100", "ISO 2022 IR 101", "ISO 2022 IR 109",
+    "ISO 2022 IR 110", "ISO 2022 IR 144", "ISO 2022 IR 127", "ISO 2022 IR 126",
+    "ISO 2022 IR 138", "ISO 2022 IR 148", "ISO 2022 IR 203", "ISO 2022 IR 13",
+    "ISO 2022 IR 166", "ISO 2022 IR 87", "ISO 2022 IR 159", "ISO 2022 IR 149",
+    "ISO 2022 IR 58",
+)  # fmt: skip
+
+# What each status means here. Every DimseStatus must be described (render fails otherwise).
+STATUS_USE: dict[DimseStatus, tuple[str, str]] = {
+    DimseStatus.SUCCESS: (
+        "Success",
+        "Matching is complete: after the last Pending, or alone when nothing matched. "
+        "Also the answer to every C-ECHO.",
+    ),
+    DimseStatus.PENDING: (
+        "Pending",
+        "One per matching worklist item, with its identifier; every key of the request was "
+        "supported.",
+    ),
+    DimseStatus.PENDING_WARNING: (
+        "Pending (warning)",
+        "One per matching item, when the request holds a non-empty key the broker does not "
+        "match on (ignored for matching) or a requested attribute outside the worklist model "
+        "that the item does not have (left out of the response).",
+    ),
+    DimseStatus.CANCEL: (
+        "Cancel",
+        "A C-CANCEL arrived before matching completed; no further matches are sent.",
+    ),
+    DimseStatus.OUT_OF_RESOURCES: (
+        "Refused: out of resources",
+        "More items match than the result cap allows; sent after the capped number of "
+        "Pendings, with an Error Comment asking to narrow the query.",
+    ),
+    DimseStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS: (
+        "Error: identifier does not match SOP class",
+        "The identifier does not fit the worklist model: Query/Retrieve Level (0008,0052) "
+        "present, more than one Scheduled Procedure Step Sequence item, an invalid DA/TM value "
+        "or range, an SPS Status that is not a Defined Term, or an identifier that cannot be "
+        "decoded. Error Comment (0000,0902) and, when known, Offending Element (0000,0901).",
+    ),
+    DimseStatus.UNABLE_TO_PROCESS: (
+        "Failed: unable to process",
+        "The worklist could not be read (for example the database is unreachable); may "
+        "follow Pendings.",
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting helpers
+
+
+def _tag(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _keyword_tag(keyword: str) -> int:
+    attribute = BY_KEYWORD.get(keyword)
+    if attribute is not None:
+        return attribute.tag
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(f"{keyword} is not a DICOM keyword")
+    return tag
+
+
+def _name(tag: int) -> str:
+    return dictionary_description(tag)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
+    return [*lines, ""]
+
+
+def _paragraphs(*paragraphs: str) -> list[str]:
+    return [line for paragraph in paragraphs for line in (paragraph, "")]
+
+
+def _section(title: str, *paragraphs: str) -> list[str]:
+    return [title, "", *_paragraphs(*paragraphs)]
+
+
+def _bullets(items: Iterable[str]) -> list[str]:
+    return [*(f"- {item}" for item in items), ""]
+
+
+def _setting_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "(empty)"
+    return str(value)
+
+
+def _env_name(field: str) -> str:
+    return f"BROKER_{field.upper()}"
+
+
+def _product_version() -> str:
+    try:
+        return package_version(PRODUCT)
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def _reject(result: int, source: int, reason: int, text: str) -> str:
+    return f"A-ASSOCIATE-RJ result {result}, source {source}, reason {reason} ({text})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+def _header(settings: Settings) -> list[str]:
+    lines = [
+        f"# {PRODUCT} {_product_version()}: DICOM Conformance Statement",
+        "",
+        "<!-- Generated by `mwl-broker conformance` from the configuration and the code's own "
+        "tables. Do not edit: run `make conformance`. -->",
+        "",
+    ]
+    rows = [
+        ("Product", PRODUCT),
+        ("Version", _product_version()),
+        ("AE Title", f"`{settings.ae_title}`"),
+        ("DICOM port (TCP)", str(settings.dicom_port)),
+        ("Implementation Class UID", str(PYNETDICOM_IMPLEMENTATION_UID)),
+        ("Implementation Version Name", PYNETDICOM_IMPLEMENTATION_VERSION),
+    ]
+    return lines + _table(("Item", "Value"), rows)
+
+
+def _overview() -> list[str]:
+    lines = _section(
+        "## 1. Overview",
+        f"{PRODUCT} is a Modality Worklist broker: it keeps worklist items (one Scheduled "
+        "Procedure Step with its Requested Procedure, Imaging Service Request, Visit and "
+        "Patient) and answers Modality Worklist queries from modalities. It never initiates "
+        "associations and supports no other DICOM service than the ones below.",
+    )
+    rows = [(name, uid, "No", "Yes") for uid, name in SOP_CLASSES]
+    return lines + _table(("SOP Class", "UID", "User of Service (SCU)", "Provider (SCP)"), rows)
+
+
+def _implementation_model(settings: Settings) -> list[str]:
+    return _section(
+        "## 2. Implementation Model",
+        "### 2.1 Application Data Flow",
+        "Worklist items are created, updated and moved between statuses through the broker's "
+        "REST API (or imported from worklist files with `mwl-broker import-wl`) and stored in "
+        "its database. A modality queries them with Modality Worklist C-FIND; the broker "
+        "answers from the database. Any peer may verify the connection with C-ECHO.",
+        "### 2.2 Functional Definition of AEs",
+        f"One Application Entity, `{settings.ae_title}`, listens on TCP port "
+        f"{settings.dicom_port} for associations. Each accepted association is served in its "
+        "own thread; each C-FIND is answered by streaming the matching items from the database, "
+        "one Pending response per item.",
+        "### 2.3 Sequencing of Real-World Activities",
+        "An item is visible to queries as soon as it is stored. A step moved to a final status "
+        f"({_final_statuses()}) drops out of default queries (see 3.5.2.6).",
+    )
+
+
+def _final_statuses() -> str:
+    return ", ".join(s.value for s in SpsStatus if s in FINAL_STATUSES)
+
+
+def _ae_specification(settings: Settings) -> list[str]:
+    lines = _section(
+        f"## 3. AE Specification: `{settings.ae_title}`",
+        "### 3.1 SOP Classes",
+        f"`{settings.ae_title}` provides Standard Conformance to the following SOP Classes:",
+    )
+    rows = [(name, uid, "SCP") for uid, name in SOP_CLASSES]
+    return lines + _table(("SOP Class", "UID", "Role"), rows)
+
+
+def _association_policies(settings: Settings) -> list[str]:
+    pdu = (
+        f"{settings.max_pdu_size} bytes"
+        if settings.max_pdu_size
+        else "unlimited (0: no limit is stated)"
+    )
+    return _section(
+        "### 3.2 Association Policies",
+        "#### 3.2.1 General",
+        f"Application Context Name: {APPLICATION_CONTEXT} (DICOM Application Context). "
+        f"Maximum PDU size received (Maximum Length sub-item): {pdu}; PDUs sent are limited to "
+        "the maximum length the peer states.",
+        "#### 3.2.2 Number of Associations",
+        f"At most {settings.max_associations} associations are accepted at the same time "
+        f"(`{_env_name('max_associations')}`); one more is refused with "
+        f"{_reject(2, 3, 2, 'rejected-transient, service provider, local-limit-exceeded')}. "
+        "The broker never initiates associations.",
+        "#### 3.2.3 Asynchronous Nature",
+        "Asynchronous operations are not supported: an Asynchronous Operations Window "
+        "sub-item is not answered, so the maximum number of operations invoked and performed "
+        "is 1 each. Operations on one association are processed one after the other.",
+        "#### 3.2.4 Implementation Identifying Information",
+        f"Implementation Class UID: {PYNETDICOM_IMPLEMENTATION_UID}; Implementation Version "
+        f"Name: {PYNETDICOM_IMPLEMENTATION_VERSION} (the DICOM toolkit, pynetdicom).",
+    )
+
+
+def _called_ae_rule(settings: Settings) -> str:
+    if not settings.require_called_ae:
+        return (
+            f"The Called AE Title is not checked (`{_env_name('require_called_ae')}` is false); "
+            "any Called AE Title is accepted."
+        )
+    return (
+        f"The Called AE Title must be `{settings.ae_title}` (compared exactly, case-sensitive; "
+        "leading and trailing spaces are not significant), else "
+        f"{_reject(1, 1, 7, 'called-AE-title-not-recognized')}."
+    )
+
+
+def _calling_ae_rule(settings: Settings) -> str:
+    if not settings.allowed_calling_aes:
+        return f"Any Calling AE Title is accepted (`{_env_name('allowed_calling_aes')}` is empty)."
+    allowed = ", ".join(f"`{ae}`" for ae in settings.allowed_calling_aes)
+    return (
+        f"Only these Calling AE Titles are accepted: {allowed}; any other is refused with "
+        f"{_reject(1, 1, 3, 'calling-AE-title-not-recognized')}."
+    )
+
+
+def _acceptance_policy(settings: Settings) -> list[str]:
+    lines = _section(
+        "### 3.3 Association Initiation Policy",
+        f"`{settings.ae_title}` never initiates associations.",
+        "### 3.4 Association Acceptance Policy",
+        f"`{settings.ae_title}` accepts associations on TCP port {settings.dicom_port} when:",
+    )
+    lines += _bullets(
+        [
+            _calling_ae_rule(settings),
+            _called_ae_rule(settings),
+            f"fewer than {settings.max_associations} associations are already open, else "
+            f"{_reject(2, 3, 2, 'local-limit-exceeded')}.",
+        ]
+    )
+    lines += _paragraphs(
+        "When several checks fail, the last one listed decides the rejection reason.",
+        f"Timeouts: association setup and release (ACSE, ARTIM) {settings.acse_timeout:g} s; "
+        f"waiting for a DIMSE message {settings.dimse_timeout:g} s; an association without "
+        f"network activity for {settings.network_timeout:g} s is aborted (A-ABORT).",
+        "SCP/SCU Role Selection is not supported: the requestor is SCU and the broker SCP. "
+        "SOP Class Extended Negotiation is not supported (no fuzzy semantic matching of person "
+        "names, no timezone query adjustment). User Identity Negotiation is not supported: the "
+        "sub-item is ignored and no response is returned.",
+    )
+    return lines + _presentation_contexts()
+
+
+def _transfer_syntax(uid: str) -> str:
+    return f"{UID(uid).name} {uid}"
+
+
+def _presentation_contexts() -> list[str]:
+    lines = _section(
+        "#### 3.4.1 Presentation Contexts",
+        "Each abstract syntax below is accepted with the first transfer syntax of the proposed "
+        "list that the broker supports. Any other abstract syntax is rejected "
+        "(abstract-syntax-not-supported). At most 128 presentation contexts per association.",
+    )
+    syntaxes = "<br>".join(_transfer_syntax(uid) for uid in TRANSFER_SYNTAXES)
+    rows = [(f"{name}<br>{uid}", syntaxes, "SCP", "None") for uid, name in SOP_CLASSES]
+    headers = ("Abstract Syntax", "Transfer Syntaxes", "Role", "Extended Negotiation")
+    return lines + _table(headers, rows)
+
+
+def _verification() -> list[str]:
+    return _section(
+        "### 3.5 SOP Specific Conformance",
+        "#### 3.5.1 Verification",
+        "C-ECHO is always answered with Success (0x0000) while the broker runs.",
+    )
+
+
+def _status_rows() -> list[tuple[str, str, str, str]]:
+    return [(f"0x{int(s):04X}", STATUS_USE[s][0], s.name, STATUS_USE[s][1]) for s in DimseStatus]
+
+
+def _mwl_statuses(settings: Settings) -> list[str]:
+    cap = (
+        f"at most {settings.mwl_max_results} items are returned per query "
+        f"(`{_env_name('mwl_max_results')}`): when more match, the broker sends "
+        f"{settings.mwl_max_results} Pending responses and then 0xA700 instead of Success, so "
+        "the modality knows its list is incomplete; exactly that many matches end with Success"
+        if settings.mwl_max_results
+        else f"the number of matches is not limited (`{_env_name('mwl_max_results')}` is 0)"
+    )
+    lines = _section(
+        "#### 3.5.2 Modality Worklist Information Model - FIND",
+        "##### 3.5.2.1 Responses and Status Codes",
+        "One C-FIND response with status Pending is sent per matching worklist item (one "
+        "Scheduled Procedure Step), in order of the step's start date and time, followed by "
+        f"one final response without identifier. Result cap: {cap}.",
+    )
+    lines += _table(("Status", "Meaning", "Name", "When the broker sends it"), _status_rows())
+    return lines + _paragraphs(
+        "C-CANCEL: the broker checks for a C-CANCEL-FIND-RQ before sending each further match; "
+        "on one it stops and sends a single response with status 0xFE00 (Cancel). Matches "
+        "already sent stand; a C-CANCEL after the final response has no effect."
+    )
+
+
+def _matching_type(keyword: str) -> str:
+    return "R" if keyword in REQUIRED_MATCHING_KEYS else "O"
+
+
+def _matching_rows() -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for keyword, matching in SUPPORTED_MATCHING_KEYS.items():
+        tag = _keyword_tag(keyword)
+        where = "SPS Sequence item" if keyword in SPS_LEVEL_KEYS else "top level"
+        rows.append((keyword, _tag(tag), where, _matching_type(keyword), matching))
+    return rows
+
+
+def _matching_keys() -> list[str]:
+    optional = ", ".join(k for k in SUPPORTED_MATCHING_KEYS if k not in REQUIRED_MATCHING_KEYS)
+    lines = _section(
+        "##### 3.5.2.2 Matching Keys",
+        "The broker matches on every Required matching key of PS3.4 Table K.6-1 (R) and on "
+        f"these optional ones (O): {optional}. Keys inside the Scheduled Procedure Step "
+        f"Sequence {_tag(SPS_SEQUENCE_TAG)} are read from its single item (a query with more "
+        "than one item is refused with 0xA900).",
+    )
+    lines += _table(("Keyword", "Tag", "Where", "K.6-1", "Matching types"), _matching_rows())
+    return lines + _bullets(
+        [
+            "A zero-length key, or `*` alone, is universal matching.",
+            "A non-empty key never matches an item whose value is empty or absent "
+            "(PS3.4 K.2.2.1.1.1).",
+            "Wild cards `*` (any run, including none) and `?` (one character) are honoured on "
+            "the keys marked wild card. Text keys other than names are case-sensitive; leading "
+            "and trailing spaces are not significant.",
+            "Scheduled Station AE Title may hold several values on an item; the item matches "
+            "when any value matches, and all values are returned.",
+            "Study Instance UID accepts a list of UIDs separated by `\\`; any may match.",
+            "A non-empty key the broker does not match on (any key not in this table, or a "
+            "sequence other than the Scheduled Procedure Step Sequence with values) is ignored "
+            "for matching and the Pending responses carry 0xFF01. Specific Character Set "
+            "(0008,0005) and Timezone Offset From UTC (0008,0201) are never matched on.",
+            "Fuzzy semantic matching of person names is not supported.",
+        ]
+    )
+
+
+def _person_names(settings: Settings) -> list[str]:
+    names = " and ".join(k for k in SUPPORTED_MATCHING_KEYS if BY_KEYWORD[k].vr == "PN")
+    case = "case-insensitive" if settings.mwl_name_case_insensitive else "case-sensitive (literal)"
+    return _section(
+        "##### 3.5.2.3 Person Name Matching",
+        f"Matching on {names} is {case} "
+        f"(`{_env_name('mwl_name_case_insensitive')}` is "
+        f"{_setting_value(settings.mwl_name_case_insensitive)}); all other keys are "
+        "case-sensitive. Before comparison, key and stored name are normalised: spaces around "
+        "components are dropped and trailing empty components and component groups are not "
+        "significant, so `SMITH^JOHN^^^` equals `SMITH^JOHN`.",
+        "A key without `=` is compared with each component group of the stored name "
+        "(alphabetic, ideographic, phonetic) and matches when any group does. A key with `=` "
+        "is compared group by group; an empty key group matches anything. The key is compared "
+        "with a whole component group: `SMITH` does not match `SMITH^JOHN`, `SMITH*` does.",
+    )
+
+
+def _dates_and_times() -> list[str]:
+    return _section(
+        "##### 3.5.2.4 Date and Time Matching",
+        "DA keys (Scheduled Procedure Step Start Date, Patient's Birth Date) take a single date "
+        "`YYYYMMDD` or a range `D1-D2`, `D1-` or `-D2` (inclusive, open ends allowed). TM keys "
+        "take `HH`, `HHMM` or `HHMMSS` (fractions are ignored; `HH:MM:SS` is accepted) as a "
+        "single value or a range within one day; a single time matches by meaning (`1000` "
+        "equals `100000`), and a range's missing parts are padded to the start or end of the "
+        "period (`-10` ends at 10:59:59). A time range that crosses midnight, a range that ends "
+        "before it starts or an invalid value is refused with 0xA900.",
+        "Scheduled Procedure Step Start Date and Start Time together form one date-time range "
+        "(PS3.4 C.2.2.2.5.4): date `20260705-20260707` with time `1000-1800` matches from "
+        "5 July 10:00 to 7 July 18:00. A date without a time covers whole days; a time without "
+        "a date applies on every day. Start times are stored to the second. Timezone Offset "
+        "From UTC (0008,0201) in a request is ignored: dates and times are local to the broker's "
+        "worklist.",
+    )
+
+
+def _return_rows() -> list[tuple[str, str, str, str, str, str]]:
+    rows = []
+    for attribute in MWL_ATTRIBUTES:
+        prefix = ">" if attribute.level is Level.STEP else ""
+        matched = "yes" if attribute.keyword in SUPPORTED_MATCHING_KEYS else ""
+        rows.append(
+            (
+                f"{prefix}{_name(attribute.tag)}",
+                attribute.keyword,
+                _tag(attribute.tag),
+                attribute.level.value,
+                attribute.return_type,
+                matched,
+            )
+        )
+    return rows
+
+
+def _type3(attributes: Iterable[MwlAttribute]) -> str:
+    return ", ".join(a.keyword for a in attributes if not a.always_returned)
+
+
+def _return_keys() -> list[str]:
+    lines = _section(
+        "##### 3.5.2.5 Return Keys",
+        "Each response holds exactly the attributes of the request (PS3.4 K.4.1.1.3.2), plus "
+        "Specific Character Set when needed. The Scheduled Procedure Step Sequence "
+        f"{_tag(SPS_SEQUENCE_TAG)} is returned with exactly one item, the matched step "
+        "(attributes marked `>` below live in that item).",
+    )
+    lines += _bullets(
+        [
+            "Type 1 and 2 keys are always returned; a Type 2 key the item has no value for is "
+            "returned with zero length.",
+            f"Type 3 keys supported: {_type3(MWL_ATTRIBUTES)}. They are returned with their "
+            "value when the item has one; a requested Type 3 key without a value is returned "
+            "with zero length.",
+            "A requested attribute outside the table is returned when the item carries it (items "
+            "may hold further attributes); otherwise it is left out and the response is Pending "
+            "with warning 0xFF01.",
+            "A sequence requested with zero length or with one empty item is universal: the "
+            "whole stored sequence is returned. A sequence requested with keys in its item "
+            "returns each stored item reduced to those keys.",
+        ]
+    )
+    headers = ("Attribute", "Keyword", "Tag", "Level", "Return type", "Matching key")
+    return lines + _table(headers, _return_rows())
+
+
+def _sps_status() -> list[str]:
+    statuses = ", ".join(s.value for s in SpsStatus)
+    return _section(
+        "##### 3.5.2.6 Scheduled Procedure Step Status",
+        f"Steps in a final status ({_final_statuses()}) are not returned unless the query "
+        "names a Scheduled Procedure Step Status (0040,0020) other than universal matching "
+        "(a value or a wild card pattern). A status key must be one of the Defined Terms "
+        f"{statuses} or a wild card pattern, else the query is refused with 0xA900.",
+    )
+
+
+def _charset_terms() -> tuple[list[str], list[str]]:
+    known = set(python_encoding)
+    single = [t for t in SINGLE_CODE_TERMS if t in known]
+    extensions = [t for t in EXTENSION_TERMS if t in known]
+    return single, extensions
+
+
+def _charset_behaviour() -> list[str]:
+    return _section(
+        "##### 3.5.2.7 Specific Character Set",
+        "The request is decoded according to its Specific Character Set (0008,0005) and "
+        "matched as Unicode text. A response whose values are all ASCII carries no Specific "
+        "Character Set. Otherwise the broker answers in the request's character set when every "
+        f"value of the response can be encoded in it, else in UTF-8 (`{UTF8}`). The broker "
+        "stores text as Unicode; see section 7 for the character sets supported.",
+    )
+
+
+def _communication(settings: Settings) -> list[str]:
+    return _section(
+        "## 4. Communication Profiles",
+        "DICOM Upper Layer over TCP/IP (PS3.8). The broker listens on "
+        f"`{settings.bind_host}` TCP port {settings.dicom_port}. TLS is not supported; physical "
+        "media are not supported.",
+    )
+
+
+def _extensions() -> list[str]:
+    return _section(
+        "## 5. Extensions, Specializations, Privatizations",
+        "None. No private attributes or SOP classes are used.",
+    )
+
+
+def _configuration(settings: Settings) -> list[str]:
+    lines = _section(
+        "## 6. Configuration",
+        "The DICOM behaviour is configured with environment variables (or a `.env` file in the "
+        "working directory). This statement was generated with these values:",
+    )
+    rows = []
+    for field in DICOM_SETTINGS:
+        info = Settings.model_fields[field]
+        default = info.get_default(call_default_factory=True)
+        value = getattr(settings, field)
+        rows.append(
+            (
+                f"`{_env_name(field)}`",
+                _setting_value(value),
+                _setting_value(default),
+                info.description or "",
+            )
+        )
+    return lines + _table(("Variable", "Value", "Default", "Meaning"), rows)
+
+
+def _character_sets() -> list[str]:
+    single, extensions = _charset_terms()
+    lines = _section(
+        "## 7. Support of Character Sets",
+        "The default repertoire (ISO-IR 6, no Specific Character Set) and these Defined Terms "
+        "of Specific Character Set (0008,0005) are supported in requests and responses:",
+    )
+    lines += _bullets(
+        [
+            "Without code extensions: " + ", ".join(f"`{t}`" for t in single),
+            "With code extensions (ISO 2022): " + ", ".join(f"`{t}`" for t in extensions),
+        ]
+    )
+    return lines + _paragraphs(
+        f"Responses that need characters outside the request's character set use `{UTF8}`."
+    )
+
+
+def _security() -> list[str]:
+    return _section(
+        "## 8. Security",
+        "No security profiles are supported (no TLS, no User Identity Negotiation). Access is "
+        "limited only by the AE Title checks of section 3.4 and by the network.",
+    )
+
+
+def render(settings: Settings) -> str:
+    """The conformance statement for ``settings``, as Markdown."""
+    parts: list[list[str]] = [
+        _header(settings),
+        _overview(),
+        _implementation_model(settings),
+        _ae_specification(settings),
+        _association_policies(settings),
+        _acceptance_policy(settings),
+        _verification(),
+        _mwl_statuses(settings),
+        _matching_keys(),
+        _person_names(settings),
+        _dates_and_times(),
+        _return_keys(),
+        _sps_status(),
+        _charset_behaviour(),
+        _communication(settings),
+        _extensions(),
+        _configuration(settings),
+        _character_sets(),
+        _security(),
+    ]
+    lines = [line for part in parts for line in part]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,101 @@
+"""The generated DICOM conformance statement: the committed copy, settings and code tables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+from app.conformance import render
+from app.domain.worklist import SUPPORTED_MATCHING_KEYS
+from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
+from dicom_scp.status import DimseStatus
+
+COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "conformance.md"
+
+
+@pytest.fixture(autouse=True)
+def no_broker_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rendered from the defaults: BROKER_* variables of the shell must not leak in."""
+    for name in list(os.environ):
+        if name.startswith("BROKER_"):
+            monkeypatch.delenv(name)
+
+
+def default_settings() -> Settings:
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def default_text() -> str:
+    return render(default_settings())
+
+
+def test_committed_statement_is_up_to_date(default_text: str) -> None:
+    assert COMMITTED.exists(), "docs/conformance.md is missing: run `make conformance`"
+    assert COMMITTED.read_text(encoding="utf-8") == default_text, (
+        "docs/conformance.md differs from the statement the code generates: "
+        "run `make conformance` (with no BROKER_* variables set) and commit the result"
+    )
+
+
+def test_render_is_deterministic(default_text: str) -> None:
+    assert render(default_settings()) == default_text
+
+
+def test_render_reflects_settings() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        ae_title="RIS_WL_01",
+        dicom_port=4242,
+        mwl_name_case_insensitive=False,
+        allowed_calling_aes=["CT_SCANNER_1", "MR_ROOM_2"],
+        mwl_max_results=250,
+        max_associations=7,
+    )
+    text = render(settings)
+    assert "`RIS_WL_01`" in text
+    assert "TCP port 4242" in text
+    assert "is case-sensitive (literal)" in text
+    assert "case-insensitive (`" not in text
+    assert "`CT_SCANNER_1`, `MR_ROOM_2`" in text
+    assert "reason 3 (calling-AE-title-not-recognized)" in text
+    assert "at most 250 items are returned per query" in text
+    assert "sends 250 Pending responses and then 0xA700" in text
+    assert "At most 7 associations" in text
+    assert text != render(default_settings())
+
+
+def test_render_states_default_policies(default_text: str) -> None:
+    assert "is case-insensitive (`BROKER_MWL_NAME_CASE_INSENSITIVE` is true)" in default_text
+    assert "Any Calling AE Title is accepted" in default_text
+    assert "reason 7 (called-AE-title-not-recognized)" in default_text
+    assert "result 2, source 3, reason 2" in default_text
+    assert "at most 1000 items are returned per query" in default_text
+
+
+def test_optional_settings_change_the_text() -> None:
+    no_cap = render(Settings(_env_file=None, mwl_max_results=0))  # type: ignore[call-arg]
+    assert "the number of matches is not limited" in no_cap
+    open_called = render(Settings(_env_file=None, require_called_ae=False))  # type: ignore[call-arg]
+    assert "The Called AE Title is not checked" in open_called
+
+
+def test_tables_come_from_the_code(default_text: str) -> None:
+    for keyword in SUPPORTED_MATCHING_KEYS:
+        assert f"| {keyword} |" in default_text, keyword
+    for uid, name in SOP_CLASSES:
+        assert uid in default_text, name
+    for uid in TRANSFER_SYNTAXES:
+        assert uid in default_text, uid
+    for status in DimseStatus:
+        assert f"0x{int(status):04X}" in default_text, status.name
+
+
+def test_implementation_identity_is_pynetdicoms(default_text: str) -> None:
+    from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+
+    assert str(PYNETDICOM_IMPLEMENTATION_UID) in default_text
+    assert PYNETDICOM_IMPLEMENTATION_VERSION in default_text
