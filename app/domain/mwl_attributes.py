@@ -2,11 +2,13 @@
 
 Each attribute has the level of the data model it lives at, so an item posted as one DICOM JSON
 object can be split into patient, order (imaging service request and visit), requested procedure
-and scheduled step, and reassembled for a response. The table is also the set of return keys the broker
-supports: over C-FIND every requested attribute of the table is answered, zero length when the
-item has no value (PS3.4 K.2.2.1.2; for Type 3 that is the SCP's choice, and it tells the modality "unknown").
-The return type only decides what a stored item (and the REST API) carries: Type 1 and 2
-attributes always, Type 3 ones only when known.
+and scheduled step, and reassembled for a response.
+
+The table is also the set of return keys the broker supports: over C-FIND every requested
+attribute of the table is answered, zero length when the item has no value (PS3.4 K.2.2.1.2; for
+Type 3 that is the SCP's choice, and tells the modality "unknown"). The return type only decides
+what a stored item (and so the REST API) carries: Type 1 and 2 attributes always, Type 3 ones
+only when known.
 """
 
 from __future__ import annotations
