@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import islice
-from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from app.domain.dicom_json import JsonDataset
-from app.domain.errors import NotFoundError
+from app.domain.errors import ConflictError, NotFoundError
 from app.domain.items import PatientData
 from app.domain.matching import NameKey, person_name_key
 from app.domain.status import AuditSource
@@ -23,20 +22,15 @@ ENTITY = "patient"
 _DEMOGRAPHICS = ("name", "birth_date", "sex")
 
 
-def _insert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+def _insert(session: Session, data: PatientData) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING: the new primary key, or ``None`` when the identity exists.
 
-
-def ensure_patient(session: Session, data: PatientData, *, source: AuditSource) -> Patient:
-    """Find or create the patient and merge in what ``data`` knows.
-
-    Race-safe: two transactions inserting the same identity at once both end with the one row
-    (INSERT ... ON CONFLICT DO NOTHING, then read), on SQLite and PostgreSQL alike. Empty values
-    in ``data`` do not erase known ones; use ``update_patient`` to clear a field.
+    Race-safe on SQLite and PostgreSQL alike: of two transactions inserting one identity at once,
+    exactly one gets a key and neither fails.
     """
     now = utcnow()
-    insert = _insert(session)(Patient).values(
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Patient).values(
         patient_id=data.patient_id,
         issuer_of_patient_id=data.issuer_of_patient_id,
         name=data.name,
@@ -47,16 +41,42 @@ def ensure_patient(session: Session, data: PatientData, *, source: AuditSource) 
         created_at=now,
         updated_at=now,
     )
-    insert = insert.on_conflict_do_nothing(
+    statement = insert.on_conflict_do_nothing(
         index_elements=["patient_id", "issuer_of_patient_id"]
     ).returning(col(Patient.id))
-    inserted_pk = session.execute(insert).scalar_one_or_none()
-    patient = session.exec(
+    pk: int | None = session.execute(statement).scalar_one_or_none()
+    return pk
+
+
+def _by_identity(session: Session, data: PatientData) -> Patient:
+    return session.exec(
         select(Patient).where(
             Patient.patient_id == data.patient_id,
             Patient.issuer_of_patient_id == data.issuer_of_patient_id,
         )
     ).one()
+
+
+def create_patient(session: Session, data: PatientData, *, source: AuditSource) -> Patient:
+    """Create a new patient; ``ConflictError`` when that Patient ID + Issuer exists."""
+    pk = _insert(session, data)
+    if pk is None:
+        raise ConflictError(
+            f"patient {data.patient_id} (issuer '{data.issuer_of_patient_id}') already exists",
+            field="patient_id",
+        )
+    audit.record(session, source=source, action="create", entity=ENTITY, entity_pk=pk)
+    return _by_identity(session, data)
+
+
+def ensure_patient(session: Session, data: PatientData, *, source: AuditSource) -> Patient:
+    """Find or create the patient and merge in what ``data`` knows.
+
+    Race-safe (see ``_insert``): concurrent messages about one new patient create one row.
+    Empty values in ``data`` do not erase known ones; use ``update_patient`` to clear a field.
+    """
+    inserted_pk = _insert(session, data)
+    patient = _by_identity(session, data)
     if inserted_pk is not None:
         audit.record(session, source=source, action="create", entity=ENTITY, entity_pk=inserted_pk)
         return patient

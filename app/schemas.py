@@ -1,0 +1,278 @@
+"""Plain JSON API models for patients, orders, requested procedures and steps.
+
+Lengths follow the DICOM VR of each attribute (PS3.5 Table 6.2-1), so whatever the REST API
+accepts is also a valid worklist item. Shape errors are pydantic's 422 (``loc`` names the field);
+rules of the data model are checked when converting to the domain commands, where a
+``ValidationError`` becomes a 422 with ``field``. Input models forbid unknown fields, so a typo
+is an error instead of a silently ignored value.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from app.domain.items import (
+    OrderData,
+    PatientData,
+    ProcedureData,
+    StepData,
+    new_short_id,
+    new_uid,
+    start_datetime_from,
+    validate_ae_titles,
+)
+from app.domain.status import SpsStatus
+
+_PN_MAX_GROUPS = 3  # alphabetic, ideographic, phonetic
+_PN_MAX_COMPONENTS = 5
+_PN_GROUP_MAX_CHARS = 64
+
+
+def _calendar_date(value: str) -> str:
+    if value:
+        try:
+            date(int(value[:4]), int(value[4:6]), int(value[6:]))
+        except ValueError:
+            raise ValueError(f"'{value}' is not a calendar date") from None
+    return value
+
+
+def _person_name(value: str) -> str:
+    """PN (PS3.5 6.2): up to 3 '='-separated groups of up to 5 '^'-separated components."""
+    if "\\" in value or any(ord(c) < 0x20 for c in value):
+        raise ValueError("a person name may not contain '\\' or control characters")
+    groups = value.split("=")
+    if len(groups) > _PN_MAX_GROUPS:
+        raise ValueError(f"a person name has at most {_PN_MAX_GROUPS} '='-separated groups")
+    for group in groups:
+        if len(group.split("^")) > _PN_MAX_COMPONENTS:
+            raise ValueError(f"a person name group has at most {_PN_MAX_COMPONENTS} components")
+        if len(group) > _PN_GROUP_MAX_CHARS:
+            raise ValueError(f"a person name group has at most {_PN_GROUP_MAX_CHARS} characters")
+    return value
+
+
+_Stripped = StringConstraints(strip_whitespace=True)
+OptionalDate = Annotated[
+    str, _Stripped, Field(pattern=r"^(\d{8})?$"), AfterValidator(_calendar_date)
+]
+RequiredDate = Annotated[str, _Stripped, Field(pattern=r"^\d{8}$"), AfterValidator(_calendar_date)]
+StartTime = Annotated[str, _Stripped, Field(pattern=r"^\d{4}(\d{2})?$", examples=["0830"])]
+PersonName = Annotated[
+    str, _Stripped, Field(max_length=400, examples=["DOE^JANE"]), AfterValidator(_person_name)
+]
+RequiredPersonName = Annotated[
+    str, _Stripped, Field(min_length=1, max_length=400), AfterValidator(_person_name)
+]
+Sex = Literal["", "M", "F", "O"]
+LO = Annotated[str, _Stripped, Field(max_length=64)]
+SH = Annotated[str, _Stripped, Field(max_length=16)]
+CS = Annotated[str, _Stripped, Field(max_length=16)]
+Uid = Annotated[
+    str, _Stripped, Field(max_length=64, pattern=r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+]
+AeTitle = Annotated[str, Field(max_length=16)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Patients
+
+
+class PatientIn(_Input):
+    patient_id: Annotated[str, _Stripped, Field(min_length=1, max_length=64)]
+    issuer_of_patient_id: LO = ""
+    name: RequiredPersonName = Field(examples=["DOE^JANE"])
+    birth_date: OptionalDate = Field(default="", examples=["19800101"])
+    sex: Sex = ""
+
+    def to_domain(self) -> PatientData:
+        return PatientData(
+            patient_id=self.patient_id,
+            issuer_of_patient_id=self.issuer_of_patient_id,
+            name=self.name,
+            birth_date=self.birth_date,
+            sex=self.sex,
+        )
+
+
+class PatientUpdate(_Input):
+    """Demographics to change; fields not sent stay, ``""`` clears (the name cannot be cleared).
+
+    Patient ID and issuer are the identity and are not changed here.
+    """
+
+    name: RequiredPersonName | None = None
+    birth_date: OptionalDate | None = None
+    sex: Sex | None = None
+
+    def changes(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+
+
+class PatientOut(_Output):
+    id: int
+    patient_id: str
+    issuer_of_patient_id: str
+    name: str
+    birth_date: str
+    sex: str
+    created_at: datetime
+    updated_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduled Procedure Steps
+
+
+class StepIn(_Input):
+    sps_id: SH | None = Field(default=None, description="generated when not given")
+    station_ae_titles: list[AeTitle] = Field(min_length=1, examples=[["CT01"]])
+    start_date: RequiredDate = Field(examples=["20261201"])
+    start_time: StartTime
+    modality: Annotated[str, _Stripped, Field(min_length=1, max_length=16, examples=["CT"])]
+    performing_physician: PersonName = ""
+    description: LO = ""
+    station_name: SH = ""
+    location: SH = ""
+    status: SpsStatus = SpsStatus.SCHEDULED
+
+    def to_domain(self) -> StepData:
+        return StepData(
+            sps_id=self.sps_id or new_short_id("SPS"),
+            station_ae_titles=validate_ae_titles(self.station_ae_titles),
+            start_datetime=start_datetime_from(self.start_date, self.start_time),
+            modality=self.modality,
+            performing_physician=self.performing_physician,
+            description=self.description,
+            station_name=self.station_name,
+            location=self.location,
+            status=self.status,
+        )
+
+
+class StepUpdate(_Input):
+    """Reschedule or correct a step; fields not sent stay. The status has its own endpoint."""
+
+    station_ae_titles: list[AeTitle] | None = Field(default=None, min_length=1)
+    start_date: RequiredDate | None = None
+    start_time: StartTime | None = None
+    modality: Annotated[str, _Stripped, Field(min_length=1, max_length=16)] | None = None
+    performing_physician: PersonName | None = None
+    description: LO | None = None
+    station_name: SH | None = None
+    location: SH | None = None
+
+
+class StepOut(_Output):
+    id: int
+    sps_id: str
+    station_ae_titles: list[str]
+    start_date: str
+    start_time: str
+    modality: str
+    performing_physician: str
+    description: str
+    station_name: str
+    location: str
+    status: SpsStatus
+    updated_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# Requested Procedures and orders
+
+
+class ProcedureIn(_Input):
+    requested_procedure_id: SH | None = Field(default=None, description="generated when not given")
+    study_instance_uid: Uid | None = Field(default=None, description="generated when not given")
+    description: LO = ""
+    priority: CS = ""
+    steps: list[StepIn] = Field(min_length=1)
+
+    def to_domain(self) -> tuple[ProcedureData, list[StepData]]:
+        procedure = ProcedureData(
+            requested_procedure_id=self.requested_procedure_id or new_short_id("RP"),
+            study_instance_uid=self.study_instance_uid or new_uid(),
+            description=self.description,
+            priority=self.priority,
+        )
+        return procedure, [step.to_domain() for step in self.steps]
+
+
+class ProcedureOut(_Output):
+    id: int
+    requested_procedure_id: str
+    study_instance_uid: str
+    description: str
+    priority: str
+    steps: list[StepOut]
+
+
+class _OrderFields(_Input):
+    accession_number: SH = ""
+    placer_order_number: LO = ""
+    filler_order_number: LO = ""
+    requesting_physician: PersonName = ""
+    referring_physician_name: PersonName = ""
+    admission_id: LO = ""
+    current_patient_location: LO = ""
+
+
+class OrderIn(_OrderFields):
+    patient: PatientIn
+    procedures: list[ProcedureIn] = Field(min_length=1)
+
+    def order_data(self) -> OrderData:
+        return OrderData(
+            accession_number=self.accession_number,
+            placer_order_number=self.placer_order_number,
+            filler_order_number=self.filler_order_number,
+            requesting_physician=self.requesting_physician,
+            referring_physician_name=self.referring_physician_name,
+            admission_id=self.admission_id,
+            current_patient_location=self.current_patient_location,
+        )
+
+    def procedure_data(self) -> list[tuple[ProcedureData, list[StepData]]]:
+        return [procedure.to_domain() for procedure in self.procedures]
+
+
+class OrderUpdate(_Input):
+    """Order-level fields to change; fields not sent stay, ``""`` clears."""
+
+    accession_number: SH | None = None
+    placer_order_number: LO | None = None
+    filler_order_number: LO | None = None
+    requesting_physician: PersonName | None = None
+    referring_physician_name: PersonName | None = None
+    admission_id: LO | None = None
+    current_patient_location: LO | None = None
+
+    def changes(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
+
+
+class OrderOut(_Output):
+    id: int
+    patient: PatientOut
+    accession_number: str
+    placer_order_number: str
+    filler_order_number: str
+    requesting_physician: str
+    referring_physician_name: str
+    admission_id: str
+    current_patient_location: str
+    procedures: list[ProcedureOut]
+    created_at: datetime
+    updated_at: datetime
