@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,16 +13,6 @@ from app.main import create_app
 from tests.conftest import mwl_item
 
 DICOM_JSON = {"content-type": "application/dicom+json"}
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    engine = create_db_engine(settings.database_url)
-    listeners = {"dicom": lambda: {"up": True, "port": 11112}}
-    app = create_app(settings, engine, create_session_factory(engine), listeners)
-    with TestClient(app) as test_client:
-        yield test_client
-    engine.dispose()
 
 
 def post(client: TestClient, **kwargs: Any) -> Any:

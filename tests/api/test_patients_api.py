@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
-from app.config import Settings
-from app.db import SessionFactory, create_db_engine, create_session_factory
-from app.main import create_app
+from app.db import SessionFactory
 from app.models import AuditEvent
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    engine = create_db_engine(settings.database_url)
-    app = create_app(settings, engine, create_session_factory(engine), {})
-    with TestClient(app) as test_client:
-        yield test_client
-    engine.dispose()
 
 
 def create(client: TestClient, **fields: Any) -> dict[str, Any]:
