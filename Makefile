@@ -20,7 +20,7 @@ install: $(STAMP)
 run: install
 	$(BIN)/mwl-broker serve
 
-## test-deps: system packages the interop tests need (DCMTK)
+## test-deps: system packages the tests need (DCMTK, Docker Compose)
 test-deps:
 	bash .ci/install-test-deps
 
