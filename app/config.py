@@ -12,7 +12,29 @@ from typing import Annotated
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.domain.status import SpsStatus
+
 DEFAULT_DATA_DIR = Path("data")
+
+# ORC-1 (table 0119) with optional ORC-5 (table 0038) -> SPS Status, or "update" (SPEC_DIGEST 3.3).
+UPDATE_ACTION = "update"
+DEFAULT_ORDER_CONTROL: dict[str, str] = {
+    "NW": "SCHEDULED",
+    "NW_IP": "STARTED",
+    "XO": UPDATE_ACTION,
+    "XO_SC": UPDATE_ACTION,
+    "XO_CM": "COMPLETED",
+    "CA": "CANCELED",
+    "OC": "CANCELED",
+    "DC": "DISCONTINUED",
+    "OD": "DISCONTINUED",
+    "SC": UPDATE_ACTION,
+    "SC_SC": "SCHEDULED",
+    "SC_IP": "STARTED",
+    "SC_CM": "COMPLETED",
+    "SC_CA": "CANCELED",
+    "SC_DC": "DISCONTINUED",
+}
 
 # PS3.5 6.2: AE is at most 16 characters of the default repertoire, no backslash or control chars.
 _AE_MAX_LENGTH = 16
@@ -77,6 +99,29 @@ class Settings(BaseSettings):
         default=1000, ge=0, description="most C-FIND matches per query; 0 = no limit"
     )
 
+    # HL7 v2 intake (MLLP). Order control: "ORC1" or "ORC1_ORC5" -> an SPS Status the steps take
+    # (creating them when new), or "update" (change the order, keep the status).
+    hl7_order_control: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_ORDER_CONTROL),
+        description="JSON object: ORC-1[_ORC-5] -> SPS Status or 'update'",
+    )
+    hl7_missing_study_uid: str = Field(
+        default="generate", description="'generate' or 'reject' an order without ZDS/IPC UID"
+    )
+    hl7_max_frame_bytes: int = Field(
+        default=1_048_576, ge=1024, description="largest MLLP frame accepted"
+    )
+    hl7_idle_timeout: float = Field(
+        default=300.0, gt=0, description="seconds before an idle MLLP connection is closed"
+    )
+    hl7_message_retention_days: int = Field(
+        default=90, ge=1, description="days inbound HL7 messages are kept in the message log"
+    )
+    hl7_sending_application: str = Field(
+        default="MWLBROKER", description="MSH-3 of the broker's acknowledgements"
+    )
+    hl7_sending_facility: str = Field(default="RADIOLOGY", description="MSH-4 of the ACKs")
+
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("ae_title")
@@ -95,6 +140,22 @@ class Settings(BaseSettings):
     @classmethod
     def _check_aes(cls, value: list[str]) -> list[str]:
         return [_validate_ae_title(v) for v in value]
+
+    @field_validator("hl7_order_control")
+    @classmethod
+    def _check_order_control(cls, value: dict[str, str]) -> dict[str, str]:
+        allowed = {UPDATE_ACTION, *(s.value for s in SpsStatus)}
+        bad = {k: v for k, v in value.items() if v not in allowed}
+        if bad:
+            raise ValueError(f"actions must be one of {sorted(allowed)}; got {bad}")
+        return {k.upper(): v for k, v in value.items()}
+
+    @field_validator("hl7_missing_study_uid")
+    @classmethod
+    def _check_uid_policy(cls, value: str) -> str:
+        if value not in ("generate", "reject"):
+            raise ValueError("is 'generate' or 'reject'")
+        return value
 
     @field_validator("log_level")
     @classmethod

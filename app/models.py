@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -151,3 +151,55 @@ class AuditEvent(SQLModel, table=True):
     entity: str = Field(max_length=32)
     entity_pk: int = Field(index=True)
     detail: dict[str, Any] = _json_column()
+
+
+class Station(SQLModel, table=True):
+    """Where a modality (and optionally a location) is scheduled: its Scheduled Station AE Title.
+
+    HL7 ORM messages do not carry the station (SPEC_DIGEST 3.4): the broker looks it up here by
+    modality and location; a row with an empty location is the modality's default.
+    """
+
+    __tablename__ = "station"
+    __table_args__ = (UniqueConstraint("modality", "location", name="uq_station_route"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    modality: str = Field(max_length=16)
+    location: str = Field(default="", max_length=64)
+    ae_title: str = Field(max_length=16)
+    station_name: str = Field(default="", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Hl7Message(SQLModel, table=True):
+    """Every inbound HL7 message, raw, with its outcome and the ACK sent.
+
+    An accepted message is unique by sending application + facility + control ID (MSH-3/4/10),
+    which makes redelivery exactly-once: the second copy finds the first and gets its ACK.
+    """
+
+    __tablename__ = "hl7_message"
+    __table_args__ = (
+        Index(
+            "uq_hl7_accepted",
+            "sending_application",
+            "sending_facility",
+            "control_id",
+            unique=True,
+            sqlite_where=text("outcome = 'AA'"),
+            postgresql_where=text("outcome = 'AA'"),
+        ),
+        Index("ix_hl7_lookup", "sending_application", "control_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+    sending_application: str = Field(default="", max_length=227)
+    sending_facility: str = Field(default="", max_length=227)
+    control_id: str = Field(default="", max_length=199)
+    message_type: str = Field(default="", max_length=32, index=True)
+    outcome: str = Field(max_length=2, index=True)  # AA, AE or AR
+    error: str = Field(default="")
+    raw: str = Field(default="")
+    ack: str = Field(default="")

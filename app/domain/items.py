@@ -269,3 +269,29 @@ def item_from_json(item: JsonDataset) -> WorklistItemData:
         ),
         step=_step(steps[0]),
     )
+
+
+def validate_item(data: WorklistItemData) -> None:
+    """The VR limits of the identifying values, for items not built by ``item_from_json``."""
+    for keyword, value in (
+        ("PatientID", data.patient.patient_id),
+        ("AccessionNumber", data.order.accession_number),
+        ("RequestedProcedureID", data.procedure.requested_procedure_id),
+        ("StudyInstanceUID", data.procedure.study_instance_uid),
+        ("ScheduledProcedureStepID", data.step.sps_id),
+        ("Modality", data.step.modality),
+        ("ScheduledStationName", data.step.station_name),
+    ):
+        _check_length(keyword, value)
+    validate_ae_titles(list(data.step.station_ae_titles))
+    if not data.patient.patient_id:
+        raise ValidationError("PatientID (Type 1) is missing or empty", field="PatientID")
+    if not data.patient.name:
+        raise ValidationError("PatientName (Type 1) is missing or empty", field="PatientName")
+    if not data.step.modality:
+        raise ValidationError("Modality (Type 1) is missing or empty", field="Modality")
+    if len(data.step.start_datetime) != 14:
+        raise ValidationError(
+            "ScheduledProcedureStepStartDate (Type 1) is missing or empty",
+            field="ScheduledProcedureStepStartDate",
+        )

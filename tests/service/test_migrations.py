@@ -37,6 +37,6 @@ def test_an_empty_database_is_behind(tmp_path: object) -> None:
     url = f"sqlite:///{tmp_path}/empty.db"
     engine = create_db_engine(url)
     try:
-        assert pending_revision(engine, url) == "0001"
+        assert pending_revision(engine, url) is not None
     finally:
         engine.dispose()

@@ -1,0 +1,306 @@
+"""Apply order and patient intake commands (HL7 ORM/OMI/OMG and ADT) to the worklist.
+
+Order control (SPEC_DIGEST 3.3): ORC-1 with ORC-5 looks up an action in the configured table
+(``BROKER_HL7_ORDER_CONTROL``): an SPS Status, or ``update``. An order that carries its procedure
+and step (modality and start) is written as a worklist item taking that status (``update``
+keeps the current one); a status without them (cancel, discontinue, complete, status change)
+moves the steps the message names. A cancel is a status, never a delete.
+
+Values a message may leave out (SPEC_DIGEST 3.4 fallbacks):
+- Study Instance UID: the known procedure's, else generated (or refused, by setting);
+- Requested Procedure ID: accession number, else placer order number, else generated;
+- SPS ID: the Requested Procedure ID (one step per procedure in ORM/OMI);
+- Scheduled Station AE Title: from the station table by modality and SPS location.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlmodel import Session, col, select, update
+
+from app.domain.errors import ConflictError, NotFoundError, ValidationError
+from app.domain.intake import (
+    IntakeCommand,
+    OrderGroup,
+    OrderMessage,
+    PatientIdentifierChange,
+    PatientMerge,
+    PatientRegistration,
+    PatientUpdate,
+)
+from app.domain.items import (
+    PatientData,
+    WorklistItemData,
+    new_short_id,
+    new_uid,
+    validate_item,
+)
+from app.domain.status import AuditSource, SpsStatus
+from app.models import (
+    AuditEvent,
+    ImagingServiceRequest,
+    Patient,
+    RequestedProcedure,
+    ScheduledProcedureStep,
+    utcnow,
+)
+from app.services import audit, patients, stations, worklist
+
+SOURCE = AuditSource.HL7
+UPDATE = "update"
+SH_MAX = 16
+
+
+@dataclass(frozen=True)
+class IntakePolicy:
+    order_control: Mapping[str, str]
+    generate_missing_study_uid: bool = True
+
+
+def apply(session: Session, command: IntakeCommand, *, policy: IntakePolicy) -> None:
+    """Apply one decoded message; raises a ``DomainError`` when it cannot be applied."""
+    if isinstance(command, OrderMessage):
+        apply_order(session, command, policy=policy)
+    elif isinstance(command, PatientRegistration | PatientUpdate):
+        patients.ensure_patient(session, command.patient, source=SOURCE)
+    elif isinstance(command, PatientMerge):
+        merge_patients(session, command)
+    else:
+        change_identifier(session, command)
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders
+
+
+def action_for(table: Mapping[str, str], control: str, status: str) -> str:
+    """The configured action for ORC-1 (with ORC-5 when the table has that pair)."""
+    control, status = control.strip().upper(), status.strip().upper()
+    action = table.get(f"{control}_{status}") if status else None
+    action = action or table.get(control)
+    if action is None:
+        raise ValidationError(
+            f"order control {control}{'/' + status if status else ''} is not configured "
+            "(BROKER_HL7_ORDER_CONTROL)",
+            field="OrderControl",
+        )
+    return action
+
+
+def apply_order(session: Session, message: OrderMessage, *, policy: IntakePolicy) -> None:
+    if not message.groups:
+        raise ValidationError("the order has no OBR", field="RequestedProcedureID")
+    action = action_for(policy.order_control, message.order_control, message.order_status)
+    status = None if action == UPDATE else SpsStatus(action)
+    patient = patients.ensure_patient(session, message.patient, source=SOURCE)
+    for group in message.groups:
+        carries_step = bool(group.step.modality and group.step.start_datetime)
+        if carries_step and not (status and status.is_final):
+            _write_item(session, patient, message.patient, group, status, policy)
+        elif status is not None:
+            for step in _named_steps(session, patient, group):
+                worklist.move_status(session, step, status, source=SOURCE)
+        else:
+            raise ValidationError(
+                "an order update needs the modality and start of its step",
+                field="ScheduledProcedureStepStartDate",
+            )
+
+
+def _write_item(
+    session: Session,
+    patient: Patient,
+    patient_data: PatientData,
+    group: OrderGroup,
+    status: SpsStatus | None,
+    policy: IntakePolicy,
+) -> None:
+    known = _find_procedure(session, patient, group)
+    rp_id = (
+        group.procedure.requested_procedure_id
+        or (known.requested_procedure_id if known else "")
+        or (group.order.accession_number or group.order.placer_order_number)[:SH_MAX]
+        or new_short_id("RP")
+    )
+    study_uid = group.procedure.study_instance_uid or (known.study_instance_uid if known else "")
+    if not study_uid:
+        if not policy.generate_missing_study_uid:
+            raise ValidationError(
+                "StudyInstanceUID is missing (no ZDS/IPC) and generating one is off "
+                "(BROKER_HL7_MISSING_STUDY_UID=reject)",
+                field="StudyInstanceUID",
+            )
+        study_uid = new_uid()
+    step = group.step
+    station_titles, station_name = step.station_ae_titles, step.station_name
+    if not station_titles:
+        station_titles, station_name = _station_for(session, step.modality, step.location)
+    data = WorklistItemData(
+        patient=patient_data,
+        order=group.order,
+        procedure=replace(
+            group.procedure, requested_procedure_id=rp_id, study_instance_uid=study_uid
+        ),
+        step=replace(
+            step,
+            sps_id=step.sps_id or rp_id[:SH_MAX],
+            station_ae_titles=station_titles,
+            station_name=station_name or step.station_name,
+            status=status,
+        ),
+    )
+    validate_item(data)
+    worklist.upsert_item(session, data=data, source=SOURCE)
+
+
+def _station_for(session: Session, modality: str, location: str) -> tuple[tuple[str, ...], str]:
+    station = stations.route(session, modality=modality, location=location)
+    if station is None:
+        where = f" at '{location}'" if location else ""
+        raise ValidationError(
+            f"no station is configured for modality {modality}{where}; add one at /api/stations",
+            field="ScheduledStationAETitle",
+        )
+    return (station.ae_title,), station.station_name
+
+
+def _find_procedure(
+    session: Session, patient: Patient, group: OrderGroup
+) -> RequestedProcedure | None:
+    """The requested procedure a group names: by Study Instance UID, else within the patient's
+    orders by accession / placer / filler number and Requested Procedure ID."""
+    if group.procedure.study_instance_uid:
+        return session.exec(
+            select(RequestedProcedure).where(
+                RequestedProcedure.study_instance_uid == group.procedure.study_instance_uid
+            )
+        ).first()
+    order = group.order
+    keys: list[tuple[Any, str]] = [
+        (ImagingServiceRequest.accession_number, order.accession_number),
+        (ImagingServiceRequest.placer_order_number, order.placer_order_number),
+        (ImagingServiceRequest.filler_order_number, order.filler_order_number),
+    ]
+    given = [(column, value) for column, value in keys if value]
+    if not given:
+        return None
+    statement = (
+        select(RequestedProcedure)
+        .join(ImagingServiceRequest, col(RequestedProcedure.order_pk) == ImagingServiceRequest.id)
+        .where(ImagingServiceRequest.patient_pk == patient.id)
+        .where(*[column == value for column, value in given])
+        .order_by(col(RequestedProcedure.id))
+    )
+    if group.procedure.requested_procedure_id:
+        statement = statement.where(
+            RequestedProcedure.requested_procedure_id == group.procedure.requested_procedure_id
+        )
+    return session.exec(statement).first()
+
+
+def _named_steps(
+    session: Session, patient: Patient, group: OrderGroup
+) -> list[ScheduledProcedureStep]:
+    procedure = _find_procedure(session, patient, group)
+    if procedure is None:
+        order = group.order
+        named = (
+            group.procedure.study_instance_uid
+            or order.accession_number
+            or order.placer_order_number
+            or order.filler_order_number
+            or "(no identifier)"
+        )
+        raise NotFoundError(f"no order {named} for this patient", field="AccessionNumber")
+    statement = select(ScheduledProcedureStep).where(
+        ScheduledProcedureStep.procedure_pk == procedure.id
+    )
+    if group.step.sps_id:
+        statement = statement.where(ScheduledProcedureStep.sps_id == group.step.sps_id)
+    steps = list(session.exec(statement.order_by(col(ScheduledProcedureStep.id))))
+    if not steps:
+        raise NotFoundError(
+            f"no step {group.step.sps_id} in that order", field="ScheduledProcedureStepID"
+        )
+    return steps
+
+
+# ---------------------------------------------------------------------------------------------
+# Patients
+
+
+def _patient(session: Session, patient_id: str, issuer: str) -> Patient | None:
+    return session.exec(
+        select(Patient).where(
+            Patient.patient_id == patient_id, Patient.issuer_of_patient_id == issuer
+        )
+    ).first()
+
+
+def merge_patients(session: Session, command: PatientMerge) -> None:
+    """A40: orders, steps and history of the prior patient move to the surviving one."""
+    prior = _patient(session, command.prior_patient_id, command.prior_issuer)
+    if prior is None:
+        raise NotFoundError(
+            f"no patient {command.prior_patient_id} to merge", field="OtherPatientIDsSequence"
+        )
+    surviving = patients.ensure_patient(session, command.surviving, source=SOURCE)
+    if prior.id == surviving.id:
+        return
+    moved = session.execute(
+        update(ImagingServiceRequest)
+        .where(col(ImagingServiceRequest.patient_pk) == prior.id)
+        .values(patient_pk=surviving.id, updated_at=utcnow())
+    ).rowcount  # type: ignore[attr-defined]
+    session.execute(
+        update(AuditEvent)
+        .where(col(AuditEvent.entity) == patients.ENTITY, col(AuditEvent.entity_pk) == prior.id)
+        .values(entity_pk=surviving.id)
+    )
+    assert surviving.id is not None and prior.id is not None
+    audit.record(
+        session,
+        source=SOURCE,
+        action="merge",
+        entity=patients.ENTITY,
+        entity_pk=surviving.id,
+        detail={
+            "prior_patient_id": prior.patient_id,
+            "prior_issuer": prior.issuer_of_patient_id,
+            "prior_pk": prior.id,
+            "orders_moved": int(moved or 0),
+        },
+    )
+    session.delete(prior)
+    session.flush()
+
+
+def change_identifier(session: Session, command: PatientIdentifierChange) -> None:
+    """A47: the patient known by MRG-1 is known by PID-3 from now on."""
+    prior = _patient(session, command.prior_patient_id, command.prior_issuer)
+    if prior is None:
+        raise NotFoundError(
+            f"no patient {command.prior_patient_id} to re-identify", field="OtherPatientIDsSequence"
+        )
+    new = command.patient
+    if _patient(session, new.patient_id, new.issuer_of_patient_id) is not None:
+        raise ConflictError(
+            f"patient {new.patient_id} already exists; merge (A40) instead", field="PatientID"
+        )
+    prior.patient_id, prior.issuer_of_patient_id = new.patient_id, new.issuer_of_patient_id
+    prior.updated_at = utcnow()
+    session.add(prior)
+    assert prior.id is not None
+    audit.record(
+        session,
+        source=SOURCE,
+        action="change_id",
+        entity=patients.ENTITY,
+        entity_pk=prior.id,
+        detail={"prior_patient_id": command.prior_patient_id, "patient_id": new.patient_id},
+    )
+    session.flush()
+    patients.ensure_patient(session, new, source=SOURCE)
