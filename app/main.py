@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from app.api import errors, health, mwlitems, orders, patients
+from app.api import errors, health, hl7, mwlitems, orders, patients, stations
 from app.config import Settings
 from app.db import SessionFactory
 
@@ -31,6 +31,14 @@ def create_app(
     app.state.session_factory = session_factory
     app.state.listeners = listeners if listeners is not None else {}
     errors.install(app)
-    for router in (health.router, mwlitems.router, patients.router, orders.router):
+    routers = (
+        health.router,
+        mwlitems.router,
+        patients.router,
+        orders.router,
+        stations.router,
+        hl7.router,
+    )
+    for router in routers:
         app.include_router(router)
     return app

@@ -203,6 +203,12 @@ def validate_ae_titles(values: list[str]) -> tuple[str, ...]:
         )
     for title in titles:
         _check_length("ScheduledStationAETitle", title)
+        if "\\" in title or not (title.isascii() and title.isprintable()):
+            raise ValidationError(
+                f"ScheduledStationAETitle: '{title}' is not an AE value (printable ASCII, "
+                "no backslash)",
+                field="ScheduledStationAETitle",
+            )
     return titles
 
 

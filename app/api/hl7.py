@@ -1,0 +1,63 @@
+"""``/api/hl7/messages``: every inbound HL7 message with its outcome and ACK (troubleshooting)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict
+
+from app.api.deps import SessionDep
+from app.services import hl7_log
+
+router = APIRouter(prefix="/api/hl7/messages", tags=["HL7 message log"])
+
+MAX_LIMIT = 1000
+
+
+class MessageSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    received_at: datetime
+    sending_application: str
+    sending_facility: str
+    control_id: str
+    message_type: str
+    outcome: str
+    error: str
+
+
+class MessageDetail(MessageSummary):
+    raw: str
+    ack: str
+
+
+@router.get("", summary="Search the message log (newest first)")
+def list_messages(
+    session: SessionDep,
+    control_id: str = "",
+    sending_application: str = "",
+    message_type: str = Query("", description="e.g. ORM^O01"),
+    outcome: Literal["", "AA", "AE", "AR"] = "",
+    since: datetime | None = None,
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
+    offset: int = Query(0, ge=0),
+) -> list[MessageSummary]:
+    found = hl7_log.list_messages(
+        session,
+        control_id=control_id,
+        sending_application=sending_application,
+        message_type=message_type,
+        outcome=outcome,
+        since=since,
+        limit=limit,
+        offset=offset,
+    )
+    return [MessageSummary.model_validate(m) for m in found]
+
+
+@router.get("/{pk}", summary="One message, raw, with the ACK sent")
+def get_message(pk: int, session: SessionDep) -> MessageDetail:
+    return MessageDetail.model_validate(hl7_log.get_message(session, pk=pk))
