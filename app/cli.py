@@ -50,9 +50,8 @@ def _serve(settings: Settings, only: str | None) -> int:
 
 
 def _import_wl(settings: Settings, paths: list[str]) -> int:
-    from dicom_scp.wlimport import import_paths
-
     from app.db import create_db_engine, create_session_factory
+    from dicom_scp.wlimport import import_paths
 
     engine = create_db_engine(settings.database_url)
     report = import_paths([Path(p) for p in paths], create_session_factory(engine))
@@ -78,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mwl-broker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the listeners (all of them by default)")
-    serve.add_argument("--only", choices=["dicom", "http"], help="run one front-end only")
+    serve.add_argument("--only", choices=["dicom", "hl7", "http"], help="run one front-end only")
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="migrate the schema to the newest revision")

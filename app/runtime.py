@@ -16,12 +16,16 @@ import uvicorn
 from sqlalchemy import Engine
 
 from app.config import Settings
-from app.db import SessionFactory, create_db_engine, create_session_factory
+from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
 from app.main import create_app
+from app.services import hl7_log
 from dicom_scp.server import DicomServer
+from hl7_ingest.handler import Hl7Handler
+from hl7_ingest.server import MllpServer
 
 LOG = logging.getLogger(__name__)
-SERVICES = ("dicom", "http")
+SERVICES = ("dicom", "hl7", "http")
+PURGE_INTERVAL = 3600.0  # seconds between HL7 message log retention runs
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -43,6 +47,8 @@ class Broker:
     session_factory: SessionFactory = field(init=False)
     ports: dict[str, int] = field(default_factory=dict, init=False)
     _dicom: DicomServer | None = field(default=None, init=False)
+    _hl7: MllpServer | None = field(default=None, init=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _http: uvicorn.Server | None = field(default=None, init=False)
     _http_thread: threading.Thread | None = field(default=None, init=False)
 
@@ -61,6 +67,11 @@ class Broker:
                 "port": self.ports.get("dicom"),
                 "ae_title": self.settings.ae_title,
             }
+        if self._wanted("hl7"):
+            probes["hl7"] = lambda: {
+                "up": self._hl7 is not None and self._hl7.running,
+                "port": self.ports.get("hl7"),
+            }
         if self._wanted("http"):
             probes["http"] = lambda: {"up": True, "port": self.ports.get("http")}
         return probes
@@ -68,6 +79,33 @@ class Broker:
     def start_dicom(self) -> None:
         self._dicom = DicomServer(self.settings, self.session_factory)
         self.ports["dicom"] = self._dicom.start()
+
+    def start_hl7(self) -> None:
+        handler = Hl7Handler(self.settings, self.session_factory)
+        self._hl7 = MllpServer(
+            handler.handle,
+            reject=handler.reject,
+            host=self.settings.bind_host,
+            port=self.settings.hl7_port,
+            max_frame_bytes=self.settings.hl7_max_frame_bytes,
+            idle_timeout=self.settings.hl7_idle_timeout,
+        )
+        self.ports["hl7"] = self._hl7.start()
+        threading.Thread(target=self._purge_loop, name="hl7-retention", daemon=True).start()
+
+    def _purge_loop(self) -> None:
+        """Keep the HL7 message log within its retention, now and then every hour."""
+        while not self._stopping.is_set():
+            try:
+                with session_scope(self.session_factory) as session:
+                    gone = hl7_log.purge(
+                        session, retention_days=self.settings.hl7_message_retention_days
+                    )
+                if gone:
+                    LOG.info("HL7 message log: %d messages past retention removed", gone)
+            except Exception:
+                LOG.exception("HL7 message log retention run failed")
+            self._stopping.wait(PURGE_INTERVAL)
 
     def http_server(self) -> tuple[uvicorn.Server, socket.socket]:
         app = create_app(self.settings, self.engine, self.session_factory, self._listeners())
@@ -80,6 +118,8 @@ class Broker:
         """Start every wanted listener in background threads; return the bound ports."""
         if self._wanted("dicom"):
             self.start_dicom()
+        if self._wanted("hl7"):
+            self.start_hl7()
         if self._wanted("http"):
             server, sock = self.http_server()
             self._http = server
@@ -91,6 +131,10 @@ class Broker:
         return dict(self.ports)
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._hl7 is not None:
+            self._hl7.stop()
+            self._hl7 = None
         if self._http is not None:
             self._http.should_exit = True
             if self._http_thread is not None:

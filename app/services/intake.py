@@ -245,7 +245,7 @@ def merge_patients(session: Session, command: PatientMerge) -> None:
     prior = _patient(session, command.prior_patient_id, command.prior_issuer)
     if prior is None:
         raise NotFoundError(
-            f"no patient {command.prior_patient_id} to merge", field="OtherPatientIDsSequence"
+            f"no patient {command.prior_patient_id} to merge", field="PriorPatientID"
         )
     surviving = patients.ensure_patient(session, command.surviving, source=SOURCE)
     if prior.id == surviving.id:
@@ -283,7 +283,8 @@ def change_identifier(session: Session, command: PatientIdentifierChange) -> Non
     prior = _patient(session, command.prior_patient_id, command.prior_issuer)
     if prior is None:
         raise NotFoundError(
-            f"no patient {command.prior_patient_id} to re-identify", field="OtherPatientIDsSequence"
+            f"no patient {command.prior_patient_id} to re-identify",
+            field="PriorPatientID",
         )
     new = command.patient
     if _patient(session, new.patient_id, new.issuer_of_patient_id) is not None:

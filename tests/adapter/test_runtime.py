@@ -17,7 +17,7 @@ def test_broker_starts_on_free_ports_and_stops(sqlite_url: str, tmp_path: Path) 
     broker = Broker(make_settings(sqlite_url, tmp_path))
     ports = broker.start()
     try:
-        assert set(ports) == {"dicom", "http"} and all(ports.values())
+        assert set(ports) == {"dicom", "hl7", "http"} and all(ports.values())
         health = httpx.get(f"http://127.0.0.1:{ports['http']}/api/health", timeout=5)
         assert health.status_code == 200
         body = health.json()

@@ -119,6 +119,7 @@ class BrokerProcess:
     workdir: Path
     dicom_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
+    hl7_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -140,7 +141,7 @@ class BrokerProcess:
             BROKER_DATABASE_URL=self.database_url,
             BROKER_DICOM_PORT=str(self.dicom_port),
             BROKER_HTTP_PORT=str(self.http_port),
-            BROKER_HL7_PORT=str(free_port()),
+            BROKER_HL7_PORT=str(self.hl7_port),
             BROKER_BIND_HOST="127.0.0.1",
             BROKER_AE_TITLE=BROKER_AE,
             BROKER_STORAGE_DIR=str(self.workdir / "storage"),

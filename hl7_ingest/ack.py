@@ -1,0 +1,234 @@
+"""HL7 acknowledgements (original mode, SPEC_DIGEST 3.2) and the domain -> HL7 error table.
+
+An ACK is MSH + MSA [+ ERR], ``\\r``-terminated, not MLLP-framed:
+
+* MSH-3/4 the broker (settings), MSH-5/6 the sender's MSH-3/4, MSH-9 ``ACK^<event>^ACK`` for
+  v2.4+ (plain ``ACK`` before), MSH-10 a new id, MSH-11/12/18 echo the message (2.5.1 default);
+* MSA-1 AA/AE/AR, MSA-2 the message's MSH-10; before v2.5 MSA-3 carries the error text;
+* ERR for v2.5+: ``ERR||<ERL>|<code>^<text>^HL70357|E||||<user message>``; before v2.5 only
+  ERR-1 (ELD) ``<SEG>^<seq>^<field>^<code>&<text>&HL70357``.
+
+Free text is escaped with hl7apy's ST encoder (``\\F\\ \\S\\ \\R\\ \\T\\``); the escape
+character itself is turned into ``\\E\\`` first, because hl7apy leaves text that already looks
+like an escape sequence (``\\F\\``) alone, which would change its meaning.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from hl7apy.base_datatypes import ST
+from hl7apy.consts import DEFAULT_ENCODING_CHARS, VALIDATION_LEVEL
+
+from app.config import Settings
+from app.domain.errors import (
+    ConflictError,
+    DomainError,
+    InvalidQueryError,
+    InvalidTransitionError,
+    NotFoundError,
+    ValidationError,
+)
+from hl7_ingest.errors import (
+    APPLICATION_INTERNAL_ERROR,
+    DATA_TYPE_ERROR,
+    DUPLICATE_KEY_IDENTIFIER,
+    REQUIRED_FIELD_MISSING,
+    UNKNOWN_KEY_IDENTIFIER,
+    Hl7Error,
+    MessageError,
+)
+from hl7_ingest.parse import Envelope, version_tuple
+
+DEFAULT_VERSION = "2.5.1"
+CODING_SYSTEM = "HL70357"
+_MAX_CONTROL_ID = 20  # MSH-10 is ST(20)
+_ESCAPE = DEFAULT_ENCODING_CHARS["ESCAPE"]
+
+
+class AckCode(StrEnum):
+    """MSA-1 (HL7 table 0008), original acknowledgement mode."""
+
+    AA = "AA"  # accepted (and committed)
+    AE = "AE"  # application error: understood, not applied
+    AR = "AR"  # application reject: unparsable or unsupported
+
+
+def escape(text: str) -> str:
+    """Escape free text for an ER7 field (``|`` -> ``\\F\\``, ``^`` -> ``\\S\\``, ``\\`` ->
+    ``\\E\\`` ...); line breaks become spaces (a CR would end the segment)."""
+    one_line = " ".join(text.splitlines()) if ("\r" in text or "\n" in text) else text
+    pre = one_line.replace(_ESCAPE, f"{_ESCAPE}E{_ESCAPE}")
+    return str(ST(pre, validation_level=VALIDATION_LEVEL.TOLERANT).to_er7(DEFAULT_ENCODING_CHARS))
+
+
+def new_control_id() -> str:
+    """A fresh MSH-10: 20 upper-case hex digits of a random UUID."""
+    return uuid.uuid4().hex[:_MAX_CONTROL_ID].upper()
+
+
+def _msh(env: Envelope | None, settings: Settings, now: datetime, control_id: str) -> str:
+    version = (env.version if env else "") or DEFAULT_VERSION
+    trigger = env.trigger_event if env else ""
+    if trigger and version_tuple(version) >= (2, 4):
+        message_type = f"ACK^{escape(trigger)}^ACK"
+    else:
+        message_type = "ACK"
+    fields = [
+        "MSH",
+        "^~\\&",
+        escape(settings.hl7_sending_application),
+        escape(settings.hl7_sending_facility),
+        escape(env.sending_application) if env else "",
+        escape(env.sending_facility) if env else "",
+        now.strftime("%Y%m%d%H%M%S"),
+        "",
+        message_type,
+        escape(control_id),
+        escape((env.processing_id if env else "") or "P"),
+        escape(version),
+    ]
+    if env and env.charset:
+        fields += [""] * 5 + [escape(env.charset)]
+    return "|".join(fields)
+
+
+def _split_location(location: str) -> list[str]:
+    return location.split("^") if location else []
+
+
+def _err(error: Hl7Error, version: str) -> str:
+    code, description = str(error.code), escape(error.description)
+    parts = _split_location(error.location)
+    if version_tuple(version) >= (2, 5):
+        where = "^".join(escape(p) for p in parts)
+        return f"ERR||{where}|{code}^{description}^{CODING_SYSTEM}|E||||{escape(error.text)}"
+    eld = "^".join(escape(p) for p in [*parts, "", "", ""][:3])
+    return f"ERR|{eld}^{code}&{description}&{CODING_SYSTEM}"
+
+
+def build_ack(
+    env: Envelope | None,
+    code: AckCode,
+    *,
+    settings: Settings,
+    error: Hl7Error | None = None,
+    now: datetime | None = None,
+    control_id: str | None = None,
+) -> str:
+    """The ACK for a message (``env`` None when even its MSH could not be read), as ER7 text
+    with ``\\r`` segment terminators, not framed."""
+    version = (env.version if env else "") or DEFAULT_VERSION
+    msh = _msh(env, settings, now or datetime.now(), control_id or new_control_id())
+    msa = f"MSA|{code}|{escape(env.control_id) if env else ''}"
+    if error is not None and version_tuple(version) < (2, 5):
+        msa += f"|{escape(error.text)}"
+    segments = [msh, msa]
+    if error is not None:
+        segments.append(_err(error, version))
+    return "".join(s + "\r" for s in segments)
+
+
+# ---------------------------------------------------------------------------------------------
+# Domain errors -> HL7 errors: the one table.
+
+_COMMON_LOCATIONS: dict[str, str] = {
+    "PatientID": "PID^1^3",
+    "IssuerOfPatientID": "PID^1^3",
+    "OtherPatientIDsSequence": "PID^1^3",
+    "PatientName": "PID^1^5",
+    "PatientBirthDate": "PID^1^7",
+    "PatientSex": "PID^1^8",
+    "PriorPatientID": "MRG^1^1",
+    "ReferringPhysicianName": "PV1^1^8",
+    "CurrentPatientLocation": "PV1^1^3",
+    "AdmissionID": "PV1^1^19",
+    "OrderControl": "ORC^1^1",
+    "PlacerOrderNumberImagingServiceRequest": "ORC^1^2",
+    "FillerOrderNumberImagingServiceRequest": "ORC^1^3",
+    "ScheduledProcedureStepStatus": "ORC^1^5",
+    "RequestingPhysician": "OBR^1^16",
+    "MedicalAlerts": "OBR^1^13",
+    "ScheduledPerformingPhysicianName": "OBR^1^34",
+    "RequestedProcedureDescription": "OBR^1^44",
+    "RequestedProcedureCodeSequence": "OBR^1^44",
+}
+_ORM_LOCATIONS: dict[str, str] = {
+    "AccessionNumber": "OBR^1^18",
+    "RequestedProcedureID": "OBR^1^19",
+    "StudyInstanceUID": "ZDS^1^1",
+    "ScheduledProcedureStepID": "OBR^1^20",
+    "Modality": "OBR^1^24",
+    "ScheduledStationAETitle": "OBR^1^24",  # not in ORM: chosen by modality (station table)
+    "ScheduledStationName": "OBR^1^24",
+    "ScheduledProcedureStepLocation": "",
+    "ScheduledProcedureStepStartDate": "ORC^1^7",
+    "ScheduledProcedureStepStartTime": "ORC^1^7",
+    "RequestedProcedurePriority": "ORC^1^7",
+    "ScheduledProcedureStepDescription": "OBR^1^4",
+    "ScheduledProtocolCodeSequence": "OBR^1^4",
+}
+_OMG_LOCATIONS: dict[str, str] = {
+    **_ORM_LOCATIONS,
+    "ScheduledProcedureStepStartDate": "TQ1^1^7",
+    "ScheduledProcedureStepStartTime": "TQ1^1^7",
+    "RequestedProcedurePriority": "TQ1^1^9",
+}
+_OMI_LOCATIONS: dict[str, str] = {
+    **_OMG_LOCATIONS,
+    "AccessionNumber": "IPC^1^1",
+    "RequestedProcedureID": "IPC^1^2",
+    "StudyInstanceUID": "IPC^1^3",
+    "ScheduledProcedureStepID": "IPC^1^4",
+    "Modality": "IPC^1^5",
+    "ScheduledProcedureStepDescription": "IPC^1^6",
+    "ScheduledProtocolCodeSequence": "IPC^1^6",
+    "ScheduledStationName": "IPC^1^7",
+    "ScheduledProcedureStepLocation": "IPC^1^8",
+    "ScheduledStationAETitle": "IPC^1^9",
+}
+_BY_TYPE = {"OMI": _OMI_LOCATIONS, "OMG": _OMG_LOCATIONS}
+_HL7_FIELD = re.compile(r"^([A-Z][A-Z0-9]{2})[-.^](\d+)$")
+_HL7_LOCATION = re.compile(r"^[A-Z][A-Z0-9]{2}(\^\d*)+$")
+
+
+def hl7_location(field: str | None, env: Envelope) -> str:
+    """The ERR location of a DICOM keyword (or an HL7 position: ``PID-3``, ``ORC^1^1``)."""
+    if not field:
+        return ""
+    table = _BY_TYPE.get(env.message_type, _ORM_LOCATIONS)
+    if field in table:
+        return table[field]
+    if field in _COMMON_LOCATIONS:
+        return _COMMON_LOCATIONS[field]
+    if _HL7_LOCATION.match(field):
+        return field
+    match = _HL7_FIELD.match(field)
+    return f"{match.group(1)}^1^{match.group(2)}" if match else ""
+
+
+def _domain_code(exc: DomainError) -> int:
+    if isinstance(exc, ValidationError):
+        return REQUIRED_FIELD_MISSING if "missing" in exc.message.lower() else DATA_TYPE_ERROR
+    if isinstance(exc, InvalidQueryError):
+        return DATA_TYPE_ERROR
+    if isinstance(exc, NotFoundError):
+        return UNKNOWN_KEY_IDENTIFIER
+    if isinstance(exc, InvalidTransitionError):
+        return APPLICATION_INTERNAL_ERROR  # the order's state forbids the change (not a key clash)
+    if isinstance(exc, ConflictError):
+        return DUPLICATE_KEY_IDENTIFIER
+    return APPLICATION_INTERNAL_ERROR
+
+
+def error_for_domain(exc: DomainError, env: Envelope) -> MessageError:
+    """A service's DomainError as the MessageError (ACK AE) to report for this message.
+
+    Codes: ValidationError -> 101 when its message says "missing", else 102; InvalidQueryError
+    -> 102; NotFoundError -> 204; InvalidTransitionError -> 207; other ConflictError -> 205;
+    anything else -> 207. The location comes from ``exc.field`` for the message's structure.
+    """
+    return MessageError(_domain_code(exc), exc.message, hl7_location(exc.field, env))

@@ -1,0 +1,166 @@
+"""One inbound HL7 message: decode, map, apply, log, acknowledge (original mode).
+
+The order of things is what makes intake safe:
+
+1. A message that cannot be decoded or routed is answered AR (and logged).
+2. A redelivered message (same MSH-3, MSH-4, MSH-10 as an accepted one) gets the ACK it got
+   the first time, and changes nothing.
+3. The change and the log row holding the AA are written in one transaction; the AA is sent
+   only after that commit. If the commit fails, nothing was applied and the sender gets AE, so
+   an ACKed message is never missing after a restart.
+4. A message that is understood but cannot be applied gets AE with an ERR naming the field.
+
+The log keeps the raw message and the ACK sent. At INFO only control IDs and outcomes are logged:
+messages carry patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from app.config import Settings
+from app.db import SessionFactory, session_scope
+from app.domain.errors import DomainError
+from app.services import hl7_log, intake
+from hl7_ingest import ack, parse, router
+from hl7_ingest.errors import Hl7Error, MessageRejected
+
+LOG = logging.getLogger(__name__)
+_INTERNAL_ERROR = 207  # HL7 table 0357: application internal error
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    code: ack.AckCode
+    ack_text: str
+    error: str = ""
+
+
+class Hl7Handler:
+    """``handle(raw) -> ack bytes`` for the MLLP server; ``reject(reason)`` for bad frames."""
+
+    def __init__(self, settings: Settings, session_factory: SessionFactory) -> None:
+        self.settings = settings
+        self.session_factory = session_factory
+        self.policy = intake.IntakePolicy(
+            order_control=settings.hl7_order_control,
+            generate_missing_study_uid=settings.hl7_missing_study_uid == "generate",
+        )
+
+    # -- entry points ---------------------------------------------------------------------
+
+    def handle(self, raw: bytes) -> bytes:
+        """Always returns an ACK; an unexpected failure is logged and answered AE/AR."""
+        try:
+            codec, ack_text = self._handle(raw)
+        except Exception:
+            LOG.exception("HL7 message could not be processed")
+            error = MessageRejected(_INTERNAL_ERROR, "internal error; see the broker log", "")
+            codec = "ascii"
+            ack_text = ack.build_ack(None, ack.AckCode.AR, settings=self.settings, error=error)
+        return ack_text.encode(codec, errors="replace")
+
+    def reject(self, reason: str) -> bytes:
+        """The AR for a frame the transport could not deliver (oversized)."""
+        error = MessageRejected(_INTERNAL_ERROR, reason, "")
+        LOG.warning("HL7 frame rejected: %s", reason)
+        return ack.build_ack(None, ack.AckCode.AR, settings=self.settings, error=error).encode(
+            "ascii", errors="replace"
+        )
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _handle(self, raw: bytes) -> tuple[str, str]:
+        """The ACK's codec (the message's MSH-18, which the ACK echoes) and the ACK."""
+        try:
+            text = parse.decode(raw)
+            env = parse.envelope(text)
+        except MessageRejected as exc:
+            outcome = self._answer(None, ack.AckCode.AR, exc)
+            self._log_failure(None, raw.decode("latin-1"), outcome)
+            return "ascii", outcome.ack_text
+        codec = parse.charset_codec(env.charset)  # decode() already accepted this charset
+        previous = self._previous_ack(env)
+        if previous is not None:
+            LOG.info("HL7 %s %s redelivered: same ACK, no change", _type(env), env.control_id)
+            return codec, previous
+        return codec, self._process(text, env).ack_text
+
+    def _previous_ack(self, env: parse.Envelope) -> str | None:
+        with session_scope(self.session_factory) as session:
+            return hl7_log.accepted_ack(
+                session,
+                sending_application=env.sending_application,
+                sending_facility=env.sending_facility,
+                control_id=env.control_id,
+            )
+
+    def _process(self, text: str, env: parse.Envelope) -> _Outcome:
+        try:
+            command = router.to_command(text, env)
+        except Hl7Error as exc:
+            code = ack.AckCode.AR if isinstance(exc, MessageRejected) else ack.AckCode.AE
+            return self._fail(env, text, code, exc)
+        accepted = self._answer(env, ack.AckCode.AA, None)
+        try:
+            with session_scope(self.session_factory) as session:
+                intake.apply(session, command, policy=self.policy)
+                hl7_log.record(session, message=self._record(env, text, accepted))
+        except DomainError as exc:
+            return self._fail(env, text, ack.AckCode.AE, ack.error_for_domain(exc, env))
+        except IntegrityError:
+            # The same message committed on another connection meanwhile: answer as it did.
+            previous = self._previous_ack(env)
+            if previous is None:
+                raise
+            return _Outcome(ack.AckCode.AA, previous)
+        LOG.info("HL7 %s %s accepted", _type(env), env.control_id)
+        return accepted
+
+    def _fail(self, env: parse.Envelope, text: str, code: ack.AckCode, error: Hl7Error) -> _Outcome:
+        outcome = self._answer(env, code, error)
+        LOG.info(
+            "HL7 %s %s answered %s: %d %s",
+            _type(env),
+            env.control_id,
+            code.value,
+            error.code,
+            error.location,
+        )
+        self._log_failure(env, text, outcome)
+        return outcome
+
+    def _answer(
+        self, env: parse.Envelope | None, code: ack.AckCode, error: Hl7Error | None
+    ) -> _Outcome:
+        text = ack.build_ack(env, code, settings=self.settings, error=error)
+        reason = f"{error.code} {error.location} {error.text}".strip() if error else ""
+        return _Outcome(code, text, reason)
+
+    def _record(
+        self, env: parse.Envelope | None, text: str, outcome: _Outcome
+    ) -> hl7_log.MessageRecord:
+        return hl7_log.MessageRecord(
+            sending_application=env.sending_application if env else "",
+            sending_facility=env.sending_facility if env else "",
+            control_id=env.control_id if env else "",
+            message_type=_type(env) if env else "",
+            outcome=outcome.code.value,
+            raw=text,
+            ack=outcome.ack_text,
+            error=outcome.error,
+        )
+
+    def _log_failure(self, env: parse.Envelope | None, text: str, outcome: _Outcome) -> None:
+        try:
+            with session_scope(self.session_factory) as session:
+                hl7_log.record(session, message=self._record(env, text, outcome))
+        except Exception:  # the peer still gets its answer when the log is unavailable
+            LOG.exception("HL7 message log write failed")
+
+
+def _type(env: parse.Envelope) -> str:
+    return f"{env.message_type}^{env.trigger_event}" if env.trigger_event else env.message_type

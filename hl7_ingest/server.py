@@ -1,0 +1,292 @@
+"""MLLP listener: an asyncio server in a daemon thread, one task per connection.
+
+Original acknowledgement mode: the sender opens the connection and sends frames; every frame is
+answered on the same connection, strictly in order, one at a time per connection. Connections are
+persistent (many messages each) and served concurrently. ``handler`` does blocking work (database),
+so it runs in a thread pool, never on the event loop. This layer moves bytes: it never looks at, nor
+logs, the content (it is patient data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from hl7_ingest.mllp import FrameDecoder, FrameEvent, Garbage, Oversized, frame
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+STOP_TIMEOUT = 30.0
+LISTEN_BACKLOG = 100
+ACCEPT_BATCH = 100
+ACCEPT_RETRY_DELAY = 1.0
+
+Handler = Callable[[bytes], bytes]
+Reject = Callable[[str], bytes | None]
+
+
+class MllpServer:
+    """HL7 v2 over MLLP; ``handler(payload) -> ack payload`` is called once per frame."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        reject: Reject,
+        host: str,
+        port: int,
+        max_frame_bytes: int,
+        idle_timeout: float,
+        max_workers: int = 8,
+    ) -> None:
+        self._handler = handler
+        self._reject = reject
+        self._host = host
+        self._port = port
+        self._max_frame_bytes = max_frame_bytes
+        self._idle_timeout = idle_timeout
+        self._max_workers = max_workers
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._connections: dict[asyncio.Task[None], socket.socket] = {}
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def start(self) -> int:
+        """Bind, start serving in a daemon thread and return the bound port.
+
+        Returns once the socket is listening; raises ``OSError`` if the bind fails.
+        """
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError("the MLLP server is already running")
+            bound: concurrent.futures.Future[int] = concurrent.futures.Future()
+            self._loop = asyncio.new_event_loop()
+            self._executor = ThreadPoolExecutor(
+                self._max_workers, thread_name_prefix="mllp-handler"
+            )
+            self._thread = threading.Thread(
+                target=self._run, args=(bound,), name="mllp-server", daemon=True
+            )
+            self._thread.start()
+            try:
+                return bound.result()
+            except BaseException:
+                self._thread.join()
+                self._cleanup()
+                raise
+
+    def stop(self) -> None:
+        """Close the listener and every connection, then join the thread. Idempotent.
+
+        Waits for handler calls already running in the worker threads (their replies are dropped).
+        """
+        with self._lock:
+            thread, loop, stopping = self._thread, self._loop, self._stopping
+            if thread is None or loop is None:
+                return
+            if stopping is not None:
+                with contextlib.suppress(RuntimeError):  # the loop already ended
+                    loop.call_soon_threadsafe(stopping.set)
+            thread.join(STOP_TIMEOUT)
+            if thread.is_alive():
+                logger.error("the MLLP server thread did not stop within %s s", STOP_TIMEOUT)
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        self._thread = self._loop = self._stopping = self._executor = None
+
+    # --- event loop thread -------------------------------------------------------------------
+
+    def _run(self, bound: concurrent.futures.Future[int]) -> None:
+        loop = self._loop
+        assert loop is not None
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve(bound))
+        except BaseException as exc:
+            if not bound.done():
+                bound.set_exception(exc)
+            else:
+                logger.exception("the MLLP server loop failed")
+        finally:
+            loop.close()
+
+    async def _serve(self, bound: concurrent.futures.Future[int]) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        listener = _listen(self._host, self._port)
+        port = int(listener.getsockname()[1])
+        loop.add_reader(listener, self._on_acceptable, listener)
+        logger.info("MLLP listening on %s:%s", self._host, port)
+        bound.set_result(port)
+        try:
+            await self._stopping.wait()
+        finally:
+            loop.remove_reader(listener)
+            listener.close()
+            await self._close_connections()
+            logger.info("MLLP listener on %s:%s closed", self._host, port)
+
+    def _on_acceptable(self, listener: socket.socket) -> None:
+        """Accept pending connections; each is registered before anything else can run."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:  # EMFILE, ENOBUFS...: pause accepting, never die
+                logger.error("MLLP accept failed (%s); retrying in %s s", exc, ACCEPT_RETRY_DELAY)
+                self._pause_accepting(listener)
+                return
+            self._start_connection(conn)
+
+    def _pause_accepting(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(listener)
+
+        def resume() -> None:
+            if self._stopping is not None and not self._stopping.is_set():
+                loop.add_reader(listener, self._on_acceptable, listener)
+
+        loop.call_later(ACCEPT_RETRY_DELAY, resume)
+
+    def _start_connection(self, conn: socket.socket) -> None:
+        task = asyncio.get_running_loop().create_task(self._on_connection(conn))
+        self._connections[task] = conn
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._connections.pop(task, None)
+
+    async def _close_connections(self) -> None:
+        connections = dict(self._connections)
+        for task in connections:
+            task.cancel()
+        await asyncio.gather(*connections, return_exceptions=True)
+        for conn in connections.values():  # a task cancelled before it made its transport
+            conn.close()
+
+    async def _on_connection(self, conn: socket.socket) -> None:
+        peer = _peer(conn)
+        logger.info("MLLP connection from %s", peer)
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            reader, writer = await asyncio.open_connection(sock=conn, limit=READ_SIZE)
+        except OSError as exc:
+            logger.info("MLLP connection from %s lost: %s", peer, type(exc).__name__)
+            conn.close()
+            return
+        try:
+            await self._converse(reader, writer, peer)
+        except ConnectionError as exc:
+            logger.info("MLLP connection from %s lost: %s", peer, type(exc).__name__)
+        except Exception:
+            logger.exception("MLLP connection from %s failed", peer)
+        finally:
+            await _close_writer(writer)
+            logger.info("MLLP connection from %s closed", peer)
+
+    async def _converse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        decoder = FrameDecoder(self._max_frame_bytes)
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(READ_SIZE), self._idle_timeout)
+            except TimeoutError:
+                logger.info("MLLP connection from %s idle for %s s", peer, self._idle_timeout)
+                return
+            if not data:
+                logger.debug("MLLP peer %s closed its side", peer)
+                for event in decoder.finish():
+                    await self._on_event(event, writer, peer)
+                return
+            for event in decoder.feed(data):
+                if not await self._on_event(event, writer, peer):
+                    return
+
+    async def _on_event(self, event: FrameEvent, writer: asyncio.StreamWriter, peer: str) -> bool:
+        """Act on one decoder event; return whether the connection stays open."""
+        if isinstance(event, Garbage):
+            logger.warning("MLLP %s: skipped %d bytes outside a frame", peer, event.size)
+            return True
+        if isinstance(event, Oversized):
+            await self._send_rejection(writer, peer)
+            return False
+        return await self._answer(event.payload, writer, peer)
+
+    async def _answer(self, payload: bytes, writer: asyncio.StreamWriter, peer: str) -> bool:
+        loop = asyncio.get_running_loop()
+        try:
+            ack = await loop.run_in_executor(self._executor, self._handler, payload)
+        except Exception:
+            logger.exception("MLLP handler failed for a message from %s; closing", peer)
+            return False
+        await _send(writer, ack)
+        return True
+
+    async def _send_rejection(self, writer: asyncio.StreamWriter, peer: str) -> None:
+        reason = f"frame larger than {self._max_frame_bytes} bytes"
+        logger.warning("MLLP %s: %s; closing", peer, reason)
+        loop = asyncio.get_running_loop()
+        try:
+            reply = await loop.run_in_executor(self._executor, self._reject, reason)
+        except Exception:
+            logger.exception("MLLP reject callback failed for %s", peer)
+            return
+        if reply is not None:
+            await _send(writer, reply)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A non-blocking listening socket on the first address ``host`` resolves to."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _close_writer(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+
+
+async def _send(writer: asyncio.StreamWriter, payload: bytes) -> None:
+    writer.write(frame(payload))
+    await writer.drain()
+
+
+def _peer(conn: socket.socket) -> str:
+    try:
+        address = conn.getpeername()
+    except OSError:
+        return "<disconnected>"
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)

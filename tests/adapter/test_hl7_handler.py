@@ -1,0 +1,213 @@
+"""The HL7 message handler on real tables (SQLite and PostgreSQL): ACK only after commit,
+exactly once, nothing half-applied."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import select
+
+from app.config import Settings
+from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
+from app.domain.status import AuditSource
+from app.domain.worklist import parse_worklist_query
+from app.models import AuditEvent, Hl7Message, Patient
+from app.services import hl7_log, stations, worklist
+from hl7_ingest.handler import Hl7Handler
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "hl7"
+
+
+def message(name: str) -> bytes:
+    return (DATA / name).read_bytes()
+
+
+def segments(ack: bytes) -> dict[str, list[str]]:
+    return {line.split("|")[0]: line.split("|") for line in ack.decode().split("\r") if line}
+
+
+def count(factory: SessionFactory, model: Any) -> int:
+    with session_scope(factory) as session:
+        return int(session.exec(select(func.count()).select_from(model)).one())
+
+
+def items(factory: SessionFactory, **keys: str) -> list[dict[str, Any]]:
+    with session_scope(factory) as session:
+        query = parse_worklist_query(keys)
+        return list(worklist.find(session, query=query))
+
+
+@pytest.fixture
+def handler(settings: Settings, session_factory: SessionFactory) -> Hl7Handler:
+    with session_scope(session_factory) as session:
+        for modality in ("CT", "CR", "MR"):
+            stations.create_station(
+                session, data=stations.StationData(modality, f"{modality}01"),
+                source=AuditSource.REST,
+            )
+    return Hl7Handler(settings, session_factory)
+
+
+def test_order_is_accepted_and_logged(handler: Hl7Handler, session_factory: SessionFactory) -> None:
+    ack = segments(handler.handle(message("orm_o01_nw.hl7")))
+    assert ack["MSA"][1:3] == ["AA", "MSG00001"]
+    found = {i["00080050"]["Value"][0]: i for i in items(session_factory)}
+    assert set(found) == {"ACC0001", "ACC0002"}
+    step = found["ACC0001"]["00400100"]["Value"][0]
+    assert step["00400001"]["Value"] == ["CT01"]
+    assert step["00400009"]["Value"] == ["SPS0001"]
+    with session_scope(session_factory) as session:
+        (logged,) = session.exec(select(Hl7Message)).all()
+    assert logged.outcome == "AA" and logged.control_id == "MSG00001"
+    assert logged.raw.startswith("MSH|") and "MSA|AA|MSG00001" in logged.ack
+
+
+def test_redelivery_gets_the_same_ack_and_changes_nothing(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    first = handler.handle(message("orm_o01_nw.hl7"))
+    audit_rows = count(session_factory, AuditEvent)
+    second = handler.handle(message("orm_o01_nw.hl7"))
+    assert second == first
+    assert count(session_factory, AuditEvent) == audit_rows
+    assert count(session_factory, Hl7Message) == 1
+
+
+def test_unappliable_order_is_ae_and_nothing_is_half_applied(
+    settings: Settings, session_factory: SessionFactory
+) -> None:
+    bare = Hl7Handler(settings, session_factory)  # no station table: the order cannot route
+    ack = segments(bare.handle(message("orm_o01_nw.hl7")))
+    assert ack["MSA"][1] == "AE"
+    assert "ERR" in ack and "no station" in "|".join(ack["ERR"]) + "|".join(ack["MSA"])
+    assert count(session_factory, Patient) == 0  # the patient upsert was rolled back too
+    with session_scope(session_factory) as session:
+        (logged,) = session.exec(select(Hl7Message)).all()
+    assert logged.outcome == "AE" and "no station" in logged.error
+
+
+def test_ae_message_is_processed_again_once_fixed(
+    settings: Settings, session_factory: SessionFactory, handler: Hl7Handler
+) -> None:
+    """Only accepted messages are deduplicated: a retry after fixing the cause goes through."""
+    with session_scope(session_factory) as session:
+        for station in stations.list_stations(session):
+            assert station.id is not None
+            stations.delete_station(session, pk=station.id, source=AuditSource.REST)
+    assert segments(handler.handle(message("orm_o01_nw.hl7")))["MSA"][1] == "AE"
+    with session_scope(session_factory) as session:
+        for modality in ("CT", "CR"):
+            stations.create_station(session, data=stations.StationData(modality, "ANY01"),
+                                    source=AuditSource.REST)
+    assert segments(handler.handle(message("orm_o01_nw.hl7")))["MSA"][1] == "AA"
+    assert len(items(session_factory)) == 2
+
+
+@pytest.mark.parametrize("name", ["broken_oru_r01.hl7", "broken_no_msh.hl7",
+                                  "broken_ascii_non_ascii.hl7", "broken_adt_a99.hl7"])
+def test_unsupported_or_unreadable_is_ar(
+    handler: Hl7Handler, session_factory: SessionFactory, name: str
+) -> None:
+    ack = segments(handler.handle(message(name)))
+    assert ack["MSA"][1] == "AR"
+    assert "ERR" in ack
+    with session_scope(session_factory) as session:
+        assert [m.outcome for m in session.exec(select(Hl7Message))] == ["AR"]
+
+
+def test_garbage_bytes_get_an_ar(handler: Hl7Handler) -> None:
+    ack = segments(handler.handle(b"\xff\xfe not hl7 at all"))
+    assert ack["MSA"][1] == "AR"
+
+
+def test_accepted_survives_a_restart(settings: Settings, handler: Hl7Handler) -> None:
+    assert segments(handler.handle(message("orm_o01_nw.hl7")))["MSA"][1] == "AA"
+    engine = create_db_engine(settings.database_url)  # a new process would open anew
+    try:
+        assert len(items(create_session_factory(engine))) == 2
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_commit_is_never_acknowledged_aa(
+    handler: Hl7Handler, session_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_record(*_args: Any, **_kwargs: Any) -> int:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(hl7_log, "record", broken_record)
+    ack = segments(handler.handle(message("orm_o01_nw.hl7")))
+    assert ack["MSA"][1] != "AA"
+    monkeypatch.undo()
+    assert items(session_factory) == []  # the order went with the failed transaction
+
+
+def test_racing_duplicates_apply_once(handler: Hl7Handler, session_factory: SessionFactory) -> None:
+    barrier = threading.Barrier(4)
+    acks: list[bytes] = []
+
+    def send() -> None:
+        barrier.wait()
+        acks.append(handler.handle(message("orm_o01_nw.hl7")))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(acks) == 4
+    assert {segments(a)["MSA"][1] for a in acks} <= {"AA", "AE"}
+    assert any(segments(a)["MSA"][1] == "AA" for a in acks)
+    assert len(items(session_factory)) == 2
+    with session_scope(session_factory) as session:
+        accepted = session.exec(select(Hl7Message).where(Hl7Message.outcome == "AA")).all()
+    assert len(accepted) == 1
+
+
+def variant(name: str, control_id: str, *replacements: tuple[str, str]) -> bytes:
+    """A fixture with another MSH-10 (and other values), so it is a new message."""
+    text = message(name).decode()
+    text = text.replace(text.split("\r")[0].split("|")[9], control_id, 1)
+    for old, new in replacements:
+        text = text.replace(old, new)
+    return text.encode()
+
+
+def names(factory: SessionFactory) -> dict[str, str]:
+    with session_scope(factory) as session:
+        return {p.patient_id: p.name for p in session.exec(select(Patient))}
+
+
+def test_a08_renames(handler: Hl7Handler, session_factory: SessionFactory) -> None:
+    assert segments(handler.handle(message("adt_a08.hl7")))["MSA"][1] == "AA"
+    assert names(session_factory) == {"PAT010": "MUSTERMANN-SCHMIDT^MAX^^PROF. DR."}
+
+
+def test_a40_with_unknown_prior_is_ae_204(handler: Hl7Handler) -> None:
+    ack = segments(handler.handle(message("adt_a40.hl7")))
+    assert ack["MSA"][1] == "AE"
+    assert ack["ERR"][2] == "MRG^1^1" and ack["ERR"][3].startswith("204")
+
+
+def test_a40_moves_the_steps(handler: Hl7Handler, session_factory: SessionFactory) -> None:
+    order_for_prior = variant("orm_o01_nw.hl7", "ORD-PRIOR", ("PAT001^", "PAT099^"))
+    assert segments(handler.handle(order_for_prior))["MSA"][1] == "AA"
+    assert segments(handler.handle(message("adt_a40.hl7")))["MSA"][1] == "AA"
+    assert set(names(session_factory)) == {"PAT010"}
+    assert {i["00100020"]["Value"][0] for i in items(session_factory)} == {"PAT010"}
+    assert len(items(session_factory)) == 2
+
+
+def test_a47_changes_the_identifier(handler: Hl7Handler, session_factory: SessionFactory) -> None:
+    assert segments(handler.handle(message("adt_a08.hl7")))["MSA"][1] == "AA"
+    assert segments(handler.handle(message("adt_a47.hl7")))["MSA"][1] == "AA"
+    assert set(names(session_factory)) == {"PAT011"}
+
+
+def test_oversized_frame_reject_is_an_ar(handler: Hl7Handler) -> None:
+    ack = segments(handler.reject("frame larger than 1048576 bytes"))
+    assert ack["MSA"][1] == "AR"
