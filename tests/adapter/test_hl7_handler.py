@@ -44,9 +44,10 @@ def items(factory: SessionFactory, **keys: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def handler(settings: Settings, session_factory: SessionFactory) -> Hl7Handler:
     with session_scope(session_factory) as session:
-        for modality in ("CT", "CR", "MR"):
+        for modality in ("CT", "CR", "MR", "US"):
             stations.create_station(
-                session, data=stations.StationData(modality, f"{modality}01"),
+                session,
+                data=stations.StationData(modality, f"{modality}01"),
                 source=AuditSource.REST,
             )
     return Hl7Handler(settings, session_factory)
@@ -101,14 +102,17 @@ def test_ae_message_is_processed_again_once_fixed(
     assert segments(handler.handle(message("orm_o01_nw.hl7")))["MSA"][1] == "AE"
     with session_scope(session_factory) as session:
         for modality in ("CT", "CR"):
-            stations.create_station(session, data=stations.StationData(modality, "ANY01"),
-                                    source=AuditSource.REST)
+            stations.create_station(
+                session, data=stations.StationData(modality, "ANY01"), source=AuditSource.REST
+            )
     assert segments(handler.handle(message("orm_o01_nw.hl7")))["MSA"][1] == "AA"
     assert len(items(session_factory)) == 2
 
 
-@pytest.mark.parametrize("name", ["broken_oru_r01.hl7", "broken_no_msh.hl7",
-                                  "broken_ascii_non_ascii.hl7", "broken_adt_a99.hl7"])
+@pytest.mark.parametrize(
+    "name",
+    ["broken_oru_r01.hl7", "broken_no_msh.hl7", "broken_ascii_non_ascii.hl7", "broken_adt_a99.hl7"],
+)
 def test_unsupported_or_unreadable_is_ar(
     handler: Hl7Handler, session_factory: SessionFactory, name: str
 ) -> None:
@@ -211,3 +215,52 @@ def test_a47_changes_the_identifier(handler: Hl7Handler, session_factory: Sessio
 def test_oversized_frame_reject_is_an_ar(handler: Hl7Handler) -> None:
     ack = segments(handler.reject("frame larger than 1048576 bytes"))
     assert ack["MSA"][1] == "AR"
+
+
+@pytest.mark.parametrize(
+    ("name", "patient_name"),
+    [
+        ("orm_latin1.hl7", "MÜLLER^JOSÉ"),
+        ("omi_utf8_greek.hl7", "ΠΑΠΑΔΟΠΟΥΛΟΣ^ΓΙΑΝΝΗΣ"),
+    ],
+)
+def test_charsets_reach_the_worklist(
+    handler: Hl7Handler, session_factory: SessionFactory, name: str, patient_name: str
+) -> None:
+    raw_ack = handler.handle(message(name))
+    assert segments(raw_ack)["MSA"][1] == "AA"
+    (item, *_) = items(session_factory)
+    assert item["00100010"]["Value"][0]["Alphabetic"] == patient_name
+
+
+def test_concurrent_orders_for_one_new_patient_make_one_patient(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    """Different messages (control IDs, orders) about one new patient, all at once."""
+    senders = 6
+    barrier = threading.Barrier(senders)
+    acks: list[bytes] = []
+
+    def send(index: int) -> None:
+        text = variant(
+            "orm_o01_nw.hl7",
+            f"RACE-{index}",
+            ("ACC0001", f"AC{index}A"),
+            ("ACC0002", f"AC{index}B"),
+            ("RP0001", f"RP{index}A"),
+            ("RP0002", f"RP{index}B"),
+            ("SPS0001", f"SPS{index}"),
+            ("2.55.3.1001", f"2.55.3.1{index}1"),
+            ("2.55.3.1002", f"2.55.3.1{index}2"),
+        )
+        barrier.wait()
+        acks.append(handler.handle(text))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [segments(a)["MSA"][1] for a in acks] == ["AA"] * senders
+    assert count(session_factory, Patient) == 1
+    assert len(items(session_factory)) == 2 * senders
