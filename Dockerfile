@@ -24,7 +24,7 @@ WORKDIR /app
 RUN mkdir -p /app/data/storage && chown -R broker:broker /app/data
 USER broker
 
-# 11112 DICOM, 8000 REST API and web page. 2575 (HL7 v2 MLLP) once the HL7 listener exists.
-EXPOSE 11112 8000
+# 11112 DICOM, 2575 HL7 v2 MLLP, 8000 REST API and web page.
+EXPOSE 11112 2575 8000
 
 CMD ["mwl-broker", "serve"]

@@ -37,6 +37,7 @@ from hl7_ingest.errors import (
     DATA_TYPE_ERROR,
     DUPLICATE_KEY_IDENTIFIER,
     REQUIRED_FIELD_MISSING,
+    TABLE_VALUE_NOT_FOUND,
     UNKNOWN_KEY_IDENTIFIER,
     Hl7Error,
     MessageError,
@@ -210,7 +211,13 @@ def hl7_location(field: str | None, env: Envelope) -> str:
     return f"{match.group(1)}^1^{match.group(2)}" if match else ""
 
 
+# Fields whose bad value is a code missing from a table (HL7 table 0357: 103).
+_TABLE_FIELDS = frozenset({"OrderControl"})
+
+
 def _domain_code(exc: DomainError) -> int:
+    if isinstance(exc, ValidationError) and exc.field in _TABLE_FIELDS:
+        return TABLE_VALUE_NOT_FOUND
     if isinstance(exc, ValidationError):
         return REQUIRED_FIELD_MISSING if "missing" in exc.message.lower() else DATA_TYPE_ERROR
     if isinstance(exc, InvalidQueryError):
@@ -227,7 +234,8 @@ def _domain_code(exc: DomainError) -> int:
 def error_for_domain(exc: DomainError, env: Envelope) -> MessageError:
     """A service's DomainError as the MessageError (ACK AE) to report for this message.
 
-    Codes: ValidationError -> 101 when its message says "missing", else 102; InvalidQueryError
+    Codes: an order control missing from the configured table -> 103; ValidationError -> 101
+    when its message says "missing", else 102; InvalidQueryError
     -> 102; NotFoundError -> 204; InvalidTransitionError -> 207; other ConflictError -> 205;
     anything else -> 207. The location comes from ``exc.field`` for the message's structure.
     """

@@ -97,7 +97,11 @@ def test_migrate_and_broker_use_the_same_postgres_database() -> None:
 
 def test_broker_publishes_the_default_dicom_and_http_ports() -> None:
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert {defaults.dicom_port, defaults.http_port} <= published_container_ports("broker")
+    assert {
+        defaults.dicom_port,
+        defaults.hl7_port,
+        defaults.http_port,
+    } <= published_container_ports("broker")
 
 
 def test_broker_healthcheck_asks_the_health_endpoint() -> None:

@@ -264,3 +264,9 @@ def test_concurrent_orders_for_one_new_patient_make_one_patient(
     assert [segments(a)["MSA"][1] for a in acks] == ["AA"] * senders
     assert count(session_factory, Patient) == 1
     assert len(items(session_factory)) == 2 * senders
+
+
+def test_unconfigured_order_control_is_ae_103(handler: Hl7Handler) -> None:
+    ack = segments(handler.handle(variant("orm_o01_nw.hl7", "ZZ-1", ("ORC|NW|", "ORC|ZZ|"))))
+    assert ack["MSA"][1] == "AE"
+    assert ack["ERR"][1].startswith("ORC^1^1^103&")  # v2.3.1: ERR-1 is SEG^seq^field^code
