@@ -53,6 +53,18 @@ def _validate_ae_title(value: str) -> str:
     return stripped
 
 
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"'{value}' is not host:port")
+    return host, int(port)
+
+
+def parse_endpoint(value: str) -> tuple[str, int]:
+    """``host:port`` as validated in the settings."""
+    return _host_port(value)
+
+
 class Settings(BaseSettings):
     """All configuration of the broker; see the README's configuration table."""
 
@@ -122,6 +134,20 @@ class Settings(BaseSettings):
     )
     hl7_sending_facility: str = Field(default="RADIOLOGY", description="MSH-4 of the ACKs")
 
+    # Status back to the RIS and MPPS forwarding, through the durable outbox.
+    ris_hl7_endpoint: str = Field(
+        default="", description="host:port of the RIS's MLLP listener; empty: no status messages"
+    )
+    ris_hl7_message: str = Field(
+        default="ORM", description="status message type: ORM (ORM^O01 SC), ORU (ORU^R01), OMI"
+    )
+    mpps_forward: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated AE@host:port of downstream MPPS SCPs to forward to",
+    )
+    outbox_retry_min: float = Field(default=2.0, gt=0, description="first retry delay, seconds")
+    outbox_retry_max: float = Field(default=300.0, gt=0, description="longest retry delay")
+
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("ae_title")
@@ -149,6 +175,39 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"actions must be one of {sorted(allowed)}; got {bad}")
         return {k.upper(): v for k, v in value.items()}
+
+    @field_validator("ris_hl7_endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            _host_port(value)
+        return value
+
+    @field_validator("ris_hl7_message")
+    @classmethod
+    def _check_message(cls, value: str) -> str:
+        if value.upper() not in ("ORM", "ORU", "OMI"):
+            raise ValueError("is ORM, ORU or OMI")
+        return value.upper()
+
+    @field_validator("mpps_forward", mode="before")
+    @classmethod
+    def _split_forward(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("mpps_forward")
+    @classmethod
+    def _check_forward(cls, value: list[str]) -> list[str]:
+        for target in value:
+            ae, sep, address = target.partition("@")
+            if not sep:
+                raise ValueError(f"'{target}' is not AE@host:port")
+            _validate_ae_title(ae)
+            _host_port(address)
+        return value
 
     @field_validator("hl7_missing_study_uid")
     @classmethod

@@ -203,3 +203,63 @@ class Hl7Message(SQLModel, table=True):
     error: str = Field(default="")
     raw: str = Field(default="")
     ack: str = Field(default="")
+
+
+class PerformedProcedureStep(SQLModel, table=True):
+    """An MPPS instance (PS3.4 Annex F): its whole data set, kept current by N-SET."""
+
+    __tablename__ = "performed_procedure_step"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sop_instance_uid: str = Field(max_length=64, unique=True)
+    status: str = Field(max_length=16, index=True)  # IN PROGRESS, COMPLETED, DISCONTINUED
+    performed_station_ae_title: str = Field(default="", max_length=16)
+    modality: str = Field(default="", max_length=16)
+    start_datetime: str = Field(default="", max_length=14, index=True)
+    end_datetime: str = Field(default="", max_length=14)
+    attributes: dict[str, Any] = _json_column()
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PerformedStepLink(SQLModel, table=True):
+    """Which scheduled steps an MPPS performs (one MPPS may cover several: the grouped case)."""
+
+    __tablename__ = "performed_step_link"
+
+    mpps_pk: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("performed_procedure_step.id", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    sps_pk: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("scheduled_procedure_step.id", ondelete="CASCADE"),
+            primary_key=True,
+            index=True,
+        )
+    )
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message to deliver (status to the RIS, MPPS to a downstream SCP), written in the same
+    transaction as the change it reports; a background worker delivers it, in order per key."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    channel: str = Field(max_length=8)  # "hl7" or "dicom"
+    destination: str = Field(max_length=128)  # host:port, or AE@host:port
+    ordering_key: str = Field(max_length=128, index=True)  # delivered in id order per key
+    kind: str = Field(max_length=32)
+    payload: dict[str, Any] = _json_column()
+    state: str = Field(default="pending", max_length=8)  # pending, sent
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_error: str = Field(default="")
+    sent_at: datetime | None = Field(default=None)
