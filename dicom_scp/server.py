@@ -1,4 +1,4 @@
-"""The DICOM listener: one pynetdicom AE serving Verification and Modality Worklist FIND.
+"""The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND and MPPS.
 
 Association policy (PS3.8 9.3.4, stated in the conformance statement): the Called AE must be
 ``BROKER_AE_TITLE`` unless ``BROKER_REQUIRE_CALLED_AE`` is off (reject 1/1/7); Calling AEs are
@@ -10,11 +10,14 @@ last it checks: calling AE, then called AE, then the association limit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityPerformedProcedureStep,
+    ModalityPerformedProcedureStepRetrieve,
     ModalityWorklistInformationFind,
     Verification,
 )
@@ -23,6 +26,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from app.config import Settings
 from app.db import SessionFactory
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
+from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
 
 LOG = logging.getLogger(__name__)
 
@@ -36,6 +40,8 @@ TRANSFER_SYNTAXES: tuple[str, ...] = (
 SOP_CLASSES: tuple[tuple[str, str], ...] = (
     (Verification, "Verification"),
     (ModalityWorklistInformationFind, "Modality Worklist Information Model - FIND"),
+    (ModalityPerformedProcedureStep, "Modality Performed Procedure Step"),
+    (ModalityPerformedProcedureStepRetrieve, "Modality Performed Procedure Step Retrieve"),
 )
 
 # Identifiers carry patient data: pynetdicom must not print them (it does at INFO by default).
@@ -63,14 +69,18 @@ class DicomServer:
 
     settings: Settings
     session_factory: SessionFactory
+    on_change: Callable[[], None] | None = None
     _ae: AE | None = field(default=None, init=False)
     _server: ThreadedAssociationServer | None = field(default=None, init=False)
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
-        ctx = ScpContext(self.settings, self.session_factory)
+        ctx = ScpContext(self.settings, self.session_factory, self.on_change)
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
             (evt.EVT_C_FIND, handle_find, [ctx]),
+            (evt.EVT_N_CREATE, handle_n_create, [ctx]),
+            (evt.EVT_N_SET, handle_n_set, [ctx]),
+            (evt.EVT_N_GET, handle_n_get, [ctx]),
         ]
         self._ae = build_ae(self.settings)
         address = (

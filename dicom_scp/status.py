@@ -13,6 +13,14 @@ from app.domain.errors import (
     NotFoundError,
     ValidationError,
 )
+from app.domain.mpps import (
+    DuplicateInstanceError,
+    InvalidAttributeValueError,
+    MissingAttributeError,
+    MissingAttributeValueError,
+    MppsClosedError,
+    NoSuchInstanceError,
+)
 
 ERROR_COMMENT_MAX = 64  # Error Comment (0000,0902) is LO
 
@@ -37,9 +45,7 @@ FIND_ERROR_STATUS: dict[type[DomainError], DimseStatus] = {
 }
 
 
-def status_dataset(
-    status: DimseStatus, comment: str, offending: list[int] | None = None
-) -> Dataset:
+def status_dataset(status: int, comment: str, offending: list[int] | None = None) -> Dataset:
     """A status with Error Comment (0000,0902) and, when known, Offending Element (0000,0901)."""
     ds = Dataset()
     ds.Status = int(status)
@@ -60,3 +66,49 @@ def comment_for(error: DomainError) -> str:
 def find_failure(error: DomainError, offending: list[int] | None = None) -> Dataset:
     status = FIND_ERROR_STATUS.get(type(error), DimseStatus.UNABLE_TO_PROCESS)
     return status_dataset(status, comment_for(error) if offending else error.message, offending)
+
+
+class NStatus(IntEnum):
+    """N-CREATE / N-SET / N-GET statuses (PS3.7 10.1.5.1.6, 10.1.3.1.9, Annex C)."""
+
+    SUCCESS = 0x0000
+    INVALID_ATTRIBUTE_VALUE = 0x0106
+    PROCESSING_FAILURE = 0x0110
+    DUPLICATE_SOP_INSTANCE = 0x0111
+    NO_SUCH_SOP_INSTANCE = 0x0112
+    MISSING_ATTRIBUTE = 0x0120
+    MISSING_ATTRIBUTE_VALUE = 0x0121
+
+
+MPPS_CLOSED_ERROR_ID = 0xA710  # PS3.4 Table F.7.2-2
+
+MPPS_ERROR_STATUS: dict[type[DomainError], NStatus] = {
+    MissingAttributeError: NStatus.MISSING_ATTRIBUTE,
+    MissingAttributeValueError: NStatus.MISSING_ATTRIBUTE_VALUE,
+    InvalidAttributeValueError: NStatus.INVALID_ATTRIBUTE_VALUE,
+    DuplicateInstanceError: NStatus.DUPLICATE_SOP_INSTANCE,
+    NoSuchInstanceError: NStatus.NO_SUCH_SOP_INSTANCE,
+    MppsClosedError: NStatus.PROCESSING_FAILURE,
+}
+
+
+def mpps_failure(error: DomainError, tag: int | None, *, identifier_list: bool) -> Dataset:
+    """The status for a failed N-CREATE / N-SET / N-GET.
+
+    The attribute at fault goes in Attribute Identifier List (0000,1005) where the response can
+    carry it (N-SET, PS3.7 Annex C); N-CREATE responses have only Error Comment (0000,0902), so
+    the comment names it there.
+    """
+    status = next(
+        (s for cls, s in MPPS_ERROR_STATUS.items() if isinstance(error, cls)),
+        NStatus.PROCESSING_FAILURE,
+    )
+    if isinstance(error, MppsClosedError):
+        ds = status_dataset(status, MppsClosedError.COMMENT)
+        ds.ErrorID = MPPS_CLOSED_ERROR_ID
+        return ds
+    if identifier_list and tag is not None:
+        ds = status_dataset(status, comment_for(error))
+        ds.AttributeIdentifierList = [tag]
+        return ds
+    return status_dataset(status, error.message)

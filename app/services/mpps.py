@@ -1,0 +1,401 @@
+"""MPPS: record what the modality reports, move the scheduled steps, tell the RIS and the PACS.
+
+N-CREATE links the MPPS to the scheduled steps named in its Scheduled Step Attributes Sequence
+(0040,0270) by Study Instance UID + SPS ID, else accession number (+ Requested Procedure ID,
++ SPS ID); one MPPS may cover several steps (grouped case). An MPPS naming no step (unscheduled
+case) is kept unlinked, listed for reconciliation, and can be linked later (``link``).
+
+Steps follow the exam: IN PROGRESS -> STARTED, COMPLETED -> COMPLETED, DISCONTINUED ->
+DISCONTINUED. Every change writes outbox rows in the same transaction: a status message per
+linked order to the RIS (when configured) and the N-CREATE / N-SET to each downstream MPPS SCP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from app.domain.dicom_json import JsonDataset, sequence_items, string_of
+from app.domain.errors import ValidationError
+from app.domain.mpps import (
+    DISCONTINUATION_REASON_KEY,
+    SSAS_KEY,
+    DuplicateInstanceError,
+    MppsStatus,
+    NoSuchInstanceError,
+    apply_set,
+    validate_create,
+)
+from app.domain.status import AuditSource, SpsStatus, can_transition
+from app.models import (
+    ImagingServiceRequest,
+    Patient,
+    PerformedProcedureStep,
+    PerformedStepLink,
+    RequestedProcedure,
+    ScheduledProcedureStep,
+    utcnow,
+)
+from app.services import audit, outbox, worklist
+
+ENTITY = "mpps"
+SOURCE = AuditSource.DICOM
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where MPPS changes go: the RIS (host:port, "" for none) and downstream MPPS SCPs."""
+
+    ris_endpoint: str = ""
+    forward: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LinkedStep:
+    step_pk: int
+    study_instance_uid: str
+    sps_id: str
+    accession_number: str
+    status: str
+
+
+@dataclass(frozen=True)
+class MppsView:
+    sop_instance_uid: str
+    status: str
+    performed_station_ae_title: str
+    modality: str
+    start_datetime: str
+    end_datetime: str
+    created_at: datetime
+    updated_at: datetime
+    linked_steps: tuple[LinkedStep, ...]
+    attributes: JsonDataset = field(repr=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# N-CREATE / N-SET
+
+
+def create(session: Session, *, uid: str, attributes: JsonDataset, delivery: Delivery) -> MppsView:
+    """N-CREATE (PS3.4 F.7.2.1): store, link, start the steps, queue the messages."""
+    status = validate_create(attributes)
+    if _row(session, uid) is not None:
+        raise DuplicateInstanceError(f"MPPS {uid} exists", field="AffectedSOPInstanceUID")
+    row = PerformedProcedureStep(sop_instance_uid=uid, status=status.value, attributes=attributes)
+    _refresh_columns(row)
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    steps = _steps_named(session, attributes)
+    for step in steps:
+        assert step.id is not None
+        session.add(PerformedStepLink(mpps_pk=row.id, sps_pk=step.id))
+    audit.record(
+        session,
+        source=SOURCE,
+        action="create",
+        entity=ENTITY,
+        entity_pk=row.id,
+        detail={"sop_instance_uid": uid, "steps": [s.id for s in steps]},
+    )
+    _follow(session, row, steps, status, delivery)
+    _forward(session, uid, "mpps-create", attributes, delivery)
+    session.flush()
+    return view(session, row)
+
+
+def update(
+    session: Session, *, uid: str, modifications: JsonDataset, delivery: Delivery
+) -> MppsView:
+    """N-SET (PS3.4 F.7.2.2): only while IN PROGRESS; the steps follow a final status."""
+    row = _row(session, uid)
+    if row is None:
+        raise NoSuchInstanceError(f"no MPPS {uid}", field="RequestedSOPInstanceUID")
+    merged, status = apply_set(MppsStatus(row.status), row.attributes, modifications)
+    changed_status = status.value != row.status
+    row.attributes, row.status, row.updated_at = merged, status.value, utcnow()
+    _refresh_columns(row)
+    session.add(row)
+    assert row.id is not None
+    audit.record(
+        session,
+        source=SOURCE,
+        action="update",
+        entity=ENTITY,
+        entity_pk=row.id,
+        detail={"status": status.value, "keys": sorted(modifications)},
+    )
+    if changed_status:
+        _follow(session, row, _linked_steps(session, row.id), status, delivery)
+    _forward(session, uid, "mpps-set", modifications, delivery)
+    session.flush()
+    return view(session, row)
+
+
+def _refresh_columns(row: PerformedProcedureStep) -> None:
+    data = row.attributes
+    row.performed_station_ae_title = string_of(data, "00400241")[:16]
+    row.modality = string_of(data, "00080060")[:16]
+    row.start_datetime = (string_of(data, "00400244") + string_of(data, "00400245"))[:14]
+    row.end_datetime = (string_of(data, "00400250") + string_of(data, "00400251"))[:14]
+
+
+# ---------------------------------------------------------------------------------------------
+# Linking
+
+
+def _steps_named(session: Session, attributes: JsonDataset) -> list[ScheduledProcedureStep]:
+    found: dict[int, ScheduledProcedureStep] = {}
+    for item in sequence_items(attributes, SSAS_KEY):
+        for step in _steps_of_item(session, item):
+            assert step.id is not None
+            found[step.id] = step
+    return list(found.values())
+
+
+def _steps_of_item(session: Session, item: JsonDataset) -> Sequence[ScheduledProcedureStep]:
+    study_uid, sps_id = string_of(item, "0020000D"), string_of(item, "00400009")
+    accession, rp_id = string_of(item, "00080050"), string_of(item, "00401001")
+    if not (sps_id or accession or rp_id):
+        return []  # unscheduled: the modality made up the Study Instance UID
+    statement = select(ScheduledProcedureStep).join(
+        RequestedProcedure, col(ScheduledProcedureStep.procedure_pk) == RequestedProcedure.id
+    )
+    if sps_id:
+        statement = statement.where(ScheduledProcedureStep.sps_id == sps_id)
+    if rp_id:
+        statement = statement.where(RequestedProcedure.requested_procedure_id == rp_id)
+    if accession:
+        statement = statement.join(
+            ImagingServiceRequest, col(RequestedProcedure.order_pk) == ImagingServiceRequest.id
+        ).where(ImagingServiceRequest.accession_number == accession)
+    elif study_uid:
+        statement = statement.where(RequestedProcedure.study_instance_uid == study_uid)
+    return session.exec(statement).all()
+
+
+def _linked_steps(session: Session, mpps_pk: int) -> list[ScheduledProcedureStep]:
+    statement = (
+        select(ScheduledProcedureStep)
+        .join(PerformedStepLink, col(PerformedStepLink.sps_pk) == ScheduledProcedureStep.id)
+        .where(PerformedStepLink.mpps_pk == mpps_pk)
+        .order_by(col(ScheduledProcedureStep.id))
+    )
+    return list(session.exec(statement))
+
+
+def link(
+    session: Session, *, uid: str, steps: Sequence[tuple[str, str]], delivery: Delivery
+) -> MppsView:
+    """Reconciliation: link the MPPS to steps given as (Study Instance UID, SPS ID)."""
+    row = _row(session, uid)
+    if row is None:
+        raise NoSuchInstanceError(f"no MPPS {uid}")
+    assert row.id is not None
+    found = []
+    for study_uid, sps_id in steps:
+        worklist.get_item(session, study_uid=study_uid, sps_id=sps_id)  # NotFoundError if unknown
+        step = session.exec(
+            select(ScheduledProcedureStep)
+            .join(
+                RequestedProcedure,
+                col(ScheduledProcedureStep.procedure_pk) == RequestedProcedure.id,
+            )
+            .where(
+                RequestedProcedure.study_instance_uid == study_uid,
+                ScheduledProcedureStep.sps_id == sps_id,
+            )
+        ).one()
+        found.append(step)
+    if not found:
+        raise ValidationError("name at least one step to link", field="steps")
+    already = {s.id for s in _linked_steps(session, row.id)}
+    new = [s for s in found if s.id not in already]
+    for step in new:
+        assert step.id is not None
+        session.add(PerformedStepLink(mpps_pk=row.id, sps_pk=step.id))
+    audit.record(
+        session,
+        source=AuditSource.REST,
+        action="link",
+        entity=ENTITY,
+        entity_pk=row.id,
+        detail={"steps": [s.id for s in new]},
+    )
+    _follow(session, row, new, MppsStatus(row.status), delivery)
+    session.flush()
+    return view(session, row)
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps follow; messages out
+
+
+def _follow(
+    session: Session,
+    row: PerformedProcedureStep,
+    steps: Sequence[ScheduledProcedureStep],
+    status: MppsStatus,
+    delivery: Delivery,
+) -> None:
+    target = status.step_status
+    for step in steps:
+        if can_transition(SpsStatus(step.status), target):
+            worklist.move_status(session, step, target, source=SOURCE)
+    if delivery.ris_endpoint and steps:
+        for order_pk, payload in _status_payloads(session, row, steps, status).items():
+            outbox.enqueue(
+                session,
+                channel=outbox.HL7,
+                destination=delivery.ris_endpoint,
+                ordering_key=f"order:{order_pk}",
+                kind="mpps-status",
+                payload=payload,
+            )
+
+
+def _status_payloads(
+    session: Session,
+    row: PerformedProcedureStep,
+    steps: Sequence[ScheduledProcedureStep],
+    status: MppsStatus,
+) -> dict[int, dict[str, Any]]:
+    """One mpps-status payload per order the steps belong to (outbox docstring)."""
+    payloads: dict[int, dict[str, Any]] = {}
+    reason = _reason(row.attributes) if status is MppsStatus.DISCONTINUED else None
+    for step in steps:
+        procedure = session.get_one(RequestedProcedure, step.procedure_pk)
+        order = session.get_one(ImagingServiceRequest, procedure.order_pk)
+        patient = session.get_one(Patient, order.patient_pk)
+        assert order.id is not None
+        payload = payloads.setdefault(
+            order.id,
+            {
+                "mpps_uid": row.sop_instance_uid,
+                "status": status.value,
+                "at": row.end_datetime
+                if status is not MppsStatus.IN_PROGRESS
+                else row.start_datetime,
+                "patient": {
+                    name: getattr(patient, name)
+                    for name in ("patient_id", "issuer_of_patient_id", "name", "birth_date", "sex")
+                },
+                "order": {
+                    name: getattr(order, name)
+                    for name in ("accession_number", "placer_order_number", "filler_order_number")
+                },
+                "procedures": [],
+                "discontinuation_reason": reason,
+            },
+        )
+        payload["procedures"].append(
+            {
+                "requested_procedure_id": procedure.requested_procedure_id,
+                "study_instance_uid": procedure.study_instance_uid,
+                "sps_id": step.sps_id,
+                "modality": step.modality,
+            }
+        )
+    return payloads
+
+
+def _reason(attributes: JsonDataset) -> dict[str, str] | None:
+    items = sequence_items(attributes, DISCONTINUATION_REASON_KEY)
+    if not items:
+        return None
+    code = items[0]
+    return {
+        "code_value": string_of(code, "00080100"),
+        "coding_scheme": string_of(code, "00080102"),
+        "code_meaning": string_of(code, "00080104"),
+    }
+
+
+def _forward(
+    session: Session, uid: str, kind: str, dataset: JsonDataset, delivery: Delivery
+) -> None:
+    for target in delivery.forward:
+        outbox.enqueue(
+            session,
+            channel=outbox.DICOM,
+            destination=target,
+            ordering_key=f"mpps:{uid}:{target}",
+            kind=kind,
+            payload={"sop_instance_uid": uid, "dataset": dataset},
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reads
+
+
+def _row(session: Session, uid: str) -> PerformedProcedureStep | None:
+    return session.exec(
+        select(PerformedProcedureStep).where(PerformedProcedureStep.sop_instance_uid == uid)
+    ).first()
+
+
+def get(session: Session, *, uid: str) -> MppsView:
+    row = _row(session, uid)
+    if row is None:
+        raise NoSuchInstanceError(f"no MPPS {uid}")
+    return view(session, row)
+
+
+def view(session: Session, row: PerformedProcedureStep) -> MppsView:
+    assert row.id is not None
+    linked = []
+    for step in _linked_steps(session, row.id):
+        procedure = session.get_one(RequestedProcedure, step.procedure_pk)
+        order = session.get_one(ImagingServiceRequest, procedure.order_pk)
+        assert step.id is not None
+        linked.append(
+            LinkedStep(
+                step.id,
+                procedure.study_instance_uid,
+                step.sps_id,
+                order.accession_number,
+                step.status,
+            )
+        )
+    return MppsView(
+        sop_instance_uid=row.sop_instance_uid,
+        status=row.status,
+        performed_station_ae_title=row.performed_station_ae_title,
+        modality=row.modality,
+        start_datetime=row.start_datetime,
+        end_datetime=row.end_datetime,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        linked_steps=tuple(linked),
+        attributes=row.attributes,
+    )
+
+
+def list_mpps(
+    session: Session,
+    *,
+    status: str = "",
+    unlinked: bool = False,
+    station: str = "",
+    limit: int = 100,
+    offset: int = 0,
+) -> list[MppsView]:
+    """Newest first; ``unlinked`` lists the ones awaiting reconciliation."""
+    statement = select(PerformedProcedureStep)
+    if status:
+        statement = statement.where(PerformedProcedureStep.status == status)
+    if station:
+        statement = statement.where(PerformedProcedureStep.performed_station_ae_title == station)
+    if unlinked:
+        linked = select(PerformedStepLink.mpps_pk)
+        statement = statement.where(col(PerformedProcedureStep.id).not_in(linked))
+    statement = (
+        statement.order_by(col(PerformedProcedureStep.id).desc()).offset(offset).limit(limit)
+    )
+    return [view(session, row) for row in session.exec(statement)]

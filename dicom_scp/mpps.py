@@ -1,0 +1,117 @@
+"""MPPS SCP handlers (PS3.4 Annex F): N-CREATE, N-SET and N-GET.
+
+Each decodes the data set to DICOM JSON, calls one service, and encodes the answer or maps the
+domain error through ``dicom_scp.status.MPPS_ERROR_STATUS``. The service validates everything
+(pynetdicom does not). After a commit the outbox worker is woken so the RIS hears at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+
+from app.db import session_scope
+from app.domain.dicom_json import JsonDataset, validate_json_dataset
+from app.domain.errors import DomainError
+from app.services import mpps
+from dicom_scp.handlers import ScpContext
+from dicom_scp.status import NStatus, mpps_failure, status_dataset
+
+LOG = logging.getLogger(__name__)
+
+Result = tuple[int | Dataset, Dataset | None]
+
+
+def _json(ds: Dataset) -> JsonDataset:
+    return validate_json_dataset(ds.to_json_dict())
+
+
+def _uid(event: evt.Event, name: str) -> str:
+    return str(getattr(event.request, name, None) or "")
+
+
+def _tag(error: DomainError) -> int | None:
+    return tag_for_keyword(error.field) if error.field else None
+
+
+def _delivery(ctx: ScpContext) -> mpps.Delivery:
+    return mpps.Delivery(
+        ris_endpoint=ctx.settings.ris_hl7_endpoint, forward=tuple(ctx.settings.mpps_forward)
+    )
+
+
+def _run(ctx: ScpContext, what: str, uid: str, call: Any) -> Result:
+    """Run one service call in its own transaction; map errors; wake the outbox after commit."""
+    try:
+        with session_scope(ctx.session_factory) as session:
+            found = call(session)
+            answer = Dataset.from_json(found.attributes)
+            status = found.status
+    except DomainError as exc:
+        LOG.info("MPPS %s %s refused: %s", what, uid, exc.message)
+        return mpps_failure(exc, _tag(exc), identifier_list=what == "N-SET"), None
+    except Exception:
+        LOG.exception("MPPS %s %s failed", what, uid)
+        return status_dataset(NStatus.PROCESSING_FAILURE, f"{what} failed; see the log"), None
+    LOG.info("MPPS %s %s: %s", what, uid, status)
+    if ctx.on_change is not None:
+        ctx.on_change()
+    return int(NStatus.SUCCESS), answer
+
+
+def _decoded(event: evt.Event, attribute: str) -> JsonDataset | Dataset:
+    try:
+        return _json(getattr(event, attribute))
+    except Exception:
+        LOG.exception("MPPS data set could not be decoded")
+        return status_dataset(NStatus.PROCESSING_FAILURE, "data set could not be decoded")
+
+
+def handle_n_create(event: evt.Event, ctx: ScpContext) -> Result:
+    """N-CREATE: the SCU supplies the SOP Instance UID (PS3.4 F.7.2.1.2)."""
+    uid = _uid(event, "AffectedSOPInstanceUID")
+    if not uid:
+        return status_dataset(
+            NStatus.MISSING_ATTRIBUTE, "MPPS N-CREATE needs an Affected SOP Instance UID"
+        ), None
+    attributes = _decoded(event, "attribute_list")
+    if isinstance(attributes, Dataset):
+        return attributes, None
+    return _run(
+        ctx,
+        "N-CREATE",
+        uid,
+        lambda s: mpps.create(s, uid=uid, attributes=attributes, delivery=_delivery(ctx)),
+    )
+
+
+def handle_n_set(event: evt.Event, ctx: ScpContext) -> Result:
+    uid = _uid(event, "RequestedSOPInstanceUID")
+    modifications = _decoded(event, "modification_list")
+    if isinstance(modifications, Dataset):
+        return modifications, None
+    return _run(
+        ctx,
+        "N-SET",
+        uid,
+        lambda s: mpps.update(s, uid=uid, modifications=modifications, delivery=_delivery(ctx)),
+    )
+
+
+def handle_n_get(event: evt.Event, ctx: ScpContext) -> Result:
+    """N-GET (MPPS Retrieve): the stored attributes, or those requested."""
+    uid = _uid(event, "RequestedSOPInstanceUID")
+    result = _run(ctx, "N-GET", uid, lambda s: mpps.get(s, uid=uid))
+    status, ds = result
+    if ds is None:
+        return result
+    wanted = {int(tag) for tag in event.attribute_identifiers or []}
+    if wanted:
+        for elem in list(ds):
+            if int(elem.tag) not in wanted:
+                del ds[elem.tag]
+    return status, ds
