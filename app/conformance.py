@@ -35,7 +35,7 @@ from app.domain.mwl_attributes import (
 from app.domain.status import FINAL_STATUSES, SpsStatus
 from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
 from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
-from dicom_scp.status import DimseStatus
+from dicom_scp.status import DimseStatus, NStatus
 
 PRODUCT = "mwl-broker"
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
@@ -55,6 +55,9 @@ DICOM_SETTINGS: tuple[str, ...] = (
     "max_pdu_size",
     "mwl_name_case_insensitive",
     "mwl_max_results",
+    "ris_hl7_endpoint",
+    "ris_hl7_message",
+    "mpps_forward",
 )
 
 # Required matching keys of PS3.4 Table K.6-1; every other supported key is optional.
@@ -222,10 +225,12 @@ def _header(settings: Settings) -> list[str]:
 def _overview() -> list[str]:
     lines = _section(
         "## 1. Overview",
-        f"{PRODUCT} is a Modality Worklist broker: it keeps worklist items (one Scheduled "
-        "Procedure Step with its Requested Procedure, Imaging Service Request, Visit and "
-        "Patient) and answers Modality Worklist queries from modalities. It never initiates "
-        "associations and supports no other DICOM service than the ones below.",
+        f"{PRODUCT} is a Modality Worklist and MPPS broker: it keeps worklist items (one "
+        "Scheduled Procedure Step with its Requested Procedure, Imaging Service Request, Visit "
+        "and Patient), answers Modality Worklist queries from modalities, and records their "
+        "Modality Performed Procedure Steps. It initiates associations only to forward MPPS "
+        "to configured downstream MPPS SCPs (section 3.5.3.5) and supports no other DICOM "
+        "service than the ones below.",
     )
     rows = [(name, uid, "No", "Yes") for uid, name in SOP_CLASSES]
     return lines + _table(("SOP Class", "UID", "User of Service (SCU)", "Provider (SCP)"), rows)
@@ -553,6 +558,77 @@ def _charset_behaviour() -> list[str]:
     )
 
 
+MPPS_STATUS_USE: dict[NStatus, str] = {
+    NStatus.SUCCESS: "N-CREATE, N-SET or N-GET done",
+    NStatus.INVALID_ATTRIBUTE_VALUE: "N-CREATE with a status other than IN PROGRESS or an "
+    "unknown status; N-SET of an attribute N-SET may not carry (Table F.7.2-1 'Not allowed')",
+    NStatus.PROCESSING_FAILURE: "N-SET after COMPLETED or DISCONTINUED (Error ID 0xA710, "
+    "comment 'Performed Procedure Step Object may no longer be updated'); internal failure",
+    NStatus.DUPLICATE_SOP_INSTANCE: "N-CREATE with an SOP Instance UID that exists",
+    NStatus.NO_SUCH_SOP_INSTANCE: "N-SET or N-GET of an unknown SOP Instance UID",
+    NStatus.MISSING_ATTRIBUTE: "N-CREATE without a Type 1 attribute (or without Affected SOP "
+    "Instance UID)",
+    NStatus.MISSING_ATTRIBUTE_VALUE: "a Type 1 attribute empty at N-CREATE; COMPLETED or "
+    "DISCONTINUED without Performed Procedure Step End Date and Time",
+}
+
+
+def _mpps(settings: Settings) -> list[str]:
+    lines = _section(
+        "#### 3.5.3 Modality Performed Procedure Step",
+        "N-CREATE and N-SET (Modality Performed Procedure Step) and N-GET (MPPS Retrieve) are "
+        "supported. The broker validates each request per PS3.4 F.7.2: N-CREATE must carry "
+        "the SOP Instance UID, status IN PROGRESS and every Type 1 attribute of Table F.7.2-1 "
+        "(Scheduled Step Attributes Sequence with a Study Instance UID in each item, "
+        "Performed Procedure Step ID, Performed Station AE Title, start date and time, "
+        "Modality); Type 2 attributes are accepted when absent. N-SET is accepted only while "
+        "the MPPS is IN PROGRESS, may not carry attributes marked 'Not allowed' for N-SET, "
+        "replaces sequences whole, and a final status needs the end date and time. The whole "
+        "data set is stored and kept current; it is kept indefinitely. No attribute is coerced.",
+        "##### 3.5.3.1 Status Codes",
+    )
+    rows = [(f"0x{int(s):04X}", s.name, MPPS_STATUS_USE[s]) for s in NStatus]
+    lines += _table(("Status", "Name", "When the broker sends it"), rows)
+    lines += _paragraphs(
+        "The attribute at fault is named in Attribute Identifier List (0000,1005) of an N-SET "
+        "response and in the Error Comment (0000,0902) of an N-CREATE response (which has no "
+        "Attribute Identifier List)."
+    )
+    lines += _section(
+        "##### 3.5.3.2 Linking to the Worklist",
+        "Each item of the Scheduled Step Attributes Sequence (0040,0270) names scheduled "
+        "steps by Accession Number, Requested Procedure ID and Scheduled Procedure Step ID, or "
+        "by Study Instance UID and SPS ID. One MPPS may perform several steps (grouped case). "
+        "An MPPS whose items name no step (unscheduled case: only a Study Instance UID) is kept "
+        "unlinked, listed by the REST API (`GET /api/mpps?unlinked=true`) and can be linked "
+        "later (`POST /api/mpps/{uid}/link`).",
+        "##### 3.5.3.3 Effect on the Worklist",
+    )
+    lines += _table(
+        ("MPPS status", "Scheduled steps become", "Offered by the worklist"),
+        [
+            ("IN PROGRESS", "STARTED", "yes"),
+            ("COMPLETED", "COMPLETED", "no (final)"),
+            ("DISCONTINUED", "DISCONTINUED", "no (final)"),
+        ],
+    )
+    ris = settings.ris_hl7_endpoint or "not configured"
+    forward = ", ".join(settings.mpps_forward) or "none configured"
+    return lines + _section(
+        "##### 3.5.3.4 Status to the RIS",
+        "Every MPPS status change is reported to the RIS over HL7 v2 "
+        f"(`{_env_name('ris_hl7_endpoint')}`: {ris}; message type "
+        f"`{_env_name('ris_hl7_message')}`: {settings.ris_hl7_message}), "
+        "through a durable outbox written in the same transaction, delivered in order per "
+        "order with retry and back-off.",
+        "##### 3.5.3.5 Forwarding",
+        "Each N-CREATE and N-SET is forwarded, through the same outbox, to the downstream MPPS "
+        f"SCPs of `{_env_name('mpps_forward')}` ({forward}), as {settings.ae_title}, "
+        "proposing the Modality Performed Procedure Step SOP Class with the transfer syntaxes "
+        "above.",
+    )
+
+
 def _communication(settings: Settings) -> list[str]:
     return _section(
         "## 4. Communication Profiles",
@@ -634,6 +710,7 @@ def render(settings: Settings) -> str:
         _return_keys(),
         _sps_status(),
         _charset_behaviour(),
+        _mpps(settings),
         _communication(settings),
         _extensions(),
         _configuration(settings),
