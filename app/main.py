@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from app.api import errors, health, hl7, mwlitems, orders, patients, stations
+from app.api import errors, health, hl7, mpps, mwlitems, orders, outbox, patients, stations
 from app.config import Settings
 from app.db import SessionFactory
 
@@ -38,6 +38,8 @@ def create_app(
         orders.router,
         stations.router,
         hl7.router,
+        outbox.router,
+        mpps.router,
     )
     for router in routers:
         app.include_router(router)

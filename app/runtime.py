@@ -17,10 +17,13 @@ from sqlalchemy import Engine
 
 from app.config import Settings
 from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
+from app.delivery import OutboxWorker
 from app.main import create_app
 from app.services import hl7_log
+from dicom_scp.forward import mpps_forwarder
 from dicom_scp.server import DicomServer
 from hl7_ingest.handler import Hl7Handler
+from hl7_ingest.outbound import hl7_sender
 from hl7_ingest.server import MllpServer
 
 LOG = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ class Broker:
     ports: dict[str, int] = field(default_factory=dict, init=False)
     _dicom: DicomServer | None = field(default=None, init=False)
     _hl7: MllpServer | None = field(default=None, init=False)
+    _outbox: OutboxWorker | None = field(default=None, init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _http: uvicorn.Server | None = field(default=None, init=False)
     _http_thread: threading.Thread | None = field(default=None, init=False)
@@ -76,8 +80,22 @@ class Broker:
             probes["http"] = lambda: {"up": True, "port": self.ports.get("http")}
         return probes
 
+    def start_outbox(self) -> None:
+        """The delivery worker: status messages to the RIS, MPPS to downstream SCPs."""
+        self._outbox = OutboxWorker(
+            self.session_factory,
+            {"hl7": hl7_sender(self.settings), "dicom": mpps_forwarder(self.settings)},
+            retry_min=self.settings.outbox_retry_min,
+            retry_max=self.settings.outbox_retry_max,
+        )
+        self._outbox.start()
+
+    def _wake_outbox(self) -> None:
+        if self._outbox is not None:
+            self._outbox.wake()
+
     def start_dicom(self) -> None:
-        self._dicom = DicomServer(self.settings, self.session_factory)
+        self._dicom = DicomServer(self.settings, self.session_factory, self._wake_outbox)
         self.ports["dicom"] = self._dicom.start()
 
     def start_hl7(self) -> None:
@@ -109,6 +127,7 @@ class Broker:
 
     def http_server(self) -> tuple[uvicorn.Server, socket.socket]:
         app = create_app(self.settings, self.engine, self.session_factory, self._listeners())
+        app.state.outbox_wake = self._wake_outbox
         sock = _bind(self.settings.bind_host, self.settings.http_port)
         self.ports["http"] = int(sock.getsockname()[1])
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
@@ -116,6 +135,7 @@ class Broker:
 
     def start(self) -> dict[str, int]:
         """Start every wanted listener in background threads; return the bound ports."""
+        self.start_outbox()
         if self._wanted("dicom"):
             self.start_dicom()
         if self._wanted("hl7"):
@@ -143,4 +163,7 @@ class Broker:
         if self._dicom is not None:
             self._dicom.stop()
             self._dicom = None
+        if self._outbox is not None:
+            self._outbox.stop()
+            self._outbox = None
         self.engine.dispose()

@@ -74,8 +74,12 @@ def test_missing_identifiers_are_generated() -> None:
         (lambda i: i.update({"00100040": {"vr": "CS", "Value": ["X"]}}), "PatientSex"),
         (lambda i: i.update({"0020000D": {"vr": "UI", "Value": ["1.02.x"]}}), "StudyInstanceUID"),
         (lambda i: i.update({"00080050": {"vr": "SH", "Value": ["A" * 17]}}), "AccessionNumber"),
-        (lambda i: i["00400100"]["Value"][0].update({"00400001": {"vr": "AE", "Value": ["CTÄ"]}}),
-         "ScheduledStationAETitle"),
+        (
+            lambda i: i["00400100"]["Value"][0].update(
+                {"00400001": {"vr": "AE", "Value": ["CTÄ"]}}
+            ),
+            "ScheduledStationAETitle",
+        ),
         (
             lambda i: i["00400100"]["Value"][0].update(
                 {"00400003": {"vr": "TM", "Value": ["2599"]}}
