@@ -159,7 +159,10 @@ class OutboxWorker:
         return delivered
 
     def _deliver(self, view: OutboxMessageView) -> bool:
-        """Send one message (no transaction open), then record the outcome in a new one."""
+        """Claim, send (no transaction open), then record the outcome in a new transaction."""
+        with session_scope(self._factory) as session:
+            if not outbox.claim(session, pk=view.id):
+                return False  # another worker took it: skip its key for this pass
         try:
             self._send(view)
         except Exception as exc:  # any failure of a sender is a failed try, retried later

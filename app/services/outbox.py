@@ -1,7 +1,8 @@
 """The durable outbox: messages written in the same transaction as the change they report.
 
-A delivery worker takes the due messages, sends them and marks them sent, or schedules a retry
-with back-off. Order per ``ordering_key`` is kept: a message is due only when no earlier message
+A delivery worker claims a due message (``claim``: several broker processes may run a
+worker on one database, and only one of them sends it), sends it and marks it sent, or
+schedules a retry with back-off. Order per ``ordering_key`` is kept: a message is due only when no earlier message
 of its key is still pending, so an order's IN PROGRESS always reaches the RIS before its
 COMPLETED, even across retries and restarts.
 
@@ -23,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
 from app.domain.errors import ConflictError, NotFoundError
 from app.models import OutboxMessage, utcnow
@@ -78,6 +79,29 @@ def due(session: Session, *, now: datetime | None = None, limit: int = 50) -> li
         .limit(limit)
     )
     return list(session.exec(statement))
+
+
+CLAIM_LEASE_SECONDS = 120.0  # longer than any sender's timeout
+
+
+def claim(session: Session, *, pk: int, lease: float = CLAIM_LEASE_SECONDS) -> bool:
+    """Take a due message for sending: True for exactly one of several racing workers.
+
+    One conditional UPDATE moves ``next_attempt_at`` a lease ahead, so the message is no longer
+    due for anyone else (and later messages of its key stay blocked behind it). If the worker
+    dies while sending, the lease expires and another worker tries again (at-least-once).
+    """
+    now = utcnow()
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            col(OutboxMessage.id) == pk,
+            col(OutboxMessage.state) == PENDING,
+            col(OutboxMessage.next_attempt_at) <= now,
+        )
+        .values(next_attempt_at=now + timedelta(seconds=lease))
+    )
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
 def mark_sent(session: Session, *, pk: int) -> None:

@@ -120,3 +120,60 @@ def test_list_messages_filters_newest_first(session_factory: SessionFactory) -> 
         assert [m.id for m in outbox.list_messages(session, state="pending")] == [third, first]
         assert [m.id for m in outbox.list_messages(session, channel="dicom")] == []
         assert [m.id for m in outbox.list_messages(session, limit=1, offset=1)] == [second]
+
+
+def test_claim_is_won_by_one_worker_only(session_factory: SessionFactory) -> None:
+    with session_scope(session_factory) as session:
+        pk = outbox.enqueue(
+            session,
+            channel="hl7",
+            destination="h:1",
+            ordering_key="k",
+            kind="mpps-status",
+            payload={},
+        )
+    with session_scope(session_factory) as session:
+        assert outbox.claim(session, pk=pk)
+    with session_scope(session_factory) as session:
+        assert not outbox.claim(session, pk=pk)  # leased: not due for anyone else
+        assert outbox.due(session) == []
+    with session_scope(session_factory) as session:
+        assert outbox.claim(session, pk=pk, lease=0) is False  # still leased
+
+
+def test_two_workers_send_each_message_once(session_factory: SessionFactory) -> None:
+    """Two broker processes on one database: every message goes out exactly once."""
+    import threading
+    import time
+
+    from app.delivery import OutboxMessageView, OutboxWorker
+
+    with session_scope(session_factory) as session:
+        ids = [
+            outbox.enqueue(
+                session,
+                channel="hl7",
+                destination="h:1",
+                ordering_key=f"k{i}",
+                kind="mpps-status",
+                payload={},
+            )
+            for i in range(10)
+        ]
+    sent: list[int] = []
+    lock = threading.Lock()
+
+    def sender(view: OutboxMessageView) -> None:
+        time.sleep(0.01)  # a send takes time: the other worker sees the message meanwhile
+        with lock:
+            sent.append(view.id)
+
+    workers = [
+        OutboxWorker(session_factory, {"hl7": sender}, retry_min=1, retry_max=1) for _ in range(2)
+    ]
+    threads = [threading.Thread(target=w.run_once) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(sent) == ids
