@@ -2,9 +2,11 @@
 
 A delivery worker claims a due message (``claim``: several broker processes may run a
 worker on one database, and only one of them sends it), sends it and marks it sent, or
-schedules a retry with back-off. Order per ``ordering_key`` is kept: a message is due only when no earlier message
-of its key is still pending, so an order's IN PROGRESS always reaches the RIS before its
-COMPLETED, even across retries and restarts.
+schedules a retry with back-off.
+
+Order per ``ordering_key`` is kept: a message is due only when no earlier message of its key
+is still pending, so an order's IN PROGRESS always reaches the RIS before its COMPLETED, even
+across retries and restarts.
 
 Payloads are plain JSON (the adapters format them):
 
