@@ -38,12 +38,6 @@ def _tag(error: DomainError) -> int | None:
     return tag_for_keyword(error.field) if error.field else None
 
 
-def _delivery(ctx: ScpContext) -> mpps.Delivery:
-    return mpps.Delivery(
-        ris_endpoint=ctx.settings.ris_hl7_endpoint, forward=tuple(ctx.settings.mpps_forward)
-    )
-
-
 def _run(ctx: ScpContext, what: str, uid: str, call: Any) -> Result:
     """Run one service call in its own transaction; map errors; wake the outbox after commit."""
     try:
@@ -85,7 +79,9 @@ def handle_n_create(event: evt.Event, ctx: ScpContext) -> Result:
         ctx,
         "N-CREATE",
         uid,
-        lambda s: mpps.create(s, uid=uid, attributes=attributes, delivery=_delivery(ctx)),
+        lambda s: mpps.create(
+            s, uid=uid, attributes=attributes, delivery=mpps.Delivery.from_settings(ctx.settings)
+        ),
     )
 
 
@@ -98,7 +94,12 @@ def handle_n_set(event: evt.Event, ctx: ScpContext) -> Result:
         ctx,
         "N-SET",
         uid,
-        lambda s: mpps.update(s, uid=uid, modifications=modifications, delivery=_delivery(ctx)),
+        lambda s: mpps.update(
+            s,
+            uid=uid,
+            modifications=modifications,
+            delivery=mpps.Delivery.from_settings(ctx.settings),
+        ),
     )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, SettingsDep
 from app.services import mpps
 
 router = APIRouter(prefix="/api/mpps", tags=["MPPS"])
@@ -57,11 +57,6 @@ class LinkIn(BaseModel):
     steps: list[StepRef] = Field(min_length=1)
 
 
-def _delivery(request: Request) -> mpps.Delivery:
-    settings = request.app.state.settings
-    return mpps.Delivery(settings.ris_hl7_endpoint, tuple(settings.mpps_forward))
-
-
 @router.get("", summary="Find performed procedure steps (newest first)")
 def list_mpps(
     session: SessionDep,
@@ -84,8 +79,10 @@ def get_mpps(sop_instance_uid: str, session: SessionDep) -> MppsDetail:
 
 @router.post("/{sop_instance_uid}/link", summary="Link an MPPS to scheduled steps")
 def link_mpps(
-    sop_instance_uid: str, body: LinkIn, session: SessionDep, request: Request
+    sop_instance_uid: str, body: LinkIn, session: SessionDep, settings: SettingsDep
 ) -> MppsDetail:
     steps = [(s.study_instance_uid, s.sps_id) for s in body.steps]
-    found = mpps.link(session, uid=sop_instance_uid, steps=steps, delivery=_delivery(request))
+    found = mpps.link(
+        session, uid=sop_instance_uid, steps=steps, delivery=mpps.Delivery.from_settings(settings)
+    )
     return MppsDetail.model_validate(found)

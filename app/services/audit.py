@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from app.domain.status import AuditSource
 from app.models import AuditEvent
@@ -28,12 +28,3 @@ def record(
             detail=detail or {},
         )
     )
-
-
-def history(session: Session, *, entity: str, entity_pk: int) -> list[AuditEvent]:
-    statement = (
-        select(AuditEvent)
-        .where(AuditEvent.entity == entity, AuditEvent.entity_pk == entity_pk)
-        .order_by(col(AuditEvent.id))
-    )
-    return list(session.exec(statement))

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.config import Settings
 from app.domain.dicom_json import JsonDataset, sequence_items, string_of
 from app.domain.errors import ValidationError
 from app.domain.mpps import (
@@ -52,6 +53,10 @@ class Delivery:
 
     ris_endpoint: str = ""
     forward: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Delivery:
+        return cls(settings.ris_hl7_endpoint, tuple(settings.mpps_forward))
 
 
 @dataclass(frozen=True)

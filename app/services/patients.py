@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import islice
 
-from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -156,7 +155,3 @@ def list_patients(
             statement = statement.where(condition)
     matched = (p for p in session.exec(statement) if name_key is None or name_key.matches(p.name))
     return list(islice(matched, offset, offset + limit))
-
-
-def count_patients(session: Session) -> int:
-    return session.exec(select(func.count()).select_from(Patient)).one()

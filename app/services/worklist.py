@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
-from app.domain.dicom_json import JsonDataset, element, tag_key
+from app.domain.dicom_json import JsonDataset, element
 from app.domain.errors import ConflictError, InvalidTransitionError, NotFoundError
 from app.domain.items import (
     COLUMNS,
@@ -200,17 +200,6 @@ def get_item(session: Session, *, study_uid: str, sps_id: str) -> JsonDataset:
     if row is None:
         raise NotFoundError(f"no worklist item {study_uid}/{sps_id}")
     return assemble_item(row)
-
-
-def get_item_by_step(session: Session, *, step_pk: int) -> JsonDataset:
-    row = session.execute(_joined().where(ScheduledProcedureStep.id == step_pk)).first()
-    if row is None:
-        raise NotFoundError(f"no scheduled procedure step {step_pk}")
-    return assemble_item(tuple(row))
-
-
-# ---------------------------------------------------------------------------------------------
-# Writes
 
 
 def _assign(row: Any, values: dict[str, Any]) -> list[str]:
@@ -517,7 +506,3 @@ def _count(session: Session, condition: Any) -> int:
     return int(
         session.execute(select(func.count()).select_from(entity).where(condition)).scalar_one()
     )
-
-
-def key_of(keyword: str) -> str:
-    return tag_key(BY_KEYWORD[keyword].tag)
