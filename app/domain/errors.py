@@ -2,6 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def lookup(table: Mapping[type[BaseException], T], error: BaseException, default: T) -> T:
+    """The entry of the nearest class of ``error`` in ``table`` (walks the MRO), else ``default``.
+
+    Every adapter maps errors to its protocol with this one helper, so a subclass of a mapped
+    error is answered like its parent unless the table names it.
+    """
+    for cls in type(error).__mro__:
+        if cls in table:
+            return table[cls]
+    return default
+
 
 class DomainError(Exception):
     """Base of every error a service raises on purpose."""

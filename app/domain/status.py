@@ -45,6 +45,8 @@ class AuditSource(StrEnum):
     """Where a change came from; kept in the audit trail."""
 
     REST = "REST"
+    WEB = "WEB"
     HL7 = "HL7"
     DICOM = "DICOM"
     CLI = "CLI"
+    SYSTEM = "SYSTEM"
