@@ -170,7 +170,9 @@ def create_user(
 ) -> UserView:
     name = _check_name(username, "username")
     user = AppUser(
-        username=name, password_hash=_HASHER.hash(_check_password(password)), role=_role(role)
+        username=name,
+        password_hash=_HASHER.hash(_check_password(password)),
+        role=_role(role).value,
     )
     session.add(user)
     try:
@@ -278,7 +280,10 @@ def create_token(session: Session, *, name: str, role: Role | str, actor: Actor)
     token_name = _check_name(name, "name")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(30)  # 30 bytes -> 40 characters
     token = ApiToken(
-        name=token_name, token_hash=sha256(secret), role=_role(role), created_by=str(actor)
+        name=token_name,
+        token_hash=sha256(secret),
+        role=_role(role).value,
+        created_by=str(actor),
     )
     session.add(token)
     try:
