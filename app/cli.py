@@ -63,9 +63,9 @@ def _import_wl(settings: Settings, paths: list[str]) -> int:
 
 
 def _conformance(settings: Settings, output: str | None) -> int:
-    from app.conformance import render
+    from app.runtime import conformance_statement
 
-    text = render(settings)
+    text = conformance_statement(settings)
     if output:
         Path(output).write_text(text, encoding="utf-8")
     else:

@@ -1,6 +1,7 @@
 """Composition root: builds the engine, the DICOM listener and the HTTP server in one process.
 
-This is the one place in ``app/`` that imports adapters (with ``app.cli``). Every listener can
+This is the one place in ``app/`` that imports adapters: ``app.cli`` reaches the adapters'
+commands (``conformance_statement``) through it. Every listener can
 start on port 0 (a free port) and stop cleanly, so tests run the real servers in-process.
 """
 
@@ -20,6 +21,7 @@ from app.db import SessionFactory, create_db_engine, create_session_factory, ses
 from app.delivery import OutboxWorker
 from app.main import create_app
 from app.services import hl7_log
+from dicom_scp.conformance import render as render_conformance
 from dicom_scp.forward import mpps_forwarder
 from dicom_scp.server import DicomServer
 from hl7_ingest.handler import Hl7Handler
@@ -29,6 +31,11 @@ from hl7_ingest.server import MllpServer
 LOG = logging.getLogger(__name__)
 SERVICES = ("dicom", "hl7", "http")
 PURGE_INTERVAL = 3600.0  # seconds between HL7 message log retention runs
+
+
+def conformance_statement(settings: Settings) -> str:
+    """``mwl-broker conformance``: the DICOM adapter's conformance statement, as Markdown."""
+    return render_conformance(settings)
 
 
 def _bind(host: str, port: int) -> socket.socket:

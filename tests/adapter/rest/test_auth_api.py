@@ -18,7 +18,8 @@ from app.domain.actor import Actor
 from app.domain.status import AuditSource
 from app.main import create_app
 from app.services import users
-from tests.conftest import bearer, create_api_token, make_settings
+from tests.support.auth import bearer, create_api_token
+from tests.support.settings import make_settings
 
 PASSWORD = "correct horse battery"
 PATIENT = {"patient_id": "P1", "name": "DOE^JANE"}
