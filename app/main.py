@@ -25,6 +25,7 @@ from app.api.deps import require
 from app.config import Settings
 from app.db import SessionFactory
 from app.domain.access import Role
+from app.events import EventBus
 
 ListenerProbe = Callable[[], dict[str, Any]]
 
@@ -34,6 +35,7 @@ def create_app(
     engine: Engine,
     session_factory: SessionFactory,
     listeners: dict[str, ListenerProbe] | None = None,
+    events: EventBus | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="mwl-broker",
@@ -46,6 +48,7 @@ def create_app(
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.listeners = listeners if listeners is not None else {}
+    app.state.events = events if events is not None else EventBus()
     errors.install(app)
     auth.install(app, settings, session_factory)
     # Open: health and sign-in. users.router requires admin on its own.
