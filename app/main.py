@@ -8,7 +8,18 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from app.api import errors, health, hl7, mpps, mwlitems, orders, outbox, patients, stations
+from app.api import (
+    audit,
+    errors,
+    health,
+    hl7,
+    mpps,
+    mwlitems,
+    orders,
+    outbox,
+    patients,
+    stations,
+)
 from app.config import Settings
 from app.db import SessionFactory
 from app.events import EventBus
@@ -43,6 +54,7 @@ def create_app(
         hl7.router,
         outbox.router,
         mpps.router,
+        audit.router,
     )
     for router in routers:
         app.include_router(router)
