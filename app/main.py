@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 
 from app.api import (
+    audit,
     auth,
     errors,
     health,
@@ -64,6 +65,7 @@ def create_app(
         hl7.router,
         outbox.router,
         mpps.router,
+        audit.router,
     ):
         app.include_router(router, dependencies=viewer)
     return app
