@@ -175,7 +175,7 @@ def test_adapters_and_core_respect_the_layers(product_imports: list[Import]) -> 
 
 def test_no_new_adapter_talks_to_the_database(product_imports: list[Import]) -> None:
     new = database_users(product_imports) - DATABASE_ALLOWED
-    assert not new, f"adapters must call app/services instead of {sorted(DATABASE_LIBRARIES)}"
+    assert not new, f"{sorted(new)}: adapters call app/services, not {sorted(DATABASE_LIBRARIES)}"
 
 
 def test_the_database_allow_list_only_shrinks(product_imports: list[Import]) -> None:
