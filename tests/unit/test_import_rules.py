@@ -236,9 +236,10 @@ def test_database_check_catches_an_adapter_using_sqlalchemy() -> None:
 
 
 def test_tests_check_catches_a_test_module_importing_another() -> None:
+    conftest, test_module = "tests.conftest", "tests.adapter.test_find_scp"
     source = (
-        "from tests.conftest import IN_CI\n"
-        "from tests.adapter.test_find_scp import Scp\n"
+        f"from {conftest} import IN_CI\n"
+        f"from {test_module} import Scp\n"
         "import tests.interop.conftest\n"
         "from tests.support.items import mwl_item\n"
     )
