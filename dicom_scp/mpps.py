@@ -2,7 +2,7 @@
 
 Each decodes the data set to DICOM JSON, calls one service, and encodes the answer or maps the
 domain error through ``dicom_scp.status.MPPS_ERROR_STATUS``. The service validates everything
-(pynetdicom does not). After a commit the outbox worker is woken so the RIS hears at once.
+(pynetdicom does not).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _actor(event: evt.Event, uid: str) -> Actor:
 
 
 def _run(ctx: ScpContext, what: str, uid: str, call: Any) -> Result:
-    """Run one service call in its own transaction; map errors; wake the outbox after commit."""
+    """Run one service call in its own transaction; map errors."""
     try:
         with session_scope(ctx.session_factory) as session:
             found = call(session)
@@ -60,8 +60,6 @@ def _run(ctx: ScpContext, what: str, uid: str, call: Any) -> Result:
         LOG.exception("MPPS %s %s failed", what, uid)
         return status_dataset(NStatus.PROCESSING_FAILURE, f"{what} failed; see the log"), None
     LOG.info("MPPS %s %s: %s", what, uid, status)
-    if ctx.on_change is not None:
-        ctx.on_change()
     return int(NStatus.SUCCESS), answer
 
 

@@ -210,9 +210,7 @@ class TestFind:
             all_rows = [tuple(r) for r in s.execute(read.joined())]
             for keys in queries:
                 query = parse_worklist_query(keys)
-                expected = sorted(
-                    r[0].sps_id for r in all_rows if query.matches(read.record_of(r))
-                )  # type: ignore[arg-type]
+                expected = sorted(r[0].sps_id for r in all_rows if query.matches(read.record_of(r)))  # type: ignore[arg-type]
                 got = sorted(sps_ids(list(worklist.find(s, query=query))))
                 assert got == expected, keys
 
