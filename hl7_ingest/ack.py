@@ -8,9 +8,8 @@ An ACK is MSH + MSA [+ ERR], ``\\r``-terminated, not MLLP-framed:
 * ERR for v2.5+: ``ERR||<ERL>|<code>^<text>^HL70357|E||||<user message>``; before v2.5 only
   ERR-1 (ELD) ``<SEG>^<seq>^<field>^<code>&<text>&HL70357``.
 
-Free text is escaped with hl7apy's ST encoder (``\\F\\ \\S\\ \\R\\ \\T\\``); the escape
-character itself is turned into ``\\E\\`` first, because hl7apy leaves text that already looks
-like an escape sequence (``\\F\\``) alone, which would change its meaning.
+Segments are written with :mod:`hl7_ingest.segments` (escaping, MSH), shared with the status
+messages to the RIS.
 """
 
 from __future__ import annotations
@@ -19,9 +18,6 @@ import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
-
-from hl7apy.base_datatypes import ST
-from hl7apy.consts import DEFAULT_ENCODING_CHARS, VALIDATION_LEVEL
 
 from app.config import Settings
 from app.domain.errors import (
@@ -43,11 +39,11 @@ from hl7_ingest.errors import (
     MessageError,
 )
 from hl7_ingest.parse import Envelope, version_tuple
+from hl7_ingest.segments import components, escape, message, msh, segment
 
 DEFAULT_VERSION = "2.5.1"
 CODING_SYSTEM = "HL70357"
 _MAX_CONTROL_ID = 20  # MSH-10 is ST(20)
-_ESCAPE = DEFAULT_ENCODING_CHARS["ESCAPE"]
 
 
 class AckCode(StrEnum):
@@ -56,14 +52,6 @@ class AckCode(StrEnum):
     AA = "AA"  # accepted (and committed)
     AE = "AE"  # application error: understood, not applied
     AR = "AR"  # application reject: unparsable or unsupported
-
-
-def escape(text: str) -> str:
-    """Escape free text for an ER7 field (``|`` -> ``\\F\\``, ``^`` -> ``\\S\\``, ``\\`` ->
-    ``\\E\\`` ...); line breaks become spaces (a CR would end the segment)."""
-    one_line = " ".join(text.splitlines()) if ("\r" in text or "\n" in text) else text
-    pre = one_line.replace(_ESCAPE, f"{_ESCAPE}E{_ESCAPE}")
-    return str(ST(pre, validation_level=VALIDATION_LEVEL.TOLERANT).to_er7(DEFAULT_ENCODING_CHARS))
 
 
 def new_control_id() -> str:
@@ -75,26 +63,21 @@ def _msh(env: Envelope | None, settings: Settings, now: datetime, control_id: st
     version = (env.version if env else "") or DEFAULT_VERSION
     trigger = env.trigger_event if env else ""
     if trigger and version_tuple(version) >= (2, 4):
-        message_type = f"ACK^{escape(trigger)}^ACK"
+        message_type: tuple[str, ...] = ("ACK", trigger, "ACK")
     else:
-        message_type = "ACK"
-    fields = [
-        "MSH",
-        "^~\\&",
-        escape(settings.hl7_sending_application),
-        escape(settings.hl7_sending_facility),
-        escape(env.sending_application) if env else "",
-        escape(env.sending_facility) if env else "",
-        now.strftime("%Y%m%d%H%M%S"),
-        "",
-        message_type,
-        escape(control_id),
-        escape((env.processing_id if env else "") or "P"),
-        escape(version),
-    ]
-    if env and env.charset:
-        fields += [""] * 5 + [escape(env.charset)]
-    return "|".join(fields)
+        message_type = ("ACK",)
+    return msh(
+        sending_application=settings.hl7_sending_application,
+        sending_facility=settings.hl7_sending_facility,
+        receiving_application=env.sending_application if env else "",
+        receiving_facility=env.sending_facility if env else "",
+        now=now,
+        message_type=message_type,
+        control_id=control_id,
+        processing_id=(env.processing_id if env else "") or "P",
+        version=version,
+        charset=env.charset if env else "",
+    )
 
 
 def _split_location(location: str) -> list[str]:
@@ -102,13 +85,15 @@ def _split_location(location: str) -> list[str]:
 
 
 def _err(error: Hl7Error, version: str) -> str:
-    code, description = str(error.code), escape(error.description)
+    code = str(error.code)
     parts = _split_location(error.location)
     if version_tuple(version) >= (2, 5):
         where = "^".join(escape(p) for p in parts)
-        return f"ERR||{where}|{code}^{description}^{CODING_SYSTEM}|E||||{escape(error.text)}"
+        cwe = components(code, error.description, CODING_SYSTEM)
+        return segment("ERR", "", where, cwe, "E", "", "", "", escape(error.text), trim=False)
     eld = "^".join(escape(p) for p in [*parts, "", "", ""][:3])
-    return f"ERR|{eld}^{code}&{description}&{CODING_SYSTEM}"
+    code_text = "&".join((code, escape(error.description), CODING_SYSTEM))
+    return segment("ERR", f"{eld}^{code_text}", trim=False)
 
 
 def build_ack(
@@ -123,14 +108,14 @@ def build_ack(
     """The ACK for a message (``env`` None when even its MSH could not be read), as ER7 text
     with ``\\r`` segment terminators, not framed."""
     version = (env.version if env else "") or DEFAULT_VERSION
-    msh = _msh(env, settings, now or datetime.now(), control_id or new_control_id())
-    msa = f"MSA|{code}|{escape(env.control_id) if env else ''}"
+    header = _msh(env, settings, now or datetime.now(), control_id or new_control_id())
+    msa = [str(code), escape(env.control_id) if env else ""]
     if error is not None and version_tuple(version) < (2, 5):
-        msa += f"|{escape(error.text)}"
-    segments = [msh, msa]
+        msa.append(escape(error.text))  # MSA-3: before v2.5 the text has no place in ERR
+    segments = [header, segment("MSA", *msa, trim=False)]
     if error is not None:
         segments.append(_err(error, version))
-    return "".join(s + "\r" for s in segments)
+    return message(segments)
 
 
 # ---------------------------------------------------------------------------------------------

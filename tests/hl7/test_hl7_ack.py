@@ -17,7 +17,7 @@ from app.domain.errors import (
     NotFoundError,
     ValidationError,
 )
-from hl7_ingest.ack import AckCode, build_ack, error_for_domain, escape, hl7_location
+from hl7_ingest.ack import AckCode, build_ack, error_for_domain, hl7_location
 from hl7_ingest.errors import MessageError, MessageRejected
 from hl7_ingest.parse import Envelope, envelope
 
@@ -115,12 +115,6 @@ def test_escaping_in_err_text_and_control_id() -> None:
     out = ack(env(control_id="X|1"), AckCode.AE, error)
     assert "MSA|AE|X\\F\\1\r" in out
     assert out.endswith("|E||||value 'a\\F\\b\\S\\c\\R\\d\\E\\e\\T\\f' is bad\r")
-
-
-def test_escape_keeps_literal_escape_lookalikes() -> None:
-    assert escape("C:\\F\\x") == "C:\\E\\F\\E\\x"
-    assert escape("two\nlines") == "two lines"
-    assert escape("plain") == "plain"
 
 
 def test_default_control_id_and_time() -> None:
