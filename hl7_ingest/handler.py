@@ -5,9 +5,10 @@ The order of things is what makes intake safe:
 1. A message that cannot be decoded or routed is answered AR (and logged).
 2. A redelivered message (same MSH-3, MSH-4, MSH-10 as an accepted one) gets the ACK it got
    the first time, and changes nothing.
-3. The change and the log row holding the AA are written in one transaction; the AA is sent
-   only after that commit. If the commit fails, nothing was applied and the sender gets AE, so
-   an ACKed message is never missing after a restart.
+3. The change and the log row holding the AA are written in one transaction
+   (:func:`app.services.hl7_accept.accept`); the AA is sent only after that commit. If the
+   commit fails, nothing was applied and the sender gets no AA, so an ACKed message is never
+   missing after a restart.
 4. A message that is understood but cannot be applied gets AE with an ERR naming the field.
 
 The log keeps the raw message and the ACK sent. At INFO only control IDs and outcomes are logged:
@@ -19,12 +20,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
-
 from app.config import Settings
-from app.db import SessionFactory, session_scope
+from app.db import SessionFactory
 from app.domain.errors import DomainError
-from app.services import hl7_log, intake
+from app.services import hl7_accept, hl7_log, intake
 from hl7_ingest import ack, parse, router
 from hl7_ingest.errors import Hl7Error, MessageRejected
 
@@ -90,13 +89,12 @@ class Hl7Handler:
         return codec, self._process(text, env).ack_text
 
     def _previous_ack(self, env: parse.Envelope) -> str | None:
-        with session_scope(self.session_factory) as session:
-            return hl7_log.accepted_ack(
-                session,
-                sending_application=env.sending_application,
-                sending_facility=env.sending_facility,
-                control_id=env.control_id,
-            )
+        return hl7_accept.earlier_ack(
+            self.session_factory,
+            sending_application=env.sending_application,
+            sending_facility=env.sending_facility,
+            control_id=env.control_id,
+        )
 
     def _process(self, text: str, env: parse.Envelope) -> _Outcome:
         try:
@@ -106,17 +104,17 @@ class Hl7Handler:
             return self._fail(env, text, code, exc)
         accepted = self._answer(env, ack.AckCode.AA, None)
         try:
-            with session_scope(self.session_factory) as session:
-                intake.apply(session, command, policy=self.policy)
-                hl7_log.record(session, message=self._record(env, text, accepted))
+            result = hl7_accept.accept(
+                self.session_factory,
+                command=command,
+                policy=self.policy,
+                message=self._record(env, text, accepted),
+            )
         except DomainError as exc:
             return self._fail(env, text, ack.AckCode.AE, ack.error_for_domain(exc, env))
-        except IntegrityError:
+        if isinstance(result, hl7_accept.AlreadyAccepted):
             # The same message committed on another connection meanwhile: answer as it did.
-            previous = self._previous_ack(env)
-            if previous is None:
-                raise
-            return _Outcome(ack.AckCode.AA, previous)
+            return _Outcome(ack.AckCode.AA, result.ack)
         LOG.info("HL7 %s %s accepted", _type(env), env.control_id)
         return accepted
 
@@ -155,9 +153,9 @@ class Hl7Handler:
         )
 
     def _log_failure(self, env: parse.Envelope | None, text: str, outcome: _Outcome) -> None:
+        record = self._record(env, text, outcome)
         try:
-            with session_scope(self.session_factory) as session:
-                hl7_log.record(session, message=self._record(env, text, outcome))
+            hl7_accept.record_refused(self.session_factory, message=record)
         except Exception:  # the peer still gets its answer when the log is unavailable
             LOG.exception("HL7 message log write failed")
 
