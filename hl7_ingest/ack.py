@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
-from enum import StrEnum
 
 from app.config import Settings
 from app.domain.errors import (
@@ -25,8 +25,11 @@ from app.domain.errors import (
     DomainError,
     InvalidQueryError,
     InvalidTransitionError,
+    MissingValueError,
     NotFoundError,
+    UnknownCodeError,
     ValidationError,
+    lookup,
 )
 from hl7_ingest.errors import (
     APPLICATION_INTERNAL_ERROR,
@@ -35,8 +38,9 @@ from hl7_ingest.errors import (
     REQUIRED_FIELD_MISSING,
     TABLE_VALUE_NOT_FOUND,
     UNKNOWN_KEY_IDENTIFIER,
+    AckCode,
     Hl7Error,
-    MessageError,
+    error_class,
 )
 from hl7_ingest.parse import Envelope, version_tuple
 from hl7_ingest.segments import components, escape, message, msh, segment
@@ -44,14 +48,6 @@ from hl7_ingest.segments import components, escape, message, msh, segment
 DEFAULT_VERSION = "2.5.1"
 CODING_SYSTEM = "HL70357"
 _MAX_CONTROL_ID = 20  # MSH-10 is ST(20)
-
-
-class AckCode(StrEnum):
-    """MSA-1 (HL7 table 0008), original acknowledgement mode."""
-
-    AA = "AA"  # accepted (and committed)
-    AE = "AE"  # application error: understood, not applied
-    AR = "AR"  # application reject: unparsable or unsupported
 
 
 def new_control_id() -> str:
@@ -196,32 +192,29 @@ def hl7_location(field: str | None, env: Envelope) -> str:
     return f"{match.group(1)}^1^{match.group(2)}" if match else ""
 
 
-# Fields whose bad value is a code missing from a table (HL7 table 0357: 103).
-_TABLE_FIELDS = frozenset({"OrderControl"})
+# Domain error -> (MSA-1, HL7 table 0357 code). lookup() walks the class hierarchy, so a
+# subclass (e.g. MissingAttributeError of a MissingValueError) answers like its parent.
+DOMAIN_ERRORS: Mapping[type[BaseException], tuple[AckCode, int]] = {
+    UnknownCodeError: (AckCode.AE, TABLE_VALUE_NOT_FOUND),
+    MissingValueError: (AckCode.AE, REQUIRED_FIELD_MISSING),
+    ValidationError: (AckCode.AE, DATA_TYPE_ERROR),
+    InvalidQueryError: (AckCode.AE, DATA_TYPE_ERROR),
+    NotFoundError: (AckCode.AE, UNKNOWN_KEY_IDENTIFIER),
+    ConflictError: (AckCode.AE, DUPLICATE_KEY_IDENTIFIER),
+    # the order's state forbids the change (not a key clash)
+    InvalidTransitionError: (AckCode.AE, APPLICATION_INTERNAL_ERROR),
+}
+UNMAPPED = (AckCode.AE, APPLICATION_INTERNAL_ERROR)
 
 
-def _domain_code(exc: DomainError) -> int:
-    if isinstance(exc, ValidationError) and exc.field in _TABLE_FIELDS:
-        return TABLE_VALUE_NOT_FOUND
-    if isinstance(exc, ValidationError):
-        return REQUIRED_FIELD_MISSING if "missing" in exc.message.lower() else DATA_TYPE_ERROR
-    if isinstance(exc, InvalidQueryError):
-        return DATA_TYPE_ERROR
-    if isinstance(exc, NotFoundError):
-        return UNKNOWN_KEY_IDENTIFIER
-    if isinstance(exc, InvalidTransitionError):
-        return APPLICATION_INTERNAL_ERROR  # the order's state forbids the change (not a key clash)
-    if isinstance(exc, ConflictError):
-        return DUPLICATE_KEY_IDENTIFIER
-    return APPLICATION_INTERNAL_ERROR
+def error_for_domain(exc: DomainError, env: Envelope) -> Hl7Error:
+    """A service's DomainError as the HL7 error (ACK AE) to report for this message.
 
-
-def error_for_domain(exc: DomainError, env: Envelope) -> MessageError:
-    """A service's DomainError as the MessageError (ACK AE) to report for this message.
-
-    Codes: an order control missing from the configured table -> 103; ValidationError -> 101
-    when its message says "missing", else 102; InvalidQueryError
-    -> 102; NotFoundError -> 204; InvalidTransitionError -> 207; other ConflictError -> 205;
-    anything else -> 207. The location comes from ``exc.field`` for the message's structure.
+    Codes from ``DOMAIN_ERRORS``: UnknownCodeError (an order control missing from the
+    configured table) -> 103; MissingValueError -> 101; other ValidationError and
+    InvalidQueryError -> 102; NotFoundError -> 204; InvalidTransitionError -> 207; other
+    ConflictError -> 205; anything else -> 207. The location comes from ``exc.field`` for the
+    message's structure.
     """
-    return MessageError(_domain_code(exc), exc.message, hl7_location(exc.field, env))
+    ack_code, code = lookup(DOMAIN_ERRORS, exc, UNMAPPED)
+    return error_class(ack_code)(code, exc.message, hl7_location(exc.field, env))

@@ -25,15 +25,20 @@ from app.db import SessionFactory
 from app.domain.errors import DomainError
 from app.services import hl7_accept, hl7_log, intake
 from hl7_ingest import ack, parse, router
-from hl7_ingest.errors import Hl7Error, MessageRejected
+from hl7_ingest.errors import (
+    APPLICATION_INTERNAL_ERROR,
+    AckCode,
+    Hl7Error,
+    MessageRejected,
+    ack_code,
+)
 
 LOG = logging.getLogger(__name__)
-_INTERNAL_ERROR = 207  # HL7 table 0357: application internal error
 
 
 @dataclass(frozen=True)
 class _Outcome:
-    code: ack.AckCode
+    code: AckCode
     ack_text: str
     error: str = ""
 
@@ -57,16 +62,17 @@ class Hl7Handler:
             codec, ack_text = self._handle(raw)
         except Exception:
             LOG.exception("HL7 message could not be processed")
-            error = MessageRejected(_INTERNAL_ERROR, "internal error; see the broker log", "")
+            text = "internal error; see the broker log"
+            error = MessageRejected(APPLICATION_INTERNAL_ERROR, text, "")
             codec = "ascii"
-            ack_text = ack.build_ack(None, ack.AckCode.AR, settings=self.settings, error=error)
+            ack_text = ack.build_ack(None, AckCode.AR, settings=self.settings, error=error)
         return ack_text.encode(codec, errors="replace")
 
     def reject(self, reason: str) -> bytes:
         """The AR for a frame the transport could not deliver (oversized)."""
-        error = MessageRejected(_INTERNAL_ERROR, reason, "")
+        error = MessageRejected(APPLICATION_INTERNAL_ERROR, reason, "")
         LOG.warning("HL7 frame rejected: %s", reason)
-        return ack.build_ack(None, ack.AckCode.AR, settings=self.settings, error=error).encode(
+        return ack.build_ack(None, AckCode.AR, settings=self.settings, error=error).encode(
             "ascii", errors="replace"
         )
 
@@ -78,7 +84,7 @@ class Hl7Handler:
             text = parse.decode(raw)
             env = parse.envelope(text)
         except MessageRejected as exc:
-            outcome = self._answer(None, ack.AckCode.AR, exc)
+            outcome = self._answer(None, AckCode.AR, exc)
             self._log_failure(None, raw.decode("latin-1"), outcome)
             return "ascii", outcome.ack_text
         codec = parse.charset_codec(env.charset)  # decode() already accepted this charset
@@ -100,9 +106,8 @@ class Hl7Handler:
         try:
             command = router.to_command(text, env)
         except Hl7Error as exc:
-            code = ack.AckCode.AR if isinstance(exc, MessageRejected) else ack.AckCode.AE
-            return self._fail(env, text, code, exc)
-        accepted = self._answer(env, ack.AckCode.AA, None)
+            return self._fail(env, text, ack_code(exc), exc)
+        accepted = self._answer(env, AckCode.AA, None)
         try:
             result = hl7_accept.accept(
                 self.session_factory,
@@ -111,14 +116,15 @@ class Hl7Handler:
                 message=self._record(env, text, accepted),
             )
         except DomainError as exc:
-            return self._fail(env, text, ack.AckCode.AE, ack.error_for_domain(exc, env))
+            error = ack.error_for_domain(exc, env)
+            return self._fail(env, text, ack_code(error), error)
         if isinstance(result, hl7_accept.AlreadyAccepted):
             # The same message committed on another connection meanwhile: answer as it did.
-            return _Outcome(ack.AckCode.AA, result.ack)
+            return _Outcome(AckCode.AA, result.ack)
         LOG.info("HL7 %s %s accepted", _type(env), env.control_id)
         return accepted
 
-    def _fail(self, env: parse.Envelope, text: str, code: ack.AckCode, error: Hl7Error) -> _Outcome:
+    def _fail(self, env: parse.Envelope, text: str, code: AckCode, error: Hl7Error) -> _Outcome:
         outcome = self._answer(env, code, error)
         LOG.info(
             "HL7 %s %s answered %s: %d %s",
@@ -132,7 +138,7 @@ class Hl7Handler:
         return outcome
 
     def _answer(
-        self, env: parse.Envelope | None, code: ack.AckCode, error: Hl7Error | None
+        self, env: parse.Envelope | None, code: AckCode, error: Hl7Error | None
     ) -> _Outcome:
         text = ack.build_ack(env, code, settings=self.settings, error=error)
         reason = f"{error.code} {error.location} {error.text}".strip() if error else ""

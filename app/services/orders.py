@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from app.domain.errors import ConflictError, NotFoundError, ValidationError
+from app.domain.errors import ConflictError, MissingValueError, NotFoundError, ValidationError
 from app.domain.items import (
     OrderData,
     PatientData,
@@ -384,7 +384,7 @@ def _step_data(step: ScheduledProcedureStep) -> StepData:
 
 def _nonempty(value: str | None, name: str, keyword: str) -> None:
     if value is not None and not value.strip():
-        raise ValidationError(f"{keyword} (Type 1) may not be empty", field=name)
+        raise MissingValueError(f"{keyword} (Type 1) may not be empty", field=name)
 
 
 def get_step(session: Session, *, pk: int) -> StepView:
