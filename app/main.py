@@ -8,9 +8,21 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from app.api import errors, health, hl7, mpps, mwlitems, orders, outbox, patients, stations
+from app.api import (
+    audit,
+    errors,
+    health,
+    hl7,
+    mpps,
+    mwlitems,
+    orders,
+    outbox,
+    patients,
+    stations,
+)
 from app.config import Settings
 from app.db import SessionFactory
+from app.events import EventBus
 
 ListenerProbe = Callable[[], dict[str, Any]]
 
@@ -20,6 +32,7 @@ def create_app(
     engine: Engine,
     session_factory: SessionFactory,
     listeners: dict[str, ListenerProbe] | None = None,
+    events: EventBus | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="mwl-broker",
@@ -30,6 +43,7 @@ def create_app(
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.listeners = listeners if listeners is not None else {}
+    app.state.events = events if events is not None else EventBus()
     errors.install(app)
     routers = (
         health.router,
@@ -40,6 +54,7 @@ def create_app(
         hl7.router,
         outbox.router,
         mpps.router,
+        audit.router,
     )
     for router in routers:
         app.include_router(router)

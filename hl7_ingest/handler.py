@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 from app.config import Settings
 from app.db import SessionFactory
+from app.domain.actor import Actor
 from app.domain.errors import DomainError
+from app.domain.status import AuditSource
 from app.services import hl7_accept, hl7_log, intake
 from hl7_ingest import ack, parse, router
 from hl7_ingest.errors import (
@@ -113,6 +115,7 @@ class Hl7Handler:
                 self.session_factory,
                 command=command,
                 policy=self.policy,
+                actor=_actor(env),
                 message=self._record(env, text, accepted),
             )
         except DomainError as exc:
@@ -168,3 +171,8 @@ class Hl7Handler:
 
 def _type(env: parse.Envelope) -> str:
     return f"{env.message_type}^{env.trigger_event}" if env.trigger_event else env.message_type
+
+
+def _actor(env: parse.Envelope) -> Actor:
+    """The audit trail's actor: the sending application, with MSH-10 as the context."""
+    return Actor(AuditSource.HL7, env.sending_application, context=env.control_id)

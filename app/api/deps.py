@@ -1,4 +1,4 @@
-"""Request-scoped dependencies: one database session per request."""
+"""Request-scoped dependencies: one database session per request, and who is asking."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from sqlmodel import Session
 
 from app.config import Settings
 from app.db import session_scope
+from app.domain.actor import Actor
+from app.domain.status import AuditSource
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -24,3 +26,11 @@ def get_settings(request: Request) -> Settings:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_actor() -> Actor:
+    """Who a REST request writes as (the audit trail's actor)."""
+    return Actor(AuditSource.REST)
+
+
+ActorDep = Annotated[Actor, Depends(get_actor)]

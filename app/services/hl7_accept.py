@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from app.db import SessionFactory, session_scope
+from app.domain.actor import Actor
 from app.domain.intake import IntakeCommand
 from app.services import hl7_log, intake
 
@@ -56,9 +57,11 @@ def accept(
     *,
     command: IntakeCommand,
     policy: intake.IntakePolicy,
+    actor: Actor,
     message: hl7_log.MessageRecord,
 ) -> Accepted | AlreadyAccepted:
-    """Apply ``command`` and log ``message`` (outcome AA, the ACK to send) in one transaction.
+    """Apply ``command`` (audited as ``actor``) and log ``message`` (outcome AA, the ACK to
+    send) in one transaction.
 
     Raises the service's ``DomainError`` when the command cannot be applied (nothing is
     committed). When a copy of the message committed first meanwhile, returns its ACK as
@@ -66,7 +69,7 @@ def accept(
     """
     try:
         with session_scope(session_factory) as session:
-            intake.apply(session, command, policy=policy)
+            intake.apply(session, command, policy=policy, actor=actor)
             hl7_log.record(session, message=message)
     except IntegrityError:
         previous = earlier_ack(

@@ -6,13 +6,16 @@ import pytest
 from sqlmodel import select
 
 from app.db import SessionFactory, session_scope
+from app.domain.actor import Actor
 from app.domain.errors import NotFoundError
 from app.domain.intake import PatientMerge, PatientRegistration
 from app.domain.items import PatientData
-from app.models import Hl7Message, Patient
+from app.domain.status import AuditSource
+from app.models import AuditEvent, Hl7Message, Patient
 from app.services import hl7_accept, hl7_log, intake
 
 POLICY = intake.IntakePolicy(order_control={})
+RIS = Actor(AuditSource.HL7, "RIS", context="C1")
 PATIENT = PatientData(patient_id="P1", name="DOE^JANE")
 
 
@@ -25,6 +28,7 @@ def accept(factory: SessionFactory, control_id: str, ack: str) -> object:
         factory,
         command=PatientRegistration(patient=PATIENT),
         policy=POLICY,
+        actor=RIS,
         message=record(control_id, ack),
     )
 
@@ -40,6 +44,8 @@ def test_accept_commits_change_and_log(session_factory: SessionFactory) -> None:
     assert logged(session_factory) == [("C1", "AA", "ACK-1")]
     with session_scope(session_factory) as session:
         assert [p.patient_id for p in session.exec(select(Patient))] == ["P1"]
+        events = session.exec(select(AuditEvent)).all()
+        assert {(a.source, a.actor, a.context) for a in events} == {("HL7", "RIS", "C1")}
     found = hl7_accept.earlier_ack(
         session_factory, sending_application="RIS", sending_facility="HOSP", control_id="C1"
     )
@@ -57,7 +63,11 @@ def test_a_domain_error_commits_nothing(session_factory: SessionFactory) -> None
     merge = PatientMerge(surviving=PATIENT, prior_patient_id="NOBODY")
     with pytest.raises(NotFoundError):
         hl7_accept.accept(
-            session_factory, command=merge, policy=POLICY, message=record("C1", "ACK-1")
+            session_factory,
+            command=merge,
+            policy=POLICY,
+            actor=RIS,
+            message=record("C1", "ACK-1"),
         )
     assert logged(session_factory) == []
     with session_scope(session_factory) as session:
