@@ -194,7 +194,7 @@ def hl7_location(field: str | None, env: Envelope) -> str:
 
 # Domain error -> (MSA-1, HL7 table 0357 code). lookup() walks the class hierarchy, so a
 # subclass (e.g. MissingAttributeError of a MissingValueError) answers like its parent.
-DOMAIN_ERRORS: Mapping[type[BaseException], tuple[AckCode, int]] = {
+DOMAIN_ERRORS: Mapping[type[DomainError], tuple[AckCode, int]] = {
     UnknownCodeError: (AckCode.AE, TABLE_VALUE_NOT_FOUND),
     MissingValueError: (AckCode.AE, REQUIRED_FIELD_MISSING),
     ValidationError: (AckCode.AE, DATA_TYPE_ERROR),

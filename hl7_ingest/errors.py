@@ -91,7 +91,7 @@ class MessageError(Hl7Error):
 
 
 # Which ACK answers an HL7 error (lookup() walks the class hierarchy).
-ACK_CODES: Mapping[type[BaseException], AckCode] = {
+ACK_CODES: Mapping[type[Hl7Error], AckCode] = {
     MessageRejected: AckCode.AR,
     MessageError: AckCode.AE,
 }
