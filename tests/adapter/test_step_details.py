@@ -15,7 +15,7 @@ from app.domain.status import AuditSource
 from app.main import create_app
 from app.services import mpps, stations
 from hl7_ingest.handler import Hl7Handler
-from tests.mpps_data import as_json, n_create, ssas_item
+from tests.support.mpps import as_json, n_create, ssas_item
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "hl7"
 MPPS_UID = "1.2.9.77"

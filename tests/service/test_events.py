@@ -18,7 +18,9 @@ from app.events import (
 )
 from app.migrations import upgrade
 from app.services import worklist
-from tests.conftest import create_pg_database, mwl_item, wait_until
+from tests.support.db import create_pg_database
+from tests.support.items import mwl_item
+from tests.support.net import wait_until
 
 REST = Actor(AuditSource.REST, "token:test")
 

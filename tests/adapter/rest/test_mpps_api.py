@@ -10,8 +10,8 @@ from app.domain.actor import Actor
 from app.domain.mpps import StartPerformedStep
 from app.domain.status import AuditSource
 from app.services import mpps
-from tests.conftest import mwl_item
-from tests.mpps_data import as_json, n_create, ssas_item
+from tests.support.items import mwl_item
+from tests.support.mpps import as_json, n_create, ssas_item
 
 DICOM_JSON = {"content-type": "application/dicom+json"}
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from app.config import Settings
-from app.conformance import render
 from app.domain.worklist import SUPPORTED_MATCHING_KEYS
+from dicom_scp.conformance import render
 from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_scp.status import DimseStatus
+from tests.support.paths import REPO_ROOT
 
-COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "conformance.md"
+COMMITTED = REPO_ROOT / "docs" / "conformance.md"
 
 
 @pytest.fixture(autouse=True)
