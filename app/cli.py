@@ -42,7 +42,7 @@ def _serve(settings: Settings, only: str | None) -> int:
         broker.stop()
         return 2
     for name, port in ports.items():
-        LOG.info("%s listening on %s:%d", name.upper(), settings.bind_host, port)
+        LOG.info("%s listening on port %d", name.upper(), port)
     stop.wait()
     LOG.info("stopping")
     broker.stop()

@@ -1,16 +1,26 @@
-"""Broker settings: one validated object, read once at start-up and passed down.
+"""Broker settings: one validated object, read once at start-up and passed down in sections.
 
 Every setting is an environment variable prefixed ``BROKER_`` (a ``.env`` file in the working
 directory is read too). Nothing below ``app/`` reads ``os.environ`` itself.
+
+The settings come in sections (``dicom``, ``worklist``, ``hl7``, ``http``, ``storage``,
+``outbox``) and each server is handed only its own. The environment variable names stay flat as
+they always were (``BROKER_DICOM_PORT`` is ``settings.dicom.port``): ``ENV`` is the one table
+from a variable's name to its place, and ``Settings(dicom_port=0)`` takes the flat names too.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from app.domain.status import SpsStatus
 
@@ -65,33 +75,28 @@ def parse_endpoint(value: str) -> tuple[str, int]:
     return _host_port(value)
 
 
-class Settings(BaseSettings):
-    """All configuration of the broker; see the README's configuration table."""
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [part for part in (p.strip() for p in value.split(",")) if part]
+    return value
 
-    model_config = SettingsConfigDict(
-        env_prefix="BROKER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
 
-    database_url: str = Field(
-        default=f"sqlite:///{DEFAULT_DATA_DIR / 'mwl-broker.db'}",
-        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db",
-    )
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DicomSettings(_Section):
+    """The DICOM listener: association policy (PS3.8 9.3.4; the conformance statement reports
+    these)."""
+
     ae_title: str = Field(default="MWLBROKER", description="the broker's own AE title")
     bind_host: str = Field(default="0.0.0.0", description="address every listener binds to")
-    dicom_port: int = Field(default=11112, ge=0, le=65535, description="DICOM DIMSE port")
-    hl7_port: int = Field(default=2575, ge=0, le=65535, description="HL7 v2 MLLP port")
-    http_port: int = Field(default=8000, ge=0, le=65535, description="REST API and web port")
-    storage_dir: Path = Field(
-        default=DEFAULT_DATA_DIR / "storage", description="where received instances are kept"
-    )
-
-    # Association policy (PS3.8 9.3.4; the conformance statement reports these).
+    port: int = Field(default=11112, ge=0, le=65535, description="DICOM DIMSE port")
     require_called_ae: bool = Field(
         default=True, description="reject associations whose Called AE is not BROKER_AE_TITLE"
     )
-    allowed_calling_aes: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="comma-separated Calling AE titles allowed; empty accepts any",
+    allowed_calling_aes: tuple[str, ...] = Field(
+        default=(), description="comma-separated Calling AE titles allowed; empty accepts any"
     )
     max_associations: int = Field(default=20, ge=1, description="concurrent associations")
     dimse_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for a DIMSE")
@@ -103,52 +108,89 @@ class Settings(BaseSettings):
         default=262144, ge=0, description="largest P-DATA PDU the broker receives (0 = no limit)"
     )
 
-    # Worklist behaviour (PS3.4 K.6.1.3.2: stated in the conformance statement).
-    mwl_name_case_insensitive: bool = Field(
+    @field_validator("ae_title")
+    @classmethod
+    def _check_ae_title(cls, value: str) -> str:
+        return _validate_ae_title(value)
+
+    @field_validator("allowed_calling_aes", mode="before")
+    @classmethod
+    def _split_aes(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("allowed_calling_aes")
+    @classmethod
+    def _check_aes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_validate_ae_title(v) for v in value)
+
+
+class WorklistSettings(_Section):
+    """Worklist matching, for C-FIND and REST alike (PS3.4 K.6.1.3.2: in the conformance
+    statement)."""
+
+    name_case_insensitive: bool = Field(
         default=True, description="match Patient's and Performing Physician's Name ignoring case"
     )
-    mwl_max_results: int = Field(
+    max_results: int = Field(
         default=1000, ge=0, description="most C-FIND matches per query; 0 = no limit"
     )
 
-    # HL7 v2 intake (MLLP). Order control: "ORC1" or "ORC1_ORC5" -> an SPS Status the steps take
-    # (creating them when new), or "update" (change the order, keep the status).
-    hl7_order_control: dict[str, str] = Field(
+
+class Hl7Settings(_Section):
+    """HL7 v2 over MLLP: intake, and the header of every message the broker sends."""
+
+    bind_host: str = Field(default="0.0.0.0", description="address every listener binds to")
+    port: int = Field(default=2575, ge=0, le=65535, description="HL7 v2 MLLP port")
+    # Order control: "ORC1" or "ORC1_ORC5" -> an SPS Status the steps take (creating them when
+    # new), or "update" (change the order, keep the status).
+    order_control: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_ORDER_CONTROL),
         description="JSON object: ORC-1[_ORC-5] -> SPS Status or 'update'",
     )
-    hl7_missing_study_uid: str = Field(
+    missing_study_uid: str = Field(
         default="generate", description="'generate' or 'reject' an order without ZDS/IPC UID"
     )
-    hl7_max_frame_bytes: int = Field(
+    max_frame_bytes: int = Field(
         default=1_048_576, ge=1024, description="largest MLLP frame accepted"
     )
-    hl7_idle_timeout: float = Field(
+    idle_timeout: float = Field(
         default=300.0, gt=0, description="seconds before an idle MLLP connection is closed"
     )
-    hl7_message_retention_days: int = Field(
+    message_retention_days: int = Field(
         default=90, ge=1, description="days inbound HL7 messages are kept in the message log"
     )
-    hl7_sending_application: str = Field(
+    sending_application: str = Field(
         default="MWLBROKER", description="MSH-3 of the broker's acknowledgements"
     )
-    hl7_sending_facility: str = Field(default="RADIOLOGY", description="MSH-4 of the ACKs")
+    sending_facility: str = Field(default="RADIOLOGY", description="MSH-4 of the ACKs")
 
-    # Status back to the RIS and MPPS forwarding, through the durable outbox.
-    ris_hl7_endpoint: str = Field(
-        default="", description="host:port of the RIS's MLLP listener; empty: no status messages"
-    )
-    ris_hl7_message: str = Field(
-        default="ORM", description="status message type: ORM (ORM^O01 SC), ORU (ORU^R01), OMI"
-    )
-    mpps_forward: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="comma-separated AE@host:port of downstream MPPS SCPs to forward to",
-    )
-    outbox_retry_min: float = Field(default=2.0, gt=0, description="first retry delay, seconds")
-    outbox_retry_max: float = Field(default=300.0, gt=0, description="longest retry delay")
+    @field_validator("order_control", mode="before")
+    @classmethod
+    def _decode_order_control(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
 
-    # Access control: sign-in sessions and the login rate limit.
+    @field_validator("order_control")
+    @classmethod
+    def _check_order_control(cls, value: dict[str, str]) -> dict[str, str]:
+        allowed = {UPDATE_ACTION, *(s.value for s in SpsStatus)}
+        bad = {k: v for k, v in value.items() if v not in allowed}
+        if bad:
+            raise ValueError(f"actions must be one of {sorted(allowed)}; got {bad}")
+        return {k.upper(): v for k, v in value.items()}
+
+    @field_validator("missing_study_uid")
+    @classmethod
+    def _check_uid_policy(cls, value: str) -> str:
+        if value not in ("generate", "reject"):
+            raise ValueError("is 'generate' or 'reject'")
+        return value
+
+
+class HttpSettings(_Section):
+    """The REST API and the staff page, with sign-in."""
+
+    bind_host: str = Field(default="0.0.0.0", description="address every listener binds to")
+    port: int = Field(default=8000, ge=0, le=65535, description="REST API and web port")
     session_lifetime_hours: float = Field(
         default=12.0, gt=0, description="idle hours before a sign-in session expires (sliding)"
     )
@@ -162,33 +204,28 @@ class Settings(BaseSettings):
         default=300, ge=1, description="window of the login rate limit, seconds"
     )
 
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
-    @field_validator("ae_title")
-    @classmethod
-    def _check_ae_title(cls, value: str) -> str:
-        return _validate_ae_title(value)
+class StorageSettings(_Section):
+    dir: Path = Field(
+        default=DEFAULT_DATA_DIR / "storage", description="where received instances are kept"
+    )
 
-    @field_validator("allowed_calling_aes", mode="before")
-    @classmethod
-    def _split_aes(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part for part in (p.strip() for p in value.split(",")) if part]
-        return value
 
-    @field_validator("allowed_calling_aes")
-    @classmethod
-    def _check_aes(cls, value: list[str]) -> list[str]:
-        return [_validate_ae_title(v) for v in value]
+class OutboxSettings(_Section):
+    """Status back to the RIS and MPPS forwarding, through the durable outbox."""
 
-    @field_validator("hl7_order_control")
-    @classmethod
-    def _check_order_control(cls, value: dict[str, str]) -> dict[str, str]:
-        allowed = {UPDATE_ACTION, *(s.value for s in SpsStatus)}
-        bad = {k: v for k, v in value.items() if v not in allowed}
-        if bad:
-            raise ValueError(f"actions must be one of {sorted(allowed)}; got {bad}")
-        return {k.upper(): v for k, v in value.items()}
+    ris_hl7_endpoint: str = Field(
+        default="", description="host:port of the RIS's MLLP listener; empty: no status messages"
+    )
+    ris_hl7_message: str = Field(
+        default="ORM", description="status message type: ORM (ORM^O01 SC), ORU (ORU^R01), OMI"
+    )
+    mpps_forward: tuple[str, ...] = Field(
+        default=(),
+        description="comma-separated AE@host:port of downstream MPPS SCPs to forward to",
+    )
+    retry_min: float = Field(default=2.0, gt=0, description="first retry delay, seconds")
+    retry_max: float = Field(default=300.0, gt=0, description="longest retry delay")
 
     @field_validator("ris_hl7_endpoint")
     @classmethod
@@ -208,13 +245,11 @@ class Settings(BaseSettings):
     @field_validator("mpps_forward", mode="before")
     @classmethod
     def _split_forward(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return _split_list(value)
 
     @field_validator("mpps_forward")
     @classmethod
-    def _check_forward(cls, value: list[str]) -> list[str]:
+    def _check_forward(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for target in value:
             ae, sep, address = target.partition("@")
             if not sep:
@@ -223,12 +258,127 @@ class Settings(BaseSettings):
             _host_port(address)
         return value
 
-    @field_validator("hl7_missing_study_uid")
+
+# The environment: BROKER_<NAME> -> (section, field); a section of None is the top level.
+# BROKER_BIND_HOST is every listener's address.
+ENV: dict[str, tuple[str | None, str]] = {
+    "database_url": (None, "database_url"),
+    "log_level": (None, "log_level"),
+    "ae_title": ("dicom", "ae_title"),
+    "dicom_port": ("dicom", "port"),
+    "require_called_ae": ("dicom", "require_called_ae"),
+    "allowed_calling_aes": ("dicom", "allowed_calling_aes"),
+    "max_associations": ("dicom", "max_associations"),
+    "dimse_timeout": ("dicom", "dimse_timeout"),
+    "acse_timeout": ("dicom", "acse_timeout"),
+    "network_timeout": ("dicom", "network_timeout"),
+    "max_pdu_size": ("dicom", "max_pdu_size"),
+    "mwl_name_case_insensitive": ("worklist", "name_case_insensitive"),
+    "mwl_max_results": ("worklist", "max_results"),
+    "hl7_port": ("hl7", "port"),
+    "hl7_order_control": ("hl7", "order_control"),
+    "hl7_missing_study_uid": ("hl7", "missing_study_uid"),
+    "hl7_max_frame_bytes": ("hl7", "max_frame_bytes"),
+    "hl7_idle_timeout": ("hl7", "idle_timeout"),
+    "hl7_message_retention_days": ("hl7", "message_retention_days"),
+    "hl7_sending_application": ("hl7", "sending_application"),
+    "hl7_sending_facility": ("hl7", "sending_facility"),
+    "http_port": ("http", "port"),
+    "session_lifetime_hours": ("http", "session_lifetime_hours"),
+    "cookie_secure": ("http", "cookie_secure"),
+    "login_max_failures": ("http", "login_max_failures"),
+    "login_window_seconds": ("http", "login_window_seconds"),
+    "storage_dir": ("storage", "dir"),
+    "ris_hl7_endpoint": ("outbox", "ris_hl7_endpoint"),
+    "ris_hl7_message": ("outbox", "ris_hl7_message"),
+    "mpps_forward": ("outbox", "mpps_forward"),
+    "outbox_retry_min": ("outbox", "retry_min"),
+    "outbox_retry_max": ("outbox", "retry_max"),
+}
+BIND_HOST = "bind_host"
+LISTENER_SECTIONS = ("dicom", "hl7", "http")
+
+
+def env_name(section: str | None, field: str) -> str:
+    """The environment variable of a setting, e.g. ``("dicom", "port")`` -> BROKER_DICOM_PORT."""
+    if field == BIND_HOST and section in LISTENER_SECTIONS:
+        return "BROKER_BIND_HOST"
+    for flat, place in ENV.items():
+        if place == (section, field):
+            return f"BROKER_{flat.upper()}"
+    return "BROKER_" + "_".join(p for p in (section, field) if p).upper()
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Flat names (``dicom_port``) to their sections; unknown and nested keys pass through."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key == BIND_HOST:
+            for listener in LISTENER_SECTIONS:
+                nested.setdefault(listener, {})[BIND_HOST] = value
+        elif key in ENV and (section := ENV[key][0]) is not None:
+            nested.setdefault(section, {})[ENV[key][1]] = value
+        elif isinstance(value, dict) and isinstance(nested.get(key), dict):
+            nested[key] = {**nested[key], **value}
+        else:
+            nested[key] = value
+    return nested
+
+
+class _FlatEnvironment(PydanticBaseSettingsSource):
+    """The BROKER_* variables of the environment and the .env file, by the names in ``ENV``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *sources: Any) -> None:
+        super().__init__(settings_cls)
+        self._sources = sources  # highest priority first
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for source in reversed(self._sources):
+            for key, value in getattr(source, "env_vars", {}).items():
+                name = key.lower().removeprefix("broker_")
+                if key.lower().startswith("broker_") and (name in ENV or name == BIND_HOST):
+                    found[name] = value
+        return _nest(found)
+
+
+class Settings(BaseSettings):
+    """All configuration of the broker, in sections; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BROKER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_DATA_DIR / 'mwl-broker.db'}",
+        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db",
+    )
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    dicom: DicomSettings = Field(default_factory=DicomSettings)
+    worklist: WorklistSettings = Field(default_factory=WorklistSettings)
+    hl7: Hl7Settings = Field(default_factory=Hl7Settings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+
     @classmethod
-    def _check_uid_policy(cls, value: str) -> str:
-        if value not in ("generate", "reject"):
-            raise ValueError("is 'generate' or 'reject'")
-        return value
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _FlatEnvironment(settings_cls, env_settings, dotenv_settings))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_flat_names(cls, data: Any) -> Any:
+        return _nest(data) if isinstance(data, dict) else data
 
     @field_validator("log_level")
     @classmethod
@@ -254,6 +404,7 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = "BROKER_" + "_".join(str(p) for p in err["loc"]).upper()
-            lines.append(f"  {name}: {err['msg']}")
+            loc = [str(p) for p in err["loc"]]
+            section, field = (None, loc[0]) if len(loc) == 1 else (loc[0], loc[1])
+            lines.append(f"  {env_name(section, field)}: {err['msg']}")
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

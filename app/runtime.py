@@ -30,6 +30,7 @@ from app.events import (
 )
 from app.main import create_app
 from app.services import hl7_log, outbox
+from app.services.mpps import Delivery
 from dicom_scp.conformance import render as render_conformance
 from dicom_scp.forward import mpps_forwarder
 from dicom_scp.server import DicomServer
@@ -107,7 +108,7 @@ class Broker:
             probes["dicom"] = lambda: {
                 "up": self._dicom is not None and self._dicom.running,
                 "port": self.ports.get("dicom"),
-                "ae_title": self.settings.ae_title,
+                "ae_title": self.settings.dicom.ae_title,
             }
         if self._wanted("hl7"):
             probes["hl7"] = lambda: {
@@ -122,9 +123,12 @@ class Broker:
         """The delivery worker: status messages to the RIS, MPPS to downstream SCPs."""
         self._outbox = OutboxWorker(
             self.session_factory,
-            {"hl7": hl7_sender(self.settings), "dicom": mpps_forwarder(self.settings)},
-            retry_min=self.settings.outbox_retry_min,
-            retry_max=self.settings.outbox_retry_max,
+            {
+                "hl7": hl7_sender(self.settings.hl7, self.settings.outbox.ris_hl7_message),
+                "dicom": mpps_forwarder(self.settings.dicom),
+            },
+            retry_min=self.settings.outbox.retry_min,
+            retry_max=self.settings.outbox.retry_max,
         )
         self._outbox.start()
 
@@ -133,18 +137,24 @@ class Broker:
             self._outbox.wake()
 
     def start_dicom(self) -> None:
-        self._dicom = DicomServer(self.settings, self.session_factory)
+        self._dicom = DicomServer(
+            self.settings.dicom,
+            self.settings.worklist,
+            self.session_factory,
+            Delivery.from_settings(self.settings.outbox),
+        )
         self.ports["dicom"] = self._dicom.start()
 
     def start_hl7(self) -> None:
-        handler = Hl7Handler(self.settings, self.session_factory)
+        hl7 = self.settings.hl7
+        handler = Hl7Handler(hl7, self.session_factory)
         self._hl7 = MllpServer(
             handler.handle,
             reject=handler.reject,
-            host=self.settings.bind_host,
-            port=self.settings.hl7_port,
-            max_frame_bytes=self.settings.hl7_max_frame_bytes,
-            idle_timeout=self.settings.hl7_idle_timeout,
+            host=hl7.bind_host,
+            port=hl7.port,
+            max_frame_bytes=hl7.max_frame_bytes,
+            idle_timeout=hl7.idle_timeout,
         )
         self.ports["hl7"] = self._hl7.start()
         threading.Thread(target=self._purge_loop, name="hl7-retention", daemon=True).start()
@@ -155,7 +165,7 @@ class Broker:
             try:
                 with session_scope(self.session_factory) as session:
                     gone = hl7_log.purge(
-                        session, retention_days=self.settings.hl7_message_retention_days
+                        session, retention_days=self.settings.hl7.message_retention_days
                     )
                 if gone:
                     LOG.info("HL7 message log: %d messages past retention removed", gone)
@@ -167,7 +177,7 @@ class Broker:
         app = create_app(
             self.settings, self.engine, self.session_factory, self._listeners(), self.events
         )
-        sock = _bind(self.settings.bind_host, self.settings.http_port)
+        sock = _bind(self.settings.http.bind_host, self.settings.http.port)
         self.ports["http"] = int(sock.getsockname()[1])
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         return uvicorn.Server(config), sock

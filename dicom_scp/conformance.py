@@ -25,7 +25,7 @@ from pydicom.datadict import dictionary_description, tag_for_keyword
 from pydicom.uid import UID
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
-from app.config import Settings
+from app.config import ENV, Settings
 from app.domain.mwl_attributes import (
     BY_KEYWORD,
     MWL_ATTRIBUTES,
@@ -180,7 +180,7 @@ def _setting_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value) or "(empty)"
     return str(value)
 
@@ -215,8 +215,8 @@ def _header(settings: Settings) -> list[str]:
     rows = [
         ("Product", PRODUCT),
         ("Version", _product_version()),
-        ("AE Title", f"`{settings.ae_title}`"),
-        ("DICOM port (TCP)", str(settings.dicom_port)),
+        ("AE Title", f"`{settings.dicom.ae_title}`"),
+        ("DICOM port (TCP)", str(settings.dicom.port)),
         ("Implementation Class UID", str(PYNETDICOM_IMPLEMENTATION_UID)),
         ("Implementation Version Name", PYNETDICOM_IMPLEMENTATION_VERSION),
     ]
@@ -246,8 +246,8 @@ def _implementation_model(settings: Settings) -> list[str]:
         "its database. A modality queries them with Modality Worklist C-FIND; the broker "
         "answers from the database. Any peer may verify the connection with C-ECHO.",
         "### 2.2 Functional Definition of AEs",
-        f"One Application Entity, `{settings.ae_title}`, listens on TCP port "
-        f"{settings.dicom_port} for associations. Each accepted association is served in its "
+        f"One Application Entity, `{settings.dicom.ae_title}`, listens on TCP port "
+        f"{settings.dicom.port} for associations. Each accepted association is served in its "
         "own thread; each C-FIND is answered by streaming the matching items from the database, "
         "one Pending response per item.",
         "### 2.3 Sequencing of Real-World Activities",
@@ -262,9 +262,9 @@ def _final_statuses() -> str:
 
 def _ae_specification(settings: Settings) -> list[str]:
     lines = _section(
-        f"## 3. AE Specification: `{settings.ae_title}`",
+        f"## 3. AE Specification: `{settings.dicom.ae_title}`",
         "### 3.1 SOP Classes",
-        f"`{settings.ae_title}` provides Standard Conformance to the following SOP Classes:",
+        f"`{settings.dicom.ae_title}` provides Standard Conformance to the following SOP Classes:",
     )
     rows = [(name, uid, "SCP") for uid, name in SOP_CLASSES]
     return lines + _table(("SOP Class", "UID", "Role"), rows)
@@ -272,8 +272,8 @@ def _ae_specification(settings: Settings) -> list[str]:
 
 def _association_policies(settings: Settings) -> list[str]:
     pdu = (
-        f"{settings.max_pdu_size} bytes"
-        if settings.max_pdu_size
+        f"{settings.dicom.max_pdu_size} bytes"
+        if settings.dicom.max_pdu_size
         else "unlimited (0: no limit is stated)"
     )
     return _section(
@@ -283,7 +283,7 @@ def _association_policies(settings: Settings) -> list[str]:
         f"Maximum PDU size received (Maximum Length sub-item): {pdu}; PDUs sent are limited to "
         "the maximum length the peer states.",
         "#### 3.2.2 Number of Associations",
-        f"At most {settings.max_associations} associations are accepted at the same time "
+        f"At most {settings.dicom.max_associations} associations are accepted at the same time "
         f"(`{_env_name('max_associations')}`); one more is refused with "
         f"{_reject(2, 3, 2, 'rejected-transient, service provider, local-limit-exceeded')}. "
         "The broker never initiates associations.",
@@ -298,22 +298,23 @@ def _association_policies(settings: Settings) -> list[str]:
 
 
 def _called_ae_rule(settings: Settings) -> str:
-    if not settings.require_called_ae:
+    if not settings.dicom.require_called_ae:
         return (
             f"The Called AE Title is not checked (`{_env_name('require_called_ae')}` is false); "
             "any Called AE Title is accepted."
         )
     return (
-        f"The Called AE Title must be `{settings.ae_title}` (compared exactly, case-sensitive; "
+        f"The Called AE Title must be `{settings.dicom.ae_title}` (compared exactly, "
+        "case-sensitive; "
         "leading and trailing spaces are not significant), else "
         f"{_reject(1, 1, 7, 'called-AE-title-not-recognized')}."
     )
 
 
 def _calling_ae_rule(settings: Settings) -> str:
-    if not settings.allowed_calling_aes:
+    if not settings.dicom.allowed_calling_aes:
         return f"Any Calling AE Title is accepted (`{_env_name('allowed_calling_aes')}` is empty)."
-    allowed = ", ".join(f"`{ae}`" for ae in settings.allowed_calling_aes)
+    allowed = ", ".join(f"`{ae}`" for ae in settings.dicom.allowed_calling_aes)
     return (
         f"Only these Calling AE Titles are accepted: {allowed}; any other is refused with "
         f"{_reject(1, 1, 3, 'calling-AE-title-not-recognized')}."
@@ -323,23 +324,23 @@ def _calling_ae_rule(settings: Settings) -> str:
 def _acceptance_policy(settings: Settings) -> list[str]:
     lines = _section(
         "### 3.3 Association Initiation Policy",
-        f"`{settings.ae_title}` never initiates associations.",
+        f"`{settings.dicom.ae_title}` never initiates associations.",
         "### 3.4 Association Acceptance Policy",
-        f"`{settings.ae_title}` accepts associations on TCP port {settings.dicom_port} when:",
+        f"`{settings.dicom.ae_title}` accepts associations on TCP port {settings.dicom.port} when:",
     )
     lines += _bullets(
         [
             _calling_ae_rule(settings),
             _called_ae_rule(settings),
-            f"fewer than {settings.max_associations} associations are already open, else "
+            f"fewer than {settings.dicom.max_associations} associations are already open, else "
             f"{_reject(2, 3, 2, 'local-limit-exceeded')}.",
         ]
     )
     lines += _paragraphs(
         "When several checks fail, the last one listed decides the rejection reason.",
-        f"Timeouts: association setup and release (ACSE, ARTIM) {settings.acse_timeout:g} s; "
-        f"waiting for a DIMSE message {settings.dimse_timeout:g} s; an association without "
-        f"network activity for {settings.network_timeout:g} s is aborted (A-ABORT).",
+        f"Timeouts: association setup and release (ACSE, ARTIM) {settings.dicom.acse_timeout:g} s; "
+        f"waiting for a DIMSE message {settings.dicom.dimse_timeout:g} s; an association without "
+        f"network activity for {settings.dicom.network_timeout:g} s is aborted (A-ABORT).",
         "SCP/SCU Role Selection is not supported: the requestor is SCU and the broker SCP. "
         "SOP Class Extended Negotiation is not supported (no fuzzy semantic matching of person "
         "names, no timezone query adjustment). User Identity Negotiation is not supported: the "
@@ -379,11 +380,11 @@ def _status_rows() -> list[tuple[str, str, str, str]]:
 
 def _mwl_statuses(settings: Settings) -> list[str]:
     cap = (
-        f"at most {settings.mwl_max_results} items are returned per query "
+        f"at most {settings.worklist.max_results} items are returned per query "
         f"(`{_env_name('mwl_max_results')}`): when more match, the broker sends "
-        f"{settings.mwl_max_results} Pending responses and then 0xA700 instead of Success, so "
+        f"{settings.worklist.max_results} Pending responses and then 0xA700 instead of Success, so "
         "the modality knows its list is incomplete; exactly that many matches end with Success"
-        if settings.mwl_max_results
+        if settings.worklist.max_results
         else f"the number of matches is not limited (`{_env_name('mwl_max_results')}` is 0)"
     )
     lines = _section(
@@ -446,12 +447,16 @@ def _matching_keys() -> list[str]:
 
 def _person_names(settings: Settings) -> list[str]:
     names = " and ".join(k for k in SUPPORTED_MATCHING_KEYS if BY_KEYWORD[k].vr == "PN")
-    case = "case-insensitive" if settings.mwl_name_case_insensitive else "case-sensitive (literal)"
+    case = (
+        "case-insensitive"
+        if settings.worklist.name_case_insensitive
+        else "case-sensitive (literal)"
+    )
     return _section(
         "##### 3.5.2.3 Person Name Matching",
         f"Matching on {names} is {case} "
         f"(`{_env_name('mwl_name_case_insensitive')}` is "
-        f"{_setting_value(settings.mwl_name_case_insensitive)}); all other keys are "
+        f"{_setting_value(settings.worklist.name_case_insensitive)}); all other keys are "
         "case-sensitive. Before comparison, key and stored name are normalised: spaces around "
         "components are dropped and trailing empty components and component groups are not "
         "significant, so `SMITH^JOHN^^^` equals `SMITH^JOHN`.",
@@ -613,18 +618,18 @@ def _mpps(settings: Settings) -> list[str]:
             ("DISCONTINUED", "DISCONTINUED", "no (final)"),
         ],
     )
-    ris = settings.ris_hl7_endpoint or "not configured"
-    forward = ", ".join(settings.mpps_forward) or "none configured"
+    ris = settings.outbox.ris_hl7_endpoint or "not configured"
+    forward = ", ".join(settings.outbox.mpps_forward) or "none configured"
     return lines + _section(
         "##### 3.5.3.4 Status to the RIS",
         "Every MPPS status change is reported to the RIS over HL7 v2 "
         f"(`{_env_name('ris_hl7_endpoint')}`: {ris}; message type "
-        f"`{_env_name('ris_hl7_message')}`: {settings.ris_hl7_message}), "
+        f"`{_env_name('ris_hl7_message')}`: {settings.outbox.ris_hl7_message}), "
         "through a durable outbox written in the same transaction, delivered in order per "
         "order with retry and back-off.",
         "##### 3.5.3.5 Forwarding",
         "Each N-CREATE and N-SET is forwarded, through the same outbox, to the downstream MPPS "
-        f"SCPs of `{_env_name('mpps_forward')}` ({forward}), as {settings.ae_title}, "
+        f"SCPs of `{_env_name('mpps_forward')}` ({forward}), as {settings.dicom.ae_title}, "
         "proposing the Modality Performed Procedure Step SOP Class with the transfer syntaxes "
         "above.",
     )
@@ -634,8 +639,8 @@ def _communication(settings: Settings) -> list[str]:
     return _section(
         "## 4. Communication Profiles",
         "DICOM Upper Layer over TCP/IP (PS3.8). The broker listens on "
-        f"`{settings.bind_host}` TCP port {settings.dicom_port}. TLS is not supported; physical "
-        "media are not supported.",
+        f"`{settings.dicom.bind_host}` TCP port {settings.dicom.port}. TLS is not supported; "
+        "physical media are not supported.",
     )
 
 
@@ -654,9 +659,12 @@ def _configuration(settings: Settings) -> list[str]:
     )
     rows = []
     for field in DICOM_SETTINGS:
-        info = Settings.model_fields[field]
+        section, name = ENV.get(field, ("dicom", field))
+        assert section is not None
+        part = getattr(settings, section)
+        info = type(part).model_fields[name]
         default = info.get_default(call_default_factory=True)
-        value = getattr(settings, field)
+        value = getattr(part, name)
         rows.append(
             (
                 f"`{_env_name(field)}`",

@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, Association, _config
 from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
 
-from app.config import Settings, parse_endpoint
+from app.config import DicomSettings, parse_endpoint
 from app.delivery import OutboxMessageView
 
 MPPS_UID = str(ModalityPerformedProcedureStep)
@@ -58,7 +58,7 @@ def delivered(status: int, kind: str = "") -> bool:
     return status == 0x0000 or status in WARNINGS or 0xB000 <= status <= 0xBFFF
 
 
-def _build_ae(settings: Settings) -> AE:
+def _build_ae(settings: DicomSettings) -> AE:
     ae = AE(ae_title=settings.ae_title)
     ae.acse_timeout = settings.acse_timeout
     ae.dimse_timeout = settings.dimse_timeout
@@ -89,7 +89,7 @@ def _check(status: Dataset, view: OutboxMessageView) -> None:
         raise ForwardError(f"{view.destination} answered {view.kind} with 0x{code:04X}{detail}")
 
 
-def forward(settings: Settings, view: OutboxMessageView) -> None:
+def forward(settings: DicomSettings, view: OutboxMessageView) -> None:
     """Deliver one outbox message of channel ``dicom``; raise unless the SCP took it."""
     if view.kind not in (MPPS_CREATE, MPPS_SET):
         raise ValueError(f"the dicom channel does not send '{view.kind}'")
@@ -106,7 +106,7 @@ def forward(settings: Settings, view: OutboxMessageView) -> None:
     _check(status, view)
 
 
-def mpps_forwarder(settings: Settings) -> Callable[[OutboxMessageView], None]:
+def mpps_forwarder(settings: DicomSettings) -> Callable[[OutboxMessageView], None]:
     """The outbox sender of channel ``dicom``."""
 
     def send(view: OutboxMessageView) -> None:

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 
-from app.config import Settings
+from app.config import WorklistSettings
 from app.db import SessionFactory
 from app.domain.errors import DomainError
 from app.domain.worklist import parse_worklist_query
 from app.services import worklist
+from app.services.mpps import Delivery
 from dicom_scp import mwl
 from dicom_scp.status import DimseStatus, find_failure, status_dataset
 
@@ -30,8 +31,9 @@ FindResult = tuple[int | Dataset, Dataset | None]
 
 @dataclass(frozen=True)
 class ScpContext:
-    settings: Settings
+    worklist: WorklistSettings
     session_factory: SessionFactory
+    delivery: Delivery = field(default_factory=Delivery)  # where MPPS changes go
 
 
 def _peer(event: evt.Event) -> str:
@@ -62,7 +64,7 @@ def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
         identifier: Dataset = event.identifier
         request = mwl.parse_request(identifier)
         query = parse_worklist_query(
-            request.keys, name_case_insensitive=ctx.settings.mwl_name_case_insensitive
+            request.keys, name_case_insensitive=ctx.worklist.name_case_insensitive
         )
     except DomainError as exc:
         LOG.info("C-FIND from %s refused: %s", _peer(event), exc.message)
@@ -83,7 +85,7 @@ def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
 def _stream_matches(
     event: evt.Event, ctx: ScpContext, identifier: Dataset, request: mwl.MwlRequest, query: Any
 ) -> Iterator[FindResult]:
-    limit = ctx.settings.mwl_max_results
+    limit = ctx.worklist.max_results
     sent = 0
     try:
         with ctx.session_factory() as session:

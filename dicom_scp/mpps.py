@@ -93,7 +93,7 @@ def handle_n_create(event: evt.Event, ctx: ScpContext) -> Result:
         lambda s: mpps.create(
             s,
             command=command,
-            delivery=mpps.Delivery.from_settings(ctx.settings),
+            delivery=ctx.delivery,
             actor=_actor(event, uid),
         ),
     )
@@ -111,7 +111,7 @@ def handle_n_set(event: evt.Event, ctx: ScpContext) -> Result:
         lambda s: mpps.update(
             s,
             command=UpdatePerformedStep(uid, modifications),
-            delivery=mpps.Delivery.from_settings(ctx.settings),
+            delivery=ctx.delivery,
             actor=_actor(event, uid),
         ),
     )

@@ -22,8 +22,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from app.config import Settings
+from app.config import DicomSettings, WorklistSettings
 from app.db import SessionFactory
+from app.services.mpps import Delivery
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
 
@@ -48,7 +49,7 @@ _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
 
 
-def build_ae(settings: Settings) -> AE:
+def build_ae(settings: DicomSettings) -> AE:
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
     ae.require_called_aet = settings.require_called_ae
@@ -66,13 +67,15 @@ def build_ae(settings: Settings) -> AE:
 class DicomServer:
     """Start with ``start()`` (port 0 picks a free port), stop with ``stop()``."""
 
-    settings: Settings
+    settings: DicomSettings
+    worklist: WorklistSettings
     session_factory: SessionFactory
+    delivery: Delivery = field(default_factory=Delivery)
     _ae: AE | None = field(default=None, init=False)
     _server: ThreadedAssociationServer | None = field(default=None, init=False)
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
-        ctx = ScpContext(self.settings, self.session_factory)
+        ctx = ScpContext(self.worklist, self.session_factory, self.delivery)
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
             (evt.EVT_C_FIND, handle_find, [ctx]),
@@ -83,7 +86,7 @@ class DicomServer:
         self._ae = build_ae(self.settings)
         address = (
             host if host is not None else self.settings.bind_host,
-            port if port is not None else self.settings.dicom_port,
+            port if port is not None else self.settings.port,
         )
         server = self._ae.start_server(address, block=False, evt_handlers=handlers)
         assert server is not None  # block=False always returns the server

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
-from app.config import Settings
+from app.config import Hl7Settings
 from app.domain.errors import (
     ConflictError,
     DomainError,
@@ -55,7 +55,7 @@ def new_control_id() -> str:
     return uuid.uuid4().hex[:_MAX_CONTROL_ID].upper()
 
 
-def _msh(env: Envelope | None, settings: Settings, now: datetime, control_id: str) -> str:
+def _msh(env: Envelope | None, settings: Hl7Settings, now: datetime, control_id: str) -> str:
     version = (env.version if env else "") or DEFAULT_VERSION
     trigger = env.trigger_event if env else ""
     if trigger and version_tuple(version) >= (2, 4):
@@ -63,8 +63,8 @@ def _msh(env: Envelope | None, settings: Settings, now: datetime, control_id: st
     else:
         message_type = ("ACK",)
     return msh(
-        sending_application=settings.hl7_sending_application,
-        sending_facility=settings.hl7_sending_facility,
+        sending_application=settings.sending_application,
+        sending_facility=settings.sending_facility,
         receiving_application=env.sending_application if env else "",
         receiving_facility=env.sending_facility if env else "",
         now=now,
@@ -96,7 +96,7 @@ def build_ack(
     env: Envelope | None,
     code: AckCode,
     *,
-    settings: Settings,
+    settings: Hl7Settings,
     error: Hl7Error | None = None,
     now: datetime | None = None,
     control_id: str | None = None,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from app.config import Settings
+from app.config import Hl7Settings
 from app.db import SessionFactory
 from app.domain.actor import Actor
 from app.domain.errors import DomainError
@@ -48,12 +48,12 @@ class _Outcome:
 class Hl7Handler:
     """``handle(raw) -> ack bytes`` for the MLLP server; ``reject(reason)`` for bad frames."""
 
-    def __init__(self, settings: Settings, session_factory: SessionFactory) -> None:
+    def __init__(self, settings: Hl7Settings, session_factory: SessionFactory) -> None:
         self.settings = settings
         self.session_factory = session_factory
         self.policy = intake.IntakePolicy(
-            order_control=settings.hl7_order_control,
-            generate_missing_study_uid=settings.hl7_missing_study_uid == "generate",
+            order_control=settings.order_control,
+            generate_missing_study_uid=settings.missing_study_uid == "generate",
         )
 
     # -- entry points ---------------------------------------------------------------------

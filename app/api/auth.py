@@ -71,7 +71,7 @@ class SetupState(BaseModel):
 def install(app: FastAPI, settings: Settings, session_factory: SessionFactory) -> None:
     """Per-process state: the login limiter and, while no user exists, the setup code."""
     app.state.login_limiter = LoginLimiter(
-        settings.login_max_failures, settings.login_window_seconds
+        settings.http.login_max_failures, settings.http.login_window_seconds
     )
     app.state.setup_code = secrets.token_urlsafe(12)
     try:
@@ -119,7 +119,7 @@ def _sign_in(
         httponly=True,
         samesite="strict",
         path="/",
-        secure=settings.cookie_secure,
+        secure=settings.http.cookie_secure,
     )
     principal = started.principal
     assert principal.csrf_token is not None

@@ -59,7 +59,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def session_lifetime(settings: Settings) -> timedelta:
-    return timedelta(hours=settings.session_lifetime_hours)
+    return timedelta(hours=settings.http.session_lifetime_hours)
 
 
 def unauthorized(detail: str = "sign in or send an API token") -> HTTPException:

@@ -52,7 +52,7 @@ def link_mpps(
     principal: SchedulerDep,
 ) -> MppsView:
     steps = [(s.study_instance_uid, s.sps_id) for s in body.steps]
-    delivery = mpps.Delivery.from_settings(settings)
+    delivery = mpps.Delivery.from_settings(settings.outbox)
     return mpps.link(
         session, uid=sop_instance_uid, steps=steps, delivery=delivery, actor=principal.actor()
     )

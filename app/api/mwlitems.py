@@ -81,7 +81,9 @@ def search_items(
             f"supported: {', '.join(SUPPORTED_MATCHING_KEYS)}",
             field=unknown[0],
         )
-    query = parse_worklist_query(keys, name_case_insensitive=settings.mwl_name_case_insensitive)
+    query = parse_worklist_query(
+        keys, name_case_insensitive=settings.worklist.name_case_insensitive
+    )
     query = dataclasses.replace(query, final_steps_by_default=True)
     items = []
     for item in worklist.find(session, query=query, offset=offset):

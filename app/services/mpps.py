@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.config import Settings
+from app.config import OutboxSettings
 from app.domain.actor import Actor
 from app.domain.dicom_json import JsonDataset, sequence_items, string_of
 from app.domain.errors import ValidationError
@@ -64,7 +64,7 @@ class Delivery:
     forward: tuple[str, ...] = ()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Delivery:
+    def from_settings(cls, settings: OutboxSettings) -> Delivery:
         return cls(settings.ris_hl7_endpoint, tuple(settings.mpps_forward))
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from app.config import Settings
+from app.config import Hl7Settings
 from app.domain.mpps import MppsStatus
 from app.domain.reports import (
     ReportedPatient,
@@ -122,12 +122,12 @@ def _obr(report: StatusReport, procedure: ReportedProcedure, set_id: int, *, res
     return sparse_segment("OBR", values)
 
 
-def _zds(procedure: ReportedProcedure, settings: Settings) -> str | None:
+def _zds(procedure: ReportedProcedure, settings: Hl7Settings) -> str | None:
     """ZDS-1 (IHE RAD TF-2 4.4): ``<Study Instance UID>^<application>^Application^DICOM``."""
     uid = procedure.study_instance_uid
     if not uid:
         return None
-    return segment("ZDS", components(uid, settings.hl7_sending_application, "Application", "DICOM"))
+    return segment("ZDS", components(uid, settings.sending_application, "Application", "DICOM"))
 
 
 def _obx(report: StatusReport) -> str:
@@ -157,7 +157,7 @@ def _ipc(report: StatusReport, procedure: ReportedProcedure) -> str:
     )
 
 
-def _order_groups(report: StatusReport, message_type: str, settings: Settings) -> list[str]:
+def _order_groups(report: StatusReport, message_type: str, settings: Hl7Settings) -> list[str]:
     segments: list[str] = []
     for set_id, procedure in enumerate(report.procedures or (_NO_PROCEDURE,), start=1):
         segments.append(_orc(report))
@@ -178,7 +178,7 @@ def status_message(
     report: StatusReport,
     *,
     message_type: str,
-    settings: Settings,
+    settings: Hl7Settings,
     control_id: str,
     now: datetime | None = None,
 ) -> str:
@@ -193,8 +193,8 @@ def status_message(
     msh9, version = MESSAGE_TYPES[kind]
     body = [_pid(report.patient), *_order_groups(report, kind, settings)]
     header = msh(
-        sending_application=settings.hl7_sending_application,
-        sending_facility=settings.hl7_sending_facility,
+        sending_application=settings.sending_application,
+        sending_facility=settings.sending_facility,
         now=now or datetime.now(),
         message_type=msh9,
         control_id=control_id,

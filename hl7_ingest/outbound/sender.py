@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from app.config import Settings, parse_endpoint
+from app.config import Hl7Settings, parse_endpoint
 from app.delivery import OutboxMessageView
 from app.domain.reports import StatusReport
 from hl7_ingest.outbound.client import ACK_TIMEOUT, MllpClient
@@ -12,12 +12,14 @@ from hl7_ingest.outbound.messages import status_message
 
 
 def hl7_sender(
-    settings: Settings,
+    settings: Hl7Settings,
+    message_type: str,
     *,
     client: MllpClient | None = None,
     timeout: float = ACK_TIMEOUT,
 ) -> Callable[[OutboxMessageView], None]:
-    """The outbox sender of channel ``hl7``: status message to ``view.destination`` (host:port).
+    """The outbox sender of channel ``hl7``: status message (``message_type`` ORM, ORU or OMI)
+    to ``view.destination`` (host:port).
 
     MSH-10 is ``MWL<outbox id>``: a resend after a lost ACK carries the same control ID, so the
     RIS can recognise the duplicate.
@@ -30,7 +32,7 @@ def hl7_sender(
         host, port = parse_endpoint(view.destination)
         message = status_message(
             StatusReport.from_payload(view.payload),
-            message_type=settings.ris_hl7_message,
+            message_type=message_type,
             settings=settings,
             control_id=f"MWL{view.id}",
         )

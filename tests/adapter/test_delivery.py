@@ -75,7 +75,11 @@ class Broker:
     def __post_init__(self) -> None:
         self.engine = create_db_engine(self.settings.database_url)
         self.factory: SessionFactory = create_session_factory(self.engine)
-        senders = {outbox.HL7: hl7_sender(self.settings, timeout=5.0)}
+        senders = {
+            outbox.HL7: hl7_sender(
+                self.settings.hl7, self.settings.outbox.ris_hl7_message, timeout=5.0
+            )
+        }
         self.worker = OutboxWorker(self.factory, senders, **self.retry, poll_interval=0.05)
 
     def close(self) -> None:

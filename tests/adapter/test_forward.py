@@ -116,7 +116,7 @@ def set_view(destination: str, pk: int = 2) -> OutboxMessageView:
 
 
 def test_create_and_set_are_forwarded(stub: MppsStub, forward_settings: Settings) -> None:
-    send = mpps_forwarder(forward_settings)
+    send = mpps_forwarder(forward_settings.dicom)
     to = f"ARCHIVE@127.0.0.1:{stub.port}"
     send(create_view(to))
     send(set_view(to))
@@ -135,19 +135,19 @@ def test_warnings_count_as_delivered(
     stub: MppsStub, forward_settings: Settings, status: int
 ) -> None:
     stub.status = status
-    mpps_forwarder(forward_settings)(set_view(f"ARCHIVE@127.0.0.1:{stub.port}"))
+    mpps_forwarder(forward_settings.dicom)(set_view(f"ARCHIVE@127.0.0.1:{stub.port}"))
     assert len(stub.requests) == 1
 
 
 def test_a_failure_status_raises(stub: MppsStub, forward_settings: Settings) -> None:
     stub.status = 0x0110  # Processing failure: e.g. N-SET after the final state (PS3.4 F.7.2.2)
     with pytest.raises(ForwardError, match="0x0110"):
-        mpps_forwarder(forward_settings)(set_view(f"ARCHIVE@127.0.0.1:{stub.port}"))
+        mpps_forwarder(forward_settings.dicom)(set_view(f"ARCHIVE@127.0.0.1:{stub.port}"))
 
 
 def test_no_listener_raises(forward_settings: Settings) -> None:
     with pytest.raises(ForwardError, match="association"):
-        mpps_forwarder(forward_settings)(create_view(f"ARCHIVE@127.0.0.1:{free_port()}"))
+        mpps_forwarder(forward_settings.dicom)(create_view(f"ARCHIVE@127.0.0.1:{free_port()}"))
 
 
 def test_a_rejected_association_raises(forward_settings: Settings) -> None:
@@ -158,7 +158,7 @@ def test_a_rejected_association_raises(forward_settings: Settings) -> None:
     try:
         port = int(server.server_address[1])
         with pytest.raises(ForwardError, match="rejected"):
-            mpps_forwarder(forward_settings)(create_view(f"OTHER@127.0.0.1:{port}"))
+            mpps_forwarder(forward_settings.dicom)(create_view(f"OTHER@127.0.0.1:{port}"))
     finally:
         server.shutdown()
 
@@ -190,4 +190,4 @@ def test_other_kinds_are_refused(forward_settings: Settings) -> None:
     view: Any = create_view("ARCHIVE@127.0.0.1:104")
     wrong = OutboxMessageView(view.id, "dicom", view.destination, "k", "mpps-status", {}, 0)
     with pytest.raises(ValueError):
-        mpps_forwarder(forward_settings)(wrong)
+        mpps_forwarder(forward_settings.dicom)(wrong)

@@ -51,7 +51,7 @@ def handler(settings: Settings, session_factory: SessionFactory) -> Hl7Handler:
                 data=stations.StationData(modality, f"{modality}01"),
                 actor=Actor(AuditSource.REST),
             )
-    return Hl7Handler(settings, session_factory)
+    return Hl7Handler(settings.hl7, session_factory)
 
 
 def test_order_is_accepted_and_logged(handler: Hl7Handler, session_factory: SessionFactory) -> None:
@@ -82,7 +82,7 @@ def test_redelivery_gets_the_same_ack_and_changes_nothing(
 def test_unappliable_order_is_ae_and_nothing_is_half_applied(
     settings: Settings, session_factory: SessionFactory
 ) -> None:
-    bare = Hl7Handler(settings, session_factory)  # no station table: the order cannot route
+    bare = Hl7Handler(settings.hl7, session_factory)  # no station table: the order cannot route
     ack = segments(bare.handle(message("orm_o01_nw.hl7")))
     assert ack["MSA"][1] == "AE"
     assert "ERR" in ack and "no station" in "|".join(ack["ERR"]) + "|".join(ack["MSA"])

@@ -30,7 +30,7 @@ def test_details_show_every_interface(settings: Settings, session_factory: Sessi
                 data=stations.StationData(modality, f"{modality}01"),
                 actor=Actor(AuditSource.CLI),
             )
-    ack = Hl7Handler(settings, session_factory).handle((DATA / "orm_o01_nw.hl7").read_bytes())
+    ack = Hl7Handler(settings.hl7, session_factory).handle((DATA / "orm_o01_nw.hl7").read_bytes())
     assert b"MSA|AA|MSG00001" in ack
 
     engine = create_db_engine(settings.database_url)

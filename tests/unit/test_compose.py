@@ -98,9 +98,9 @@ def test_migrate_and_broker_use_the_same_postgres_database() -> None:
 def test_broker_publishes_the_default_dicom_and_http_ports() -> None:
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
     assert {
-        defaults.dicom_port,
-        defaults.hl7_port,
-        defaults.http_port,
+        defaults.dicom.port,
+        defaults.hl7.port,
+        defaults.http.port,
     } <= published_container_ports("broker")
 
 

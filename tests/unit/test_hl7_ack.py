@@ -8,7 +8,7 @@ import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
-from app.config import Settings
+from app.config import Hl7Settings
 from app.domain.errors import (
     ConflictError,
     DomainError,
@@ -25,7 +25,7 @@ from hl7_ingest.errors import AckCode, MessageError, MessageRejected, ack_code
 from hl7_ingest.parse import Envelope, envelope
 
 NOW = datetime(2025, 1, 1, 12, 0, 0)
-SETTINGS = Settings(hl7_sending_application="MWLBROKER", hl7_sending_facility="RAD")
+SETTINGS = Hl7Settings(sending_application="MWLBROKER", sending_facility="RAD")
 
 
 def env(

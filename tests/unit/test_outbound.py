@@ -14,7 +14,7 @@ from hl7_ingest.outbound.messages import status_message, xpn
 
 NOW = datetime(2026, 3, 1, 9, 30, 0)
 AT = "20260301092500"
-SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
+SETTINGS = Settings(_env_file=None).hl7  # type: ignore[call-arg]
 
 
 def payload(status: str = "IN PROGRESS", **changes: Any) -> dict[str, Any]:

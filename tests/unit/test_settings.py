@@ -1,0 +1,76 @@
+"""Settings come in sections; every environment variable keeps its flat BROKER_ name."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import ENV, Settings, SettingsError, env_name, load_settings
+
+SAMPLES: dict[str, tuple[str, object]] = {
+    "BROKER_DATABASE_URL": ("sqlite:///x.db", "sqlite:///x.db"),
+    "BROKER_AE_TITLE": ("BROKER2", "BROKER2"),
+    "BROKER_DICOM_PORT": ("1104", 1104),
+    "BROKER_ALLOWED_CALLING_AES": ("CT01, MR01", ("CT01", "MR01")),
+    "BROKER_MWL_MAX_RESULTS": ("5", 5),
+    "BROKER_MWL_NAME_CASE_INSENSITIVE": ("false", False),
+    "BROKER_HL7_PORT": ("2576", 2576),
+    "BROKER_HL7_ORDER_CONTROL": ('{"nw": "SCHEDULED"}', {"NW": "SCHEDULED"}),
+    "BROKER_HTTP_PORT": ("8080", 8080),
+    "BROKER_COOKIE_SECURE": ("true", True),
+    "BROKER_STORAGE_DIR": ("/srv/dicom", None),
+    "BROKER_RIS_HL7_ENDPOINT": ("ris:2575", "ris:2575"),
+    "BROKER_MPPS_FORWARD": ("PACS@pacs:104", ("PACS@pacs:104",)),
+    "BROKER_OUTBOX_RETRY_MIN": ("1.5", 1.5),
+}
+
+
+def value_at(settings: Settings, variable: str) -> object:
+    section, field = ENV[variable.removeprefix("BROKER_").lower()]
+    holder = settings if section is None else getattr(settings, section)
+    return getattr(holder, field)
+
+
+@pytest.mark.parametrize("variable", sorted(SAMPLES))
+def test_each_variable_lands_in_its_section(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw, expected = SAMPLES[variable]
+    monkeypatch.setenv(variable, raw)
+    found = value_at(load_settings(_env_file=None), variable)
+    assert found == expected if expected is not None else str(found) == raw
+
+
+def test_every_variable_has_one_place_and_its_name_back() -> None:
+    assert len(set(ENV.values())) == len(ENV)
+    for flat, (section, field) in ENV.items():
+        assert env_name(section, field) == f"BROKER_{flat.upper()}"
+
+
+def test_bind_host_is_every_listeners(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_BIND_HOST", "127.0.0.2")
+    settings = load_settings(_env_file=None)
+    assert settings.dicom.bind_host == settings.hl7.bind_host == settings.http.bind_host
+    assert settings.http.bind_host == "127.0.0.2"
+    assert load_settings(_env_file=None, bind_host="::1").dicom.bind_host == "::1"
+
+
+def test_flat_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_DICOM_PORT", "1104")
+    monkeypatch.setenv("BROKER_AE_TITLE", "FROMENV")
+    settings = load_settings(_env_file=None, dicom_port=0)
+    assert (settings.dicom.port, settings.dicom.ae_title) == (0, "FROMENV")
+
+
+def test_errors_name_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_MWL_MAX_RESULTS", "-1")
+    monkeypatch.setenv("BROKER_AE_TITLE", "A\\B")
+    with pytest.raises(SettingsError) as info:
+        load_settings(_env_file=None)
+    assert "BROKER_MWL_MAX_RESULTS:" in str(info.value)
+    assert "BROKER_AE_TITLE:" in str(info.value)
+
+
+def test_sections_are_frozen() -> None:
+    settings = load_settings(_env_file=None)
+    with pytest.raises(ValueError):
+        settings.dicom.port = 1  # type: ignore[misc]
