@@ -8,9 +8,22 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from app.api import errors, health, hl7, mpps, mwlitems, orders, outbox, patients, stations
+from app.api import (
+    board,
+    errors,
+    health,
+    hl7,
+    mpps,
+    mwlitems,
+    orders,
+    outbox,
+    patients,
+    stations,
+)
+from app.api import events as event_stream
 from app.config import Settings
 from app.db import SessionFactory
+from app.events import EventBus
 
 ListenerProbe = Callable[[], dict[str, Any]]
 
@@ -20,6 +33,7 @@ def create_app(
     engine: Engine,
     session_factory: SessionFactory,
     listeners: dict[str, ListenerProbe] | None = None,
+    events: EventBus | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="mwl-broker",
@@ -30,6 +44,7 @@ def create_app(
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.listeners = listeners if listeners is not None else {}
+    app.state.events = events or EventBus()
     errors.install(app)
     routers = (
         health.router,
@@ -40,6 +55,8 @@ def create_app(
         hl7.router,
         outbox.router,
         mpps.router,
+        board.router,
+        event_stream.router,
     )
     for router in routers:
         app.include_router(router)
