@@ -15,9 +15,11 @@ from typing import Any
 import uvicorn
 from sqlalchemy import Engine
 
+import web
 from app.config import Settings
 from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
 from app.delivery import OutboxWorker
+from app.events import EventBus
 from app.main import create_app
 from app.services import hl7_log
 from dicom_scp.forward import mpps_forwarder
@@ -29,6 +31,7 @@ from hl7_ingest.server import MllpServer
 LOG = logging.getLogger(__name__)
 SERVICES = ("dicom", "hl7", "http")
 PURGE_INTERVAL = 3600.0  # seconds between HL7 message log retention runs
+GRACEFUL_SHUTDOWN = 2  # seconds the HTTP server waits for open requests (event streams) on stop
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -49,6 +52,7 @@ class Broker:
     engine: Engine = field(init=False)
     session_factory: SessionFactory = field(init=False)
     ports: dict[str, int] = field(default_factory=dict, init=False)
+    events: EventBus = field(default_factory=EventBus, init=False)
     _dicom: DicomServer | None = field(default=None, init=False)
     _hl7: MllpServer | None = field(default=None, init=False)
     _outbox: OutboxWorker | None = field(default=None, init=False)
@@ -126,11 +130,21 @@ class Broker:
             self._stopping.wait(PURGE_INTERVAL)
 
     def http_server(self) -> tuple[uvicorn.Server, socket.socket]:
-        app = create_app(self.settings, self.engine, self.session_factory, self._listeners())
+        app = create_app(
+            self.settings, self.engine, self.session_factory, self._listeners(), self.events
+        )
         app.state.outbox_wake = self._wake_outbox
+        web.install(app)
         sock = _bind(self.settings.bind_host, self.settings.http_port)
         self.ports["http"] = int(sock.getsockname()[1])
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        # Open pages hold event streams; stopping waits this long for them, then closes them.
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+        )
         return uvicorn.Server(config), sock
 
     def start(self) -> dict[str, int]:
