@@ -1,4 +1,4 @@
-"""``mwl-broker`` command line: serve, db upgrade, import-wl, conformance."""
+"""``mwl-broker`` command line: serve, db upgrade, import-wl, conformance, user, token."""
 
 from __future__ import annotations
 
@@ -73,6 +73,67 @@ def _conformance(settings: Settings, output: str | None) -> int:
     return 0
 
 
+ROLES = ("viewer", "scheduler", "admin")
+CLI_ACTOR_NAME = "mwl-broker"
+
+
+def _accounts(settings: Settings, args: argparse.Namespace) -> int:
+    """``user add|list`` and ``token add|list|revoke`` straight on the database."""
+    from app.db import create_db_engine, create_session_factory, session_scope
+    from app.domain.actor import Actor
+    from app.domain.errors import DomainError
+    from app.domain.status import AuditSource
+    from app.services import users
+
+    actor = Actor(AuditSource.CLI, CLI_ACTOR_NAME)
+    engine = create_db_engine(settings.database_url)
+    head = pending_revision(engine, settings.database_url)
+    if head is not None:
+        engine.dispose()
+        print("the database is not migrated: run 'mwl-broker db upgrade'", file=sys.stderr)
+        return 2
+    password = ""
+    if args.command == "user" and args.action == "add":
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            engine.dispose()
+            print("give the password on the first line of standard input", file=sys.stderr)
+            return 2
+    try:
+        with session_scope(create_session_factory(engine)) as session:
+            if args.command == "user" and args.action == "add":
+                user = users.create_user(
+                    session, username=args.name, password=password, role=args.role, actor=actor
+                )
+                print(f"user {user.username} added with role {user.role}")
+            elif args.command == "user":
+                for u in users.list_users(session):
+                    last = u.last_login_at.isoformat(timespec="seconds") if u.last_login_at else "-"
+                    state = "active" if u.active else "inactive"
+                    print(f"{u.id}\t{u.username}\t{u.role}\t{state}\tlast login {last}")
+            elif args.action == "add":
+                new = users.create_token(session, name=args.name, role=args.role, actor=actor)
+                print(
+                    f"token {new.token.name} ({new.token.role}); the secret is shown only now:",
+                    file=sys.stderr,
+                )
+                print(new.secret)
+            elif args.action == "list":
+                for t in users.list_tokens(session):
+                    state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
+                    used = t.last_used_at.isoformat(timespec="seconds") if t.last_used_at else "-"
+                    print(f"{t.id}\t{t.name}\t{t.role}\t{state}\tlast used {used}")
+            else:
+                users.revoke_token(session, name=args.name, actor=actor)
+                print(f"token {args.name} revoked")
+    except DomainError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mwl-broker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("paths", nargs="+", help="worklist files or folders")
     conf = sub.add_parser("conformance", help="print the DICOM conformance statement")
     conf.add_argument("--output", "-o", help="write to this file instead of stdout")
+    user = sub.add_parser("user", help="people who sign in to the page and the API")
+    user_sub = user.add_subparsers(dest="action", required=True)
+    user_add = user_sub.add_parser("add", help="add a user; the password is read from stdin")
+    user_add.add_argument("name")
+    user_add.add_argument("--role", choices=ROLES, default="viewer")
+    user_sub.add_parser("list", help="list users")
+    token = sub.add_parser("token", help="API tokens for programs (Authorization: Bearer)")
+    token_sub = token.add_subparsers(dest="action", required=True)
+    token_add = token_sub.add_parser("add", help="create a token and print its secret once")
+    token_add.add_argument("name")
+    token_add.add_argument("--role", choices=ROLES, default="viewer")
+    token_sub.add_parser("list", help="list tokens (never their secrets)")
+    token_revoke = token_sub.add_parser("revoke", help="revoke a token by name")
+    token_revoke.add_argument("name")
     return parser
 
 
@@ -102,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         upgrade(settings.database_url)
         LOG.info("database schema is up to date")
         return 0
+    if args.command in ("user", "token"):
+        return _accounts(settings, args)
     if args.command == "import-wl":
         return _import_wl(settings, args.paths)
     return _conformance(settings, args.output)

@@ -148,6 +148,20 @@ class Settings(BaseSettings):
     outbox_retry_min: float = Field(default=2.0, gt=0, description="first retry delay, seconds")
     outbox_retry_max: float = Field(default=300.0, gt=0, description="longest retry delay")
 
+    # Access control: sign-in sessions and the login rate limit.
+    session_lifetime_hours: float = Field(
+        default=12.0, gt=0, description="idle hours before a sign-in session expires (sliding)"
+    )
+    cookie_secure: bool = Field(
+        default=False, description="mark the session cookie Secure; set true behind TLS"
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, description="failed sign-ins per user name or address per window"
+    )
+    login_window_seconds: int = Field(
+        default=300, ge=1, description="window of the login rate limit, seconds"
+    )
+
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("ae_title")

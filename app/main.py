@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 
 from app.api import (
+    auth,
     board,
     errors,
     health,
@@ -19,10 +20,13 @@ from app.api import (
     outbox,
     patients,
     stations,
+    users,
 )
 from app.api import events as event_stream
+from app.api.deps import require
 from app.config import Settings
 from app.db import SessionFactory
+from app.domain.access import Role
 from app.events import EventBus
 
 ListenerProbe = Callable[[], dict[str, Any]]
@@ -38,6 +42,8 @@ def create_app(
     app = FastAPI(
         title="mwl-broker",
         summary="Modality Worklist broker: worklist items, orders and patients",
+        description="Every endpoint but /api/health and sign-in needs a session cookie "
+        "(POST /api/auth/login) or an API token (`Authorization: Bearer mwl_...`).",
         version="0.1.0",
     )
     app.state.settings = settings
@@ -46,8 +52,13 @@ def create_app(
     app.state.listeners = listeners if listeners is not None else {}
     app.state.events = events or EventBus()
     errors.install(app)
-    routers = (
-        health.router,
+    auth.install(app, settings, session_factory)
+    # Open: health and sign-in. users.router requires admin on its own.
+    for router in (health.router, auth.router, users.router):
+        app.include_router(router)
+    # Patient data: viewer to read; each writing route requires more (scheduler or admin).
+    viewer = [Depends(require(Role.VIEWER))]
+    for router in (
         mwlitems.router,
         patients.router,
         orders.router,
@@ -57,7 +68,6 @@ def create_app(
         mpps.router,
         board.router,
         event_stream.router,
-    )
-    for router in routers:
-        app.include_router(router)
+    ):
+        app.include_router(router, dependencies=viewer)
     return app

@@ -263,3 +263,50 @@ class OutboxMessage(SQLModel, table=True):
     next_attempt_at: datetime = Field(default_factory=utcnow)
     last_error: str = Field(default="")
     sent_at: datetime | None = Field(default=None)
+
+
+class AppUser(SQLModel, table=True):
+    """A person who signs in to the page or the API (password hashed with argon2id)."""
+
+    __tablename__ = "app_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True)
+    password_hash: str = Field(max_length=255)
+    role: str = Field(max_length=16)  # viewer, scheduler, admin
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_login_at: datetime | None = Field(default=None)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for programs; only the SHA-256 of its secret is stored."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True)
+    token_hash: str = Field(max_length=64, unique=True)  # hex SHA-256 of the secret
+    role: str = Field(max_length=16)
+    created_by: str = Field(default="", max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = Field(default=None)
+    last_used_at: datetime | None = Field(default=None)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random secret; ``id`` is its SHA-256, so the
+    table alone cannot be replayed. Kept in the database so several brokers share sessions."""
+
+    __tablename__ = "web_session"
+
+    id: str = Field(max_length=64, primary_key=True)
+    user_pk: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
+    last_seen_at: datetime = Field(default_factory=utcnow)

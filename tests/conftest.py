@@ -167,3 +167,25 @@ def mwl_item(
     if study_uid:
         item["0020000D"] = {"vr": "UI", "Value": [study_uid]}
     return item
+
+
+def create_api_token(database_url: str, *, role: str = "admin", name: str = "tests") -> str:
+    """A new API token made through the service (as ``mwl-broker token add`` does); the secret."""
+    from app.db import session_scope
+    from app.domain.actor import Actor
+    from app.domain.status import AuditSource
+    from app.services import users
+
+    engine = create_db_engine(database_url)
+    try:
+        with session_scope(create_session_factory(engine)) as session:
+            new = users.create_token(
+                session, name=name, role=role, actor=Actor(AuditSource.CLI, "tests")
+            )
+    finally:
+        engine.dispose()
+    return new.secret
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from app.domain.access import AuthError, ForbiddenError, RateLimitedError
 from app.domain.errors import (
     ConflictError,
     DomainError,
@@ -22,6 +23,9 @@ HTTP_STATUS: dict[type[DomainError], int] = {
     ValidationError: 422,
     NotFoundError: 404,
     ConflictError: 409,
+    AuthError: 401,
+    ForbiddenError: 403,
+    RateLimitedError: 429,
 }
 
 
@@ -37,7 +41,12 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     body: dict[str, str] = {"detail": exc.message}
     if exc.field:
         body["field"] = exc.field
-    return JSONResponse(status_code=status_for(exc), content=body)
+    headers: dict[str, str] = {}
+    if isinstance(exc, AuthError):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, RateLimitedError):
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse(status_code=status_for(exc), content=body, headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

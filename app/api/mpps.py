@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import SchedulerDep, SessionDep, SettingsDep
 from app.services import mpps
 
 router = APIRouter(prefix="/api/mpps", tags=["MPPS"])
@@ -79,7 +79,11 @@ def get_mpps(sop_instance_uid: str, session: SessionDep) -> MppsDetail:
 
 @router.post("/{sop_instance_uid}/link", summary="Link an MPPS to scheduled steps")
 def link_mpps(
-    sop_instance_uid: str, body: LinkIn, session: SessionDep, settings: SettingsDep
+    sop_instance_uid: str,
+    body: LinkIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    _p: SchedulerDep,
 ) -> MppsDetail:
     steps = [(s.study_instance_uid, s.sps_id) for s in body.steps]
     found = mpps.link(

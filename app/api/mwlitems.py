@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import SchedulerDep, SessionDep, SettingsDep
 from app.domain.dicom_json import validate_json_dataset
 from app.domain.errors import InvalidQueryError, ValidationError
 from app.domain.items import item_from_json
@@ -59,7 +59,7 @@ async def _read_item(request: Request) -> dict[str, Any]:
 
 
 @router.post("", summary="Create or update one worklist item", openapi_extra=_ITEM_BODY)
-async def post_item(request: Request, session: SessionDep) -> JSONResponse:
+async def post_item(request: Request, session: SessionDep, _p: SchedulerDep) -> JSONResponse:
     data = item_from_json(await _read_item(request))
     stored = worklist.upsert_item(session, data=data, source=AuditSource.REST)
     return _dicom_json(stored.item, 201 if stored.created else 200)
@@ -97,13 +97,15 @@ def get_item(study_uid: str, sps_id: str, session: SessionDep) -> JSONResponse:
 
 
 @router.delete("/{study_uid}/{sps_id}", status_code=204, summary="Delete one worklist item")
-def delete_item(study_uid: str, sps_id: str, session: SessionDep) -> Response:
+def delete_item(study_uid: str, sps_id: str, session: SessionDep, _p: SchedulerDep) -> Response:
     worklist.delete_item(session, study_uid=study_uid, sps_id=sps_id, source=AuditSource.REST)
     return Response(status_code=204)
 
 
 @router.post("/{study_uid}/{sps_id}/status/{status}", summary="Set the SPS Status")
-def set_status(study_uid: str, sps_id: str, status: SpsStatus, session: SessionDep) -> JSONResponse:
+def set_status(
+    study_uid: str, sps_id: str, status: SpsStatus, session: SessionDep, _p: SchedulerDep
+) -> JSONResponse:
     item = worklist.set_status(
         session, study_uid=study_uid, sps_id=sps_id, status=status, source=AuditSource.REST
     )

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import SessionDep
+from app.api.deps import SchedulerDep, SessionDep
 from app.domain.status import AuditSource, SpsStatus
 from app.schemas import OrderIn, OrderOut, OrderUpdate, StepOut, StepUpdate
 from app.services import orders
@@ -22,7 +22,7 @@ MAX_LIMIT = 1000
 
 
 @router.post("/api/orders", status_code=201, summary="Create an order with procedures and steps")
-def create_order(body: OrderIn, session: SessionDep) -> OrderOut:
+def create_order(body: OrderIn, session: SessionDep, _p: SchedulerDep) -> OrderOut:
     pk = orders.create_order(
         session,
         patient=body.patient.to_domain(),
@@ -61,13 +61,13 @@ def get_order(pk: int, session: SessionDep) -> OrderOut:
 
 
 @router.patch("/api/orders/{pk}", summary="Change order fields; fields not sent stay")
-def update_order(pk: int, body: OrderUpdate, session: SessionDep) -> OrderOut:
+def update_order(pk: int, body: OrderUpdate, session: SessionDep, _p: SchedulerDep) -> OrderOut:
     view = orders.update_order(session, pk=pk, changes=body.changes(), source=AuditSource.REST)
     return OrderOut.model_validate(view)
 
 
 @router.post("/api/orders/{pk}/cancel", summary="Cancel every step of the order not yet final")
-def cancel_order(pk: int, session: SessionDep) -> OrderOut:
+def cancel_order(pk: int, session: SessionDep, _p: SchedulerDep) -> OrderOut:
     return OrderOut.model_validate(orders.cancel_order(session, pk=pk, source=AuditSource.REST))
 
 
@@ -77,13 +77,13 @@ def get_step(pk: int, session: SessionDep) -> StepOut:
 
 
 @router.patch("/api/steps/{pk}", summary="Reschedule or correct a step (not its status)")
-def update_step(pk: int, body: StepUpdate, session: SessionDep) -> StepOut:
+def update_step(pk: int, body: StepUpdate, session: SessionDep, _p: SchedulerDep) -> StepOut:
     changes = StepChanges(**body.model_dump(exclude_none=True))
     view = orders.update_step(session, pk=pk, changes=changes, source=AuditSource.REST)
     return StepOut.model_validate(view)
 
 
 @router.post("/api/steps/{pk}/status/{status}", summary="Move a step to another status")
-def set_step_status(pk: int, status: SpsStatus, session: SessionDep) -> StepOut:
+def set_step_status(pk: int, status: SpsStatus, session: SessionDep, _p: SchedulerDep) -> StepOut:
     view = orders.set_step_status(session, pk=pk, status=status, source=AuditSource.REST)
     return StepOut.model_validate(view)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from app.api.deps import SessionDep
+from app.api.deps import AdminDep, SessionDep
 from app.services import outbox
 
 router = APIRouter(prefix="/api/outbox", tags=["Outbox"])
@@ -57,7 +57,7 @@ def get_message(pk: int, session: SessionDep) -> OutboxDetail:
 
 
 @router.post("/{pk}/retry", summary="Make a pending message due now (409 once sent)")
-def retry(pk: int, session: SessionDep, request: Request) -> OutboxSummary:
+def retry(pk: int, session: SessionDep, request: Request, _p: AdminDep) -> OutboxSummary:
     message = outbox.retry_now(session, pk=pk)
     session.commit()  # due before the worker is woken
     _wake_worker(request)

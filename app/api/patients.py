@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import SessionDep
+from app.api.deps import SchedulerDep, SessionDep
 from app.domain.status import AuditSource
 from app.models import Patient
 from app.schemas import PatientIn, PatientOut, PatientUpdate
@@ -21,7 +21,7 @@ def _out(patient: Patient) -> PatientOut:
 
 
 @router.post("", status_code=201, summary="Create a patient")
-def create_patient(body: PatientIn, session: SessionDep) -> PatientOut:
+def create_patient(body: PatientIn, session: SessionDep, _p: SchedulerDep) -> PatientOut:
     return _out(patients.create_patient(session, body.to_domain(), source=AuditSource.REST))
 
 
@@ -45,7 +45,9 @@ def get_patient(pk: int, session: SessionDep) -> PatientOut:
 
 
 @router.patch("/{pk}", summary='Change demographics; fields not sent stay, "" clears')
-def update_patient(pk: int, body: PatientUpdate, session: SessionDep) -> PatientOut:
+def update_patient(
+    pk: int, body: PatientUpdate, session: SessionDep, _p: SchedulerDep
+) -> PatientOut:
     patient = patients.update_patient(
         session, pk=pk, changes=body.changes(), source=AuditSource.REST
     )

@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import SessionDep
+from app.api.deps import AdminDep, SessionDep
 from app.domain.status import AuditSource
 from app.services import stations
 
@@ -43,7 +43,7 @@ def list_stations(session: SessionDep) -> list[StationOut]:
 
 
 @router.post("", status_code=201, summary="Add a station route")
-def create_station(body: StationIn, session: SessionDep) -> StationOut:
+def create_station(body: StationIn, session: SessionDep, _p: AdminDep) -> StationOut:
     station = stations.create_station(session, data=body.to_domain(), source=AuditSource.REST)
     return StationOut.model_validate(station)
 
@@ -54,7 +54,7 @@ def get_station(pk: int, session: SessionDep) -> StationOut:
 
 
 @router.put("/{pk}", summary="Replace a station route")
-def update_station(pk: int, body: StationIn, session: SessionDep) -> StationOut:
+def update_station(pk: int, body: StationIn, session: SessionDep, _p: AdminDep) -> StationOut:
     station = stations.update_station(
         session, pk=pk, data=body.to_domain(), source=AuditSource.REST
     )
@@ -62,6 +62,6 @@ def update_station(pk: int, body: StationIn, session: SessionDep) -> StationOut:
 
 
 @router.delete("/{pk}", status_code=204, summary="Remove a station route")
-def delete_station(pk: int, session: SessionDep) -> Response:
+def delete_station(pk: int, session: SessionDep, _p: AdminDep) -> Response:
     stations.delete_station(session, pk=pk, source=AuditSource.REST)
     return Response(status_code=204)

@@ -121,6 +121,7 @@ class BrokerProcess:
     http_port: int = field(default_factory=free_port)
     hl7_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    token: str = ""  # an admin API token, made with `mwl-broker token add` before serving
 
     @property
     def database_url(self) -> str:
@@ -129,6 +130,11 @@ class BrokerProcess:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization for the REST API (an admin token)."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     @property
     def log_path(self) -> Path:
@@ -172,6 +178,9 @@ class BrokerProcess:
     def start(self) -> None:
         upgraded = self.cli("db", "upgrade")
         assert upgraded.returncode == 0, upgraded.stderr
+        made = self.cli("token", "add", "interop", "--role", "admin")
+        assert made.returncode == 0, made.stderr
+        self.token = made.stdout.strip()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [broker_executable(), "serve"],

@@ -81,7 +81,7 @@ def post_item(broker: BrokerProcess, item: dict[str, Any]) -> None:
     response = httpx.post(
         f"{broker.base_url}/api/mwlitems",
         content=json.dumps(item),
-        headers={"Content-Type": "application/dicom+json"},
+        headers={**broker.headers, "Content-Type": "application/dicom+json"},
         timeout=HTTP_TIMEOUT,
     )
     assert response.status_code == 201, response.text
@@ -89,7 +89,9 @@ def post_item(broker: BrokerProcess, item: dict[str, Any]) -> None:
 
 def step_status(broker: BrokerProcess, study_uid: str, sps_id: str) -> str:
     response = httpx.get(
-        f"{broker.base_url}/api/mwlitems/{study_uid}/{sps_id}", timeout=HTTP_TIMEOUT
+        f"{broker.base_url}/api/mwlitems/{study_uid}/{sps_id}",
+        headers=broker.headers,
+        timeout=HTTP_TIMEOUT,
     )
     assert response.status_code == 200, response.text
     step = response.json()["00400100"]["Value"][0]
@@ -139,7 +141,9 @@ def test_worklist_and_mpps_cycle(broker: BrokerProcess, station: str, final: str
     assert step_status(broker, study_uid, sps_id) == final
 
     # The MPPS is stored with its final status and linked to the step.
-    response = httpx.get(f"{broker.base_url}/api/mpps/{mpps_uid}", timeout=HTTP_TIMEOUT)
+    response = httpx.get(
+        f"{broker.base_url}/api/mpps/{mpps_uid}", headers=broker.headers, timeout=HTTP_TIMEOUT
+    )
     assert response.status_code == 200, response.text
     mpps = response.json()
     assert mpps["status"] == final, mpps

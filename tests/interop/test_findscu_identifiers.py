@@ -91,7 +91,7 @@ def posted(broker: BrokerProcess) -> dict[str, dict[str, Any]]:
         response = httpx.post(
             f"{broker.base_url}/api/mwlitems",
             json=item,
-            headers={"content-type": "application/dicom+json"},
+            headers={**broker.headers, "content-type": "application/dicom+json"},
             timeout=10.0,
         )
         assert response.status_code == 201, response.text

@@ -57,6 +57,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
         response = httpx.post(
             f"{broker.base_url}/api/stations",
             json={"modality": modality, "ae_title": f"{modality}01"},
+            headers=broker.headers,
         )
         assert response.status_code == 201, response.text
     yield broker
@@ -90,7 +91,9 @@ def worklist(broker: BrokerProcess, tmp_path: Path, station: str, *keys: str) ->
 
 def rest_status(broker: BrokerProcess, accession: str) -> str:
     items = httpx.get(
-        f"{broker.base_url}/api/mwlitems", params={"AccessionNumber": accession}
+        f"{broker.base_url}/api/mwlitems",
+        params={"AccessionNumber": accession},
+        headers=broker.headers,
     ).json()
     assert len(items) == 1, items
     return str(items[0]["00400100"]["Value"][0]["00400020"]["Value"][0])
@@ -134,7 +137,11 @@ def test_order_flow(broker: BrokerProcess, tmp_path: Path) -> None:
     # Redelivery: AA again, nothing changes
     assert send(broker.hl7_port, [new_order], tmp_path) == ["AA"]
     assert rest_status(broker, "ACC0002") == "CANCELED"
-    log = httpx.get(f"{broker.base_url}/api/hl7/messages", params={"control_id": "MSG00001"})
+    log = httpx.get(
+        f"{broker.base_url}/api/hl7/messages",
+        params={"control_id": "MSG00001"},
+        headers=broker.headers,
+    )
     assert [m["outcome"] for m in log.json()] == ["AA"]
 
 
