@@ -17,7 +17,8 @@ from app.delivery import OutboxMessageView, OutboxWorker
 from app.services import outbox
 from hl7_ingest.outbound import hl7_sender
 from hl7_ingest.server import MllpServer
-from tests.conftest import free_port, make_settings, wait_until
+from tests.support.net import free_port, wait_until
+from tests.support.settings import make_settings
 
 FAST_RETRY = {"retry_min": 0.05, "retry_max": 0.2}
 SLOW_RETRY = {"retry_min": 60.0, "retry_max": 600.0}

@@ -14,36 +14,11 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, Exp
 from pynetdicom import AE, Association
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 
-from app.config import Settings
-from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
-from app.domain.items import item_from_json
-from app.domain.status import AuditSource
+from app.db import session_scope
 from app.services import worklist
-from dicom_scp.server import DicomServer
-from tests.conftest import make_settings, mwl_item
+from tests.support.scp import Scp, start_scp
 
 MWL = ModalityWorklistInformationFind
-
-
-class Scp:
-    def __init__(self, settings: Settings) -> None:
-        self.engine = create_db_engine(settings.database_url)
-        self.factory: SessionFactory = create_session_factory(self.engine)
-        self.server = DicomServer(settings, self.factory)
-        self.port = self.server.start()
-        self.settings = settings
-
-    def add(self, **kwargs: Any) -> None:
-        with session_scope(self.factory) as s:
-            worklist.upsert_item(s, data=item_from_json(mwl_item(**kwargs)), source=AuditSource.CLI)
-
-    def stop(self) -> None:
-        self.server.stop()
-        self.engine.dispose()
-
-
-def start_scp(url: str, tmp_path: Path, **overrides: Any) -> Scp:
-    return Scp(make_settings(url, tmp_path, **overrides))
 
 
 @pytest.fixture

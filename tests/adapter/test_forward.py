@@ -17,7 +17,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 from app.config import Settings
 from app.delivery import OutboxMessageView
 from dicom_scp.forward import ForwardError, delivered, mpps_forwarder, parse_target
-from tests.conftest import free_port, make_settings
+from tests.support.net import free_port
+from tests.support.settings import make_settings
 
 MPPS = ModalityPerformedProcedureStep
 INSTANCE = "1.2.826.0.1.3680043.8.498.1"

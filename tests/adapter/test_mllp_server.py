@@ -13,7 +13,7 @@ import pytest
 
 from hl7_ingest.mllp import END_BLOCK, START_BLOCK, frame
 from hl7_ingest.server import MllpServer
-from tests.conftest import wait_until
+from tests.support.net import wait_until
 
 CLIENT_TIMEOUT = 5.0
 LOGGER = "hl7_ingest.server"

@@ -13,8 +13,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStepRetrieve,
 )
 
-from tests.adapter.test_find_scp import Scp, start_scp
-from tests.mpps_data import n_create, n_set
+from tests.support.mpps import n_create, n_set
+from tests.support.scp import Scp, start_scp
 
 MPPS = ModalityPerformedProcedureStep
 UID = "1.2.826.0.1.3680043.10.543.1"

@@ -20,8 +20,10 @@ from app.models import OutboxMessage
 from app.runtime import Broker
 from app.services import worklist
 from hl7_ingest.server import MllpServer
-from tests.conftest import free_port, make_settings, mwl_item, wait_until
-from tests.mpps_data import n_create, n_set
+from tests.support.items import mwl_item
+from tests.support.mpps import n_create, n_set
+from tests.support.net import free_port, wait_until
+from tests.support.settings import make_settings
 
 MPPS = ModalityPerformedProcedureStep
 

@@ -10,7 +10,7 @@ from pynetdicom import AE
 
 from app.cli import main
 from app.runtime import Broker
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 def test_broker_starts_on_free_ports_and_stops(sqlite_url: str, tmp_path: Path) -> None:

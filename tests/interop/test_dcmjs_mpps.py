@@ -20,8 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, mwl_item
-from tests.interop.conftest import BROKER_AE, BrokerProcess, require_tool
+from tests.support.broker import BROKER_AE, BrokerProcess
+from tests.support.ci import IN_CI
+from tests.support.items import mwl_item
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.interop
 

@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.conftest import (
-    BROKER_AE,
-    BrokerProcess,
-    dimse_statuses,
-    echo,
-    findscu,
-    running_broker,
-)
+from tests.support.broker import BROKER_AE, BrokerProcess, running_broker
+from tests.support.tools import dimse_statuses, echo, findscu
 
 pytestmark = pytest.mark.interop
 

@@ -10,8 +10,9 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
-from tests.conftest import mwl_item
-from tests.interop.conftest import BROKER_AE, BrokerProcess, findscu
+from tests.support.broker import BROKER_AE, BrokerProcess
+from tests.support.items import mwl_item
+from tests.support.tools import findscu
 
 pytestmark = pytest.mark.interop
 

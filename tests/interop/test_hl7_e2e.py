@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from hl7_ingest.mllp import END_BLOCK, START_BLOCK, frame
-from tests.interop.conftest import BROKER_AE, BrokerProcess, findscu, running_broker
-from tests.interop.test_mllp_send import mllp_send_executable
+from tests.support.broker import BROKER_AE, BrokerProcess, running_broker
+from tests.support.tools import findscu, mllp_send_executable
 
 pytestmark = pytest.mark.interop
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from hl7_ingest.mllp import frame
 from hl7_ingest.server import MllpServer
-from tests.conftest import IN_CI
+from tests.support.tools import mllp_send_executable
 
 pytestmark = pytest.mark.interop
 
@@ -45,16 +44,6 @@ SEGMENTS = [
 CONTROL_IDS = ["CTRL-1", "CTRL-2", "CTRL-3"]
 # What the server must receive: segments separated by \r, the last terminator stripped by mllp_send.
 EXPECTED_PAYLOADS = ["\r".join(segments).encode() for segments in SEGMENTS]
-
-
-def mllp_send_executable() -> Path:
-    candidate = Path(sys.executable).parent / "mllp_send"
-    if not candidate.is_file():
-        message = "mllp_send is missing: install the dev extra (the PyPI package hl7)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return candidate
 
 
 def minimal_ack(payload: bytes) -> bytes:

@@ -20,17 +20,10 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
-from tests.conftest import IN_CI, free_port, wait_until
-from tests.interop.conftest import (
-    BROKER_AE,
-    STOP_TIMEOUT,
-    BrokerProcess,
-    FindResult,
-    dump2dcm,
-    echo,
-    findscu,
-    require_tool,
-)
+from tests.support.broker import BROKER_AE, STOP_TIMEOUT, BrokerProcess
+from tests.support.ci import IN_CI
+from tests.support.net import free_port, wait_until
+from tests.support.tools import FindResult, dump2dcm, echo, findscu, require_tool
 
 pytestmark = pytest.mark.interop
 

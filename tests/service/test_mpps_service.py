@@ -21,8 +21,8 @@ from app.domain.mpps import (
 from app.domain.status import AuditSource
 from app.models import OutboxMessage, ScheduledProcedureStep
 from app.services import mpps, worklist
-from tests.conftest import mwl_item
-from tests.mpps_data import as_json, n_create, n_set, ssas_item
+from tests.support.items import mwl_item
+from tests.support.mpps import as_json, n_create, n_set, ssas_item
 
 RIS = mpps.Delivery(ris_endpoint="127.0.0.1:2576", forward=("PACS@127.0.0.1:11113",))
 NONE = mpps.Delivery()

@@ -24,7 +24,7 @@ from app.models import (
     ScheduledStationAETitle,
 )
 from app.services import worklist
-from tests.conftest import mwl_item
+from tests.support.items import mwl_item
 
 REST = AuditSource.REST
 

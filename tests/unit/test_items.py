@@ -12,7 +12,7 @@ from app.domain.errors import ValidationError
 from app.domain.items import item_from_json
 from app.domain.mwl_attributes import MWL_ATTRIBUTES, Level, level_of
 from app.domain.worklist import SUPPORTED_MATCHING_KEYS
-from tests.conftest import mwl_item
+from tests.support.items import mwl_item
 
 
 @pytest.mark.parametrize("attribute", MWL_ATTRIBUTES, ids=lambda a: a.keyword)

@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset
 
 from app.domain.errors import InvalidQueryError
 from dicom_scp.mwl import build_response, choose_charset, parse_request
-from tests.conftest import mwl_item
+from tests.support.items import mwl_item
 
 
 def request_ds(**top: Any) -> Dataset:

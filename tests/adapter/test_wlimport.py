@@ -18,7 +18,7 @@ from app.domain.worklist import parse_worklist_query
 from app.models import Patient, ScheduledProcedureStep
 from app.services import worklist
 from dicom_scp.wlimport import import_paths
-from tests.conftest import IN_CI
+from tests.support.ci import IN_CI
 
 EXAMPLE_DB = Path("/usr/share/doc/dcmtk/examples/wlistdb/OFFIS")
 EXAMPLE_DUMPS = sorted(EXAMPLE_DB.glob("*.dump"))

@@ -7,8 +7,8 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.db import create_db_engine, create_session_factory, session_scope
 from app.services import mpps
-from tests.conftest import mwl_item
-from tests.mpps_data import as_json, n_create, ssas_item
+from tests.support.items import mwl_item
+from tests.support.mpps import as_json, n_create, ssas_item
 
 DICOM_JSON = {"content-type": "application/dicom+json"}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,9 @@ from app.conformance import render
 from app.domain.worklist import SUPPORTED_MATCHING_KEYS
 from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_scp.status import DimseStatus
+from tests.support.paths import REPO_ROOT
 
-COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "conformance.md"
+COMMITTED = REPO_ROOT / "docs" / "conformance.md"
 
 
 @pytest.fixture(autouse=True)

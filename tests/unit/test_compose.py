@@ -5,16 +5,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from app.config import Settings
-from tests.conftest import IN_CI
+from tests.support.ci import IN_CI
+from tests.support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 COMPOSE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 POSTGRES_URL_PREFIX = "postgresql+psycopg://"

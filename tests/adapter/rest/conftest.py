@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.db import create_db_engine, create_session_factory
 from app.main import create_app
-from tests.conftest import bearer, create_api_token
+from tests.support.auth import bearer, create_api_token
 
 
 @pytest.fixture

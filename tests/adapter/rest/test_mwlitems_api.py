@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.db import create_db_engine, create_session_factory
 from app.main import create_app
-from tests.conftest import mwl_item
+from tests.support.items import mwl_item
 
 DICOM_JSON = {"content-type": "application/dicom+json"}
 

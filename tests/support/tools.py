@@ -1,0 +1,102 @@
+"""Independent peers the interop tests drive: DCMTK tools and ``mllp_send``.
+
+A missing tool skips the test locally and fails it in CI (``CI=true``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from tests.support.ci import IN_CI
+
+TOOL_TIMEOUT = 60.0
+
+
+def require_tool(name: str) -> str:
+    """The path of a DCMTK (or other) binary; skip without it, or fail when ``CI=true``."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (DCMTK is needed for the interop tests)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def mllp_send_executable() -> Path:
+    candidate = Path(sys.executable).parent / "mllp_send"
+    if not candidate.is_file():
+        message = "mllp_send is missing: install the dev extra (the PyPI package hl7)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return candidate
+
+
+def run_tool(args: Sequence[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT,
+        check=False,
+    )
+
+
+def echo(port: int, called_ae: str) -> subprocess.CompletedProcess[str]:
+    return run_tool([require_tool("echoscu"), "-aec", called_ae, "127.0.0.1", str(port)])
+
+
+@dataclass
+class FindResult:
+    returncode: int
+    output: str  # stdout + stderr of findscu
+    responses: list[Dataset]
+
+
+def findscu(
+    port: int,
+    called_ae: str,
+    out_dir: Path,
+    *,
+    keys: Sequence[str] = (),
+    query_file: Path | None = None,
+    debug: bool = False,
+) -> FindResult:
+    """Run ``findscu -W -X`` and read the extracted responses (``rsp0001.dcm``...) in order.
+
+    ``debug`` (``-d``) makes findscu print every response's DIMSE status and status detail.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    args = [require_tool("findscu"), "-d" if debug else "-v", "-W", "-X", "-od", str(out_dir)]
+    args += ["-aec", called_ae]
+    for key in keys:
+        args += ["-k", key]
+    args += ["127.0.0.1", str(port)]
+    if query_file is not None:
+        args.append(str(query_file))
+    done = run_tool(args)
+    responses: list[Dataset] = [dcmread(p) for p in sorted(out_dir.glob("rsp*.dcm"))]
+    return FindResult(done.returncode, done.stdout + done.stderr, responses)
+
+
+def dimse_statuses(output: str) -> list[int]:
+    """The DIMSE status of each C-FIND response in ``findscu -d`` output."""
+    return [int(code, 16) for code in re.findall(r"DIMSE Status\s*:\s*0x([0-9a-fA-F]{4})", output)]
+
+
+def dump2dcm(dump: Path, target: Path) -> Path:
+    done = run_tool([require_tool("dump2dcm"), str(dump), str(target)])
+    assert done.returncode == 0, done.stderr
+    return target
