@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+
+from app.api.deps import optional_principal
+from app.domain.access import Principal, Role
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -27,8 +31,6 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-
-EDITOR_ROLES = frozenset({"scheduler", "admin"})
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,35 +52,43 @@ def _render(request: Request, template: str, **context: Any) -> HTMLResponse:
     )
 
 
-def _signed_in(request: Request) -> dict[str, str] | None:
-    """The signed-in user as the page needs it, or None (then the page sends to /login)."""
-    return {"name": "", "role": "admin", "kind": "none", "csrf_token": ""}
+def _user(principal: Principal | None) -> dict[str, str] | None:
+    """What the page shell needs to know of the signed-in user (never patient data)."""
+    if principal is None or principal.kind != "user":
+        return None  # pages are for people signed in; API tokens are for programs
+    return {
+        "name": principal.name,
+        "role": principal.role.value,
+        "kind": principal.kind,
+        "csrf_token": principal.csrf_token or "",
+    }
 
 
 def _to_login(request: Request) -> Response:
     target = request.url.path
     if request.url.query:
         target += "?" + request.url.query
-    from urllib.parse import quote
-
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
+SignedIn = Annotated[Principal | None, Depends(optional_principal)]
+
+
 @router.get("/", response_class=HTMLResponse)
-def board_page(request: Request) -> Response:
-    user = _signed_in(request)
+def board_page(request: Request, principal: SignedIn) -> Response:
+    user = _user(principal)
     if user is None:
         return _to_login(request)
-    can_edit = user["role"] in EDITOR_ROLES
+    can_edit = Role(user["role"]).allows(Role.SCHEDULER)
     return _render(request, "board.html", user=user, page="board", can_edit=can_edit)
 
 
 @router.get("/admin", response_class=HTMLResponse)
-def admin_page(request: Request) -> Response:
-    user = _signed_in(request)
+def admin_page(request: Request, principal: SignedIn) -> Response:
+    user = _user(principal)
     if user is None:
         return _to_login(request)
-    if user["role"] != "admin":
+    if user["role"] != Role.ADMIN:
         return RedirectResponse("/", status_code=303)
     return _render(request, "admin.html", user=user, page="admin")
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, ViewerDep
 from app.domain.status import SpsStatus
 from app.services import board
 
@@ -42,6 +42,7 @@ class BoardRowOut(BaseModel):
 @router.get("/api/board", summary="One day's scheduled steps with order and patient")
 def get_board(
     session: SessionDep,
+    _viewer: ViewerDep,
     date: str = Query(pattern=r"^\d{8}$", examples=["20261201"]),
     modality: str = "",
     station: str = Query("", description="a Scheduled Station AE Title"),

@@ -18,6 +18,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from app.api.deps import ViewerDep
 from app.events import EventBus, Subscription
 
 router = APIRouter(tags=["events"])
@@ -69,7 +70,7 @@ def _drain(sub: Subscription) -> None:
     summary="Server-sent events: committed changes (event 'change'), or 'reload'",
     response_class=StreamingResponse,
 )
-async def stream_events(request: Request) -> StreamingResponse:
+async def stream_events(request: Request, _viewer: ViewerDep) -> StreamingResponse:
     bus: EventBus = request.app.state.events
     return StreamingResponse(
         _stream(request, bus),
