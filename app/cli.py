@@ -50,22 +50,19 @@ def _serve(settings: Settings, only: str | None) -> int:
 
 
 def _import_wl(settings: Settings, paths: list[str]) -> int:
-    from app.db import create_db_engine, create_session_factory
-    from dicom_scp.wlimport import import_paths
+    from app.runtime import import_worklist_files
 
-    engine = create_db_engine(settings.database_url)
-    report = import_paths([Path(p) for p in paths], create_session_factory(engine))
+    report = import_worklist_files(settings, [Path(p) for p in paths])
     for failure in report.failures:
         print(f"skipped {failure.path}: {failure.reason}", file=sys.stderr)
     print(f"imported {report.imported} worklist file(s), {len(report.failures)} skipped")
-    engine.dispose()
     return 0 if not report.failures else 1
 
 
 def _conformance(settings: Settings, output: str | None) -> int:
-    from app.conformance import render
+    from app.runtime import conformance_statement
 
-    text = render(settings)
+    text = conformance_statement(settings)
     if output:
         Path(output).write_text(text, encoding="utf-8")
     else:

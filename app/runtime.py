@@ -1,6 +1,7 @@
 """Composition root: builds the engine, the DICOM listener and the HTTP server in one process.
 
-This is the one place in ``app/`` that imports adapters (with ``app.cli``). Every listener can
+This is the one place in ``app/`` that imports adapters: ``app.cli`` reaches the adapters'
+commands (``import_worklist_files``, ``conformance_statement``) through it. Every listener can
 start on port 0 (a free port) and stop cleanly, so tests run the real servers in-process.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -22,8 +25,10 @@ from app.delivery import OutboxWorker
 from app.events import EventBus
 from app.main import create_app
 from app.services import hl7_log
+from dicom_scp.conformance import render as render_conformance
 from dicom_scp.forward import mpps_forwarder
 from dicom_scp.server import DicomServer
+from dicom_scp.wlimport import ImportReport, import_paths
 from hl7_ingest.handler import Hl7Handler
 from hl7_ingest.outbound import hl7_sender
 from hl7_ingest.server import MllpServer
@@ -32,6 +37,20 @@ LOG = logging.getLogger(__name__)
 SERVICES = ("dicom", "hl7", "http")
 PURGE_INTERVAL = 3600.0  # seconds between HL7 message log retention runs
 GRACEFUL_SHUTDOWN = 2  # seconds the HTTP server waits for open requests (event streams) on stop
+
+
+def import_worklist_files(settings: Settings, paths: Sequence[Path]) -> ImportReport:
+    """``mwl-broker import-wl``: DCMTK/Orthanc worklist files into the configured database."""
+    engine = create_db_engine(settings.database_url)
+    try:
+        return import_paths(list(paths), create_session_factory(engine))
+    finally:
+        engine.dispose()
+
+
+def conformance_statement(settings: Settings) -> str:
+    """``mwl-broker conformance``: the DICOM adapter's conformance statement, as Markdown."""
+    return render_conformance(settings)
 
 
 def _bind(host: str, port: int) -> socket.socket:

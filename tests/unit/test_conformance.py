@@ -7,8 +7,8 @@ import os
 import pytest
 
 from app.config import Settings
-from app.conformance import render
 from app.domain.worklist import SUPPORTED_MATCHING_KEYS
+from dicom_scp.conformance import render
 from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_scp.status import DimseStatus
 from tests.support.paths import REPO_ROOT

@@ -30,9 +30,6 @@ DATABASE_LIBRARIES = frozenset({"sqlalchemy", "sqlmodel"})
 # only shrink: a module listed here that no longer imports it fails the test until it is removed.
 DATABASE_ALLOWED = frozenset({"hl7_ingest.handler"})
 TEST_HELPERS = "tests.support"
-# Breaches of rule 1 this branch is removing (the conformance statement moves beside the DICOM
-# adapter, import-wl is wired through the composition root). Shrinks to empty; stale fails.
-LAYER_PENDING = frozenset({"app.cli", "app.conformance"})
 
 
 @dataclass(frozen=True)
@@ -173,10 +170,7 @@ def test_the_walker_sees_the_whole_product(product_imports: list[Import]) -> Non
 
 def test_adapters_and_core_respect_the_layers(product_imports: list[Import]) -> None:
     bad = layer_violations(product_imports)
-    new = [line for line in bad if line.split(" ", 1)[0] not in LAYER_PENDING]
-    assert not new, "\n".join(new)
-    stale = LAYER_PENDING - {line.split(" ", 1)[0] for line in bad}
-    assert not stale, f"{sorted(stale)} follow the rule now: remove them from LAYER_PENDING"
+    assert not bad, "\n".join(bad)
 
 
 def test_no_new_adapter_talks_to_the_database(product_imports: list[Import]) -> None:

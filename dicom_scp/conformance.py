@@ -5,9 +5,10 @@ writes ``docs/conformance.md``. The SOP classes, transfer syntaxes, statuses, ma
 return keys come from the tables the broker itself runs on, so the statement cannot drift from
 the code; the prose states the behaviour those tables do not carry.
 
-Like ``app.runtime`` and ``app.cli``, this module is part of the composition root: it is one of
-the few places in ``app/`` allowed to import the DICOM adapter (``dicom_scp.server`` for
-``SOP_CLASSES`` and ``TRANSFER_SYNTAXES``, ``dicom_scp.status`` for ``DimseStatus``).
+It lives beside the DICOM adapter it describes, reading that adapter's own tables
+(``dicom_scp.server`` for ``SOP_CLASSES`` and ``TRANSFER_SYNTAXES``, ``dicom_scp.status`` for
+``DimseStatus`` and ``NStatus``) and the core's; the command reaches it through the composition
+root (``app.runtime.conformance_statement``), so ``app/`` outside the root imports no adapter.
 
 The output is deterministic (no timestamps) and depends only on the settings that affect DICOM
 (``DICOM_SETTINGS``), so the default settings always give the same document.
