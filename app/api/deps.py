@@ -148,7 +148,7 @@ def require(role: Role) -> Callable[..., Any]:
     One callable per role, so FastAPI runs it once per request however often it is declared.
     """
 
-    def dependency(principal: PrincipalDep) -> Principal:
+    async def dependency(principal: PrincipalDep) -> Principal:
         if not principal.allows(role):
             detail = f"role {role.value} required; you are {principal.role.value}"
             raise HTTPException(status_code=403, detail=detail)
