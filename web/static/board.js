@@ -297,6 +297,22 @@
     }));
   }
 
+  /* What else an audit row says: its context (message, association) and detail (reason...). */
+  function extras(h) {
+    const parts = [];
+    const add = (value) => {
+      if (!value) return;
+      if (typeof value === "string") { parts.push(value); return; }
+      for (const [k, v] of Object.entries(value)) {
+        if (v === "" || v === null || v === undefined) continue;
+        parts.push(`${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
+      }
+    };
+    add(h.context);
+    add(h.detail);
+    return parts.length ? el("div", { class: "pmeta" }, parts.join(" · ")) : null;
+  }
+
   async function fetchDetails(stepId) {
     const details = await api("GET", `/api/steps/${stepId}/details`);
     if (details.ok && details.data) return details.data;
@@ -385,7 +401,7 @@
             el("span", { class: "src" }, [h.source, h.actor].filter(Boolean).join(" · ")),
             el("time", { datetime: h.at }, MWL.dateTime(h.at))),
           changeList(h.before, h.after),
-          h.context && Object.keys(h.context).length ? el("div", { class: "pmeta" }, Object.entries(h.context).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ")) : null)))),
+          extras(h))))),
       section("HL7 messages", data.hl7_messages === null ? emptyNote("Not available from this broker version.")
         : !data.hl7_messages.length ? emptyNote("No HL7 message behind this exam.")
         : el("table", { class: "mini" },
