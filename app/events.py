@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 _PENDING_KEY = "mwl_events"
 SUBSCRIBER_QUEUE = 1000
@@ -95,10 +95,11 @@ class EventBus:
 AfterCommit = Callable[[Sequence[ChangeEvent]], None]
 
 
-def install_after_commit(factory: sessionmaker[Any], *callbacks: AfterCommit) -> None:
-    """Run ``callbacks`` with the session's noted events after each successful commit.
+def install_after_commit(factory: Any, *callbacks: AfterCommit) -> None:
+    """Run ``callbacks`` with the session's noted events after each successful commit of a
+    session made by ``factory`` (a ``sessionmaker``).
 
-    Each callback runs even when the commit noted no event (the outbox may have new rows).
+    Each callback runs on every commit, with the events that commit noted (maybe none).
     """
 
     @event.listens_for(factory, "after_commit")

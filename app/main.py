@@ -50,7 +50,7 @@ def create_app(
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.listeners = listeners if listeners is not None else {}
-    app.state.events = events or EventBus()
+    app.state.events = events if events is not None else EventBus()
     errors.install(app)
     auth.install(app, settings, session_factory)
     # Open: health and sign-in. users.router requires admin on its own.

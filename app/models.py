@@ -140,16 +140,21 @@ class ScheduledStationAETitle(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
-    """Every change: what, when and through which interface."""
+    """Every change: what, when, through which interface (``source``) and by whom (``actor``:
+    user, ``token:NAME``, calling AE, HL7 sending application). ``detail`` holds ``before`` and
+    ``after`` of the changed fields; ``context`` the message behind it (HL7 MSH-10, MPPS UID)."""
 
     __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_entity", "entity", "entity_pk"),)
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
     source: str = Field(max_length=16)
+    actor: str = Field(default="", max_length=128, index=True)
     action: str = Field(max_length=32)
     entity: str = Field(max_length=32)
     entity_pk: int = Field(index=True)
+    context: str = Field(default="", max_length=199)
     detail: dict[str, Any] = _json_column()
 
 

@@ -22,9 +22,9 @@ import web
 from app.config import Settings
 from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
 from app.delivery import OutboxWorker
-from app.events import EventBus
+from app.events import ChangeEvent, EventBus, install_after_commit
 from app.main import create_app
-from app.services import hl7_log
+from app.services import hl7_log, outbox
 from dicom_scp.conformance import render as render_conformance
 from dicom_scp.forward import mpps_forwarder
 from dicom_scp.server import DicomServer
@@ -70,8 +70,8 @@ class Broker:
     only: str | None = None
     engine: Engine = field(init=False)
     session_factory: SessionFactory = field(init=False)
-    ports: dict[str, int] = field(default_factory=dict, init=False)
     events: EventBus = field(default_factory=EventBus, init=False)
+    ports: dict[str, int] = field(default_factory=dict, init=False)
     _dicom: DicomServer | None = field(default=None, init=False)
     _hl7: MllpServer | None = field(default=None, init=False)
     _outbox: OutboxWorker | None = field(default=None, init=False)
@@ -82,6 +82,9 @@ class Broker:
     def __post_init__(self) -> None:
         self.engine = create_db_engine(self.settings.database_url)
         self.session_factory = create_session_factory(self.engine)
+        # The one after-commit hook: open pages hear of every committed change, and the
+        # delivery worker wakes when a change queued a message, whichever interface made it.
+        install_after_commit(self.session_factory, self.events.publish, self._after_commit)
 
     def _wanted(self, name: str) -> bool:
         return self.only is None or self.only == name
@@ -113,12 +116,12 @@ class Broker:
         )
         self._outbox.start()
 
-    def _wake_outbox(self) -> None:
-        if self._outbox is not None:
+    def _after_commit(self, events: Sequence[ChangeEvent]) -> None:
+        if self._outbox is not None and any(e.entity == outbox.ENTITY for e in events):
             self._outbox.wake()
 
     def start_dicom(self) -> None:
-        self._dicom = DicomServer(self.settings, self.session_factory, self._wake_outbox)
+        self._dicom = DicomServer(self.settings, self.session_factory)
         self.ports["dicom"] = self._dicom.start()
 
     def start_hl7(self) -> None:
@@ -152,7 +155,6 @@ class Broker:
         app = create_app(
             self.settings, self.engine, self.session_factory, self._listeners(), self.events
         )
-        app.state.outbox_wake = self._wake_outbox
         web.install(app)
         sock = _bind(self.settings.bind_host, self.settings.http_port)
         self.ports["http"] = int(sock.getsockname()[1])

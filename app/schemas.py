@@ -1,4 +1,5 @@
-"""Plain JSON API models for patients, orders, requested procedures and steps.
+"""The schemas of the plain JSON resources, one per resource: inputs (``*In``, ``*Update``) and
+the frozen views (``*View``) that services return and the REST API answers with.
 
 Lengths follow the DICOM VR of each attribute (PS3.5 Table 6.2-1), so whatever the REST API
 accepts is also a valid worklist item. Shape errors are pydantic's 422 (``loc`` names the field);
@@ -10,7 +11,7 @@ is an error instead of a silently ignored value.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -81,8 +82,10 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Output(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+class _View(BaseModel):
+    """What a service returns and the API answers: built inside the session, frozen."""
+
+    model_config = ConfigDict(from_attributes=True, frozen=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +123,7 @@ class PatientUpdate(_Input):
         return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
 
 
-class PatientOut(_Output):
+class PatientView(_View):
     id: int
     patient_id: str
     issuer_of_patient_id: str
@@ -174,10 +177,10 @@ class StepUpdate(_Input):
     location: SH | None = None
 
 
-class StepOut(_Output):
+class StepView(_View):
     id: int
     sps_id: str
-    station_ae_titles: list[str]
+    station_ae_titles: tuple[str, ...]
     start_date: str
     start_time: str
     modality: str
@@ -210,13 +213,13 @@ class ProcedureIn(_Input):
         return procedure, [step.to_domain() for step in self.steps]
 
 
-class ProcedureOut(_Output):
+class ProcedureView(_View):
     id: int
     requested_procedure_id: str
     study_instance_uid: str
     description: str
     priority: str
-    steps: list[StepOut]
+    steps: tuple[StepView, ...]
 
 
 class _OrderFields(_Input):
@@ -263,9 +266,15 @@ class OrderUpdate(_Input):
         return {k: v for k, v in self.model_dump(exclude_unset=True).items() if v is not None}
 
 
-class OrderOut(_Output):
+class CancelIn(_Input):
+    reason: Annotated[str, _Stripped, Field(max_length=256)] = Field(
+        default="", description="why the order is cancelled; kept in the audit trail"
+    )
+
+
+class OrderView(_View):
     id: int
-    patient: PatientOut
+    patient: PatientView
     accession_number: str
     placer_order_number: str
     filler_order_number: str
@@ -273,6 +282,107 @@ class OrderOut(_Output):
     referring_physician_name: str
     admission_id: str
     current_patient_location: str
-    procedures: list[ProcedureOut]
+    procedures: tuple[ProcedureView, ...]
     created_at: datetime
     updated_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# Stations
+
+
+class StationIn(_Input):
+    modality: str = Field(min_length=1, max_length=16, examples=["CT"])
+    ae_title: str = Field(min_length=1, max_length=16, examples=["CT01"])
+    location: str = Field(default="", max_length=64, description="empty: the modality's default")
+    station_name: str = Field(default="", max_length=16)
+
+
+class StationView(_View):
+    id: int
+    modality: str
+    ae_title: str
+    location: str
+    station_name: str
+    updated_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# Performed procedure steps (MPPS)
+
+
+class LinkedStepView(_View):
+    step_pk: int
+    study_instance_uid: str
+    sps_id: str
+    accession_number: str
+    status: str
+
+
+class MppsSummary(_View):
+    sop_instance_uid: str
+    status: str
+    performed_station_ae_title: str
+    modality: str
+    start_datetime: str
+    end_datetime: str
+    created_at: datetime
+    updated_at: datetime
+    linked_steps: tuple[LinkedStepView, ...]
+
+
+class MppsView(MppsSummary):
+    attributes: dict[str, Any] = Field(
+        description="the whole MPPS data set, DICOM JSON", repr=False
+    )
+
+
+class StepRef(_Input):
+    study_instance_uid: str = Field(min_length=1, max_length=64)
+    sps_id: str = Field(min_length=1, max_length=16)
+
+
+class LinkIn(_Input):
+    steps: list[StepRef] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Outbox
+
+
+class OutboxSummary(_View):
+    id: int
+    created_at: datetime
+    channel: str
+    destination: str
+    ordering_key: str
+    kind: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+    sent_at: datetime | None
+
+
+class OutboxView(OutboxSummary):
+    payload: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------
+# Audit trail
+
+
+class AuditView(_View):
+    id: int
+    at: datetime
+    source: str
+    actor: str
+    action: str
+    entity: str
+    entity_pk: int
+    context: str
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+    detail: dict[str, Any] = Field(
+        default_factory=dict, description="what else the change recorded (fields, reason...)"
+    )

@@ -7,7 +7,7 @@ status. Identifiers and responses are never logged at INFO: they carry patient d
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,6 @@ FindResult = tuple[int | Dataset, Dataset | None]
 class ScpContext:
     settings: Settings
     session_factory: SessionFactory
-    on_change: Callable[[], None] | None = None  # wakes the outbox worker after a commit
 
 
 def _peer(event: evt.Event) -> str:

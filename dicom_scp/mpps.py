@@ -2,7 +2,7 @@
 
 Each decodes the data set to DICOM JSON, calls one service, and encodes the answer or maps the
 domain error through ``dicom_scp.status.MPPS_ERROR_STATUS``. The service validates everything
-(pynetdicom does not). After a commit the outbox worker is woken so the RIS hears at once.
+(pynetdicom does not).
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 
 from app.db import session_scope
+from app.domain.actor import Actor
 from app.domain.dicom_json import JsonDataset, validate_json_dataset
 from app.domain.errors import DomainError
+from app.domain.mpps import StartPerformedStep, UpdatePerformedStep
+from app.domain.status import AuditSource
 from app.services import mpps
 from dicom_scp.handlers import ScpContext
 from dicom_scp.status import NStatus, mpps_failure, status_dataset
@@ -38,8 +41,13 @@ def _tag(error: DomainError) -> int | None:
     return tag_for_keyword(error.field) if error.field else None
 
 
+def _actor(event: evt.Event, uid: str) -> Actor:
+    """The audit trail's actor: the calling AE title, with the MPPS UID as the context."""
+    return Actor(AuditSource.DICOM, str(event.assoc.requestor.ae_title).strip(), context=uid)
+
+
 def _run(ctx: ScpContext, what: str, uid: str, call: Any) -> Result:
-    """Run one service call in its own transaction; map errors; wake the outbox after commit."""
+    """Run one service call in its own transaction; map errors."""
     try:
         with session_scope(ctx.session_factory) as session:
             found = call(session)
@@ -52,8 +60,6 @@ def _run(ctx: ScpContext, what: str, uid: str, call: Any) -> Result:
         LOG.exception("MPPS %s %s failed", what, uid)
         return status_dataset(NStatus.PROCESSING_FAILURE, f"{what} failed; see the log"), None
     LOG.info("MPPS %s %s: %s", what, uid, status)
-    if ctx.on_change is not None:
-        ctx.on_change()
     return int(NStatus.SUCCESS), answer
 
 
@@ -75,12 +81,20 @@ def handle_n_create(event: evt.Event, ctx: ScpContext) -> Result:
     attributes = _decoded(event, "attribute_list")
     if isinstance(attributes, Dataset):
         return attributes, None
+    try:
+        command = StartPerformedStep.from_json(uid, attributes)
+    except DomainError as exc:
+        LOG.info("MPPS N-CREATE %s refused: %s", uid, exc.message)
+        return mpps_failure(exc, _tag(exc), identifier_list=False), None
     return _run(
         ctx,
         "N-CREATE",
         uid,
         lambda s: mpps.create(
-            s, uid=uid, attributes=attributes, delivery=mpps.Delivery.from_settings(ctx.settings)
+            s,
+            command=command,
+            delivery=mpps.Delivery.from_settings(ctx.settings),
+            actor=_actor(event, uid),
         ),
     )
 
@@ -96,9 +110,9 @@ def handle_n_set(event: evt.Event, ctx: ScpContext) -> Result:
         uid,
         lambda s: mpps.update(
             s,
-            uid=uid,
-            modifications=modifications,
+            command=UpdatePerformedStep(uid, modifications),
             delivery=mpps.Delivery.from_settings(ctx.settings),
+            actor=_actor(event, uid),
         ),
     )
 

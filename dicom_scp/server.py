@@ -10,7 +10,6 @@ last it checks: calling AE, then called AE, then the association limit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,12 +68,11 @@ class DicomServer:
 
     settings: Settings
     session_factory: SessionFactory
-    on_change: Callable[[], None] | None = None
     _ae: AE | None = field(default=None, init=False)
     _server: ThreadedAssociationServer | None = field(default=None, init=False)
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
-        ctx = ScpContext(self.settings, self.session_factory, self.on_change)
+        ctx = ScpContext(self.settings, self.session_factory)
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
             (evt.EVT_C_FIND, handle_find, [ctx]),

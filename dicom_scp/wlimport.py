@@ -38,6 +38,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from app.db import SessionFactory, session_scope
+from app.domain.actor import Actor
 from app.domain.dicom_json import JsonDataset, sequence_items, string_of, validate_json_dataset
 from app.domain.errors import DomainError
 from app.domain.items import item_from_json
@@ -69,6 +70,9 @@ class ImportReport:
 
 class WorklistFileError(Exception):
     """A file that cannot be read or decoded as a DICOM data set."""
+
+
+IMPORT_ACTOR = Actor(AuditSource.CLI, "import-wl")
 
 
 def worklist_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -146,7 +150,7 @@ def import_file(path: Path, session_factory: SessionFactory) -> None:
     item = with_stable_identifiers(validate_json_dataset(read_dataset_json(path)))
     data = item_from_json(item)
     with session_scope(session_factory) as session:
-        upsert_item(session, data=data, source=AuditSource.CLI)
+        upsert_item(session, data=data, actor=IMPORT_ACTOR)
 
 
 def import_paths(paths: list[Path], session_factory: SessionFactory) -> ImportReport:

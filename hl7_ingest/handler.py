@@ -23,7 +23,9 @@ from sqlalchemy.exc import IntegrityError
 
 from app.config import Settings
 from app.db import SessionFactory, session_scope
+from app.domain.actor import Actor
 from app.domain.errors import DomainError
+from app.domain.status import AuditSource
 from app.services import hl7_log, intake
 from hl7_ingest import ack, parse, router
 from hl7_ingest.errors import Hl7Error, MessageRejected
@@ -107,7 +109,7 @@ class Hl7Handler:
         accepted = self._answer(env, ack.AckCode.AA, None)
         try:
             with session_scope(self.session_factory) as session:
-                intake.apply(session, command, policy=self.policy)
+                intake.apply(session, command, policy=self.policy, actor=_actor(env))
                 hl7_log.record(session, message=self._record(env, text, accepted))
         except DomainError as exc:
             return self._fail(env, text, ack.AckCode.AE, ack.error_for_domain(exc, env))
@@ -164,3 +166,8 @@ class Hl7Handler:
 
 def _type(env: parse.Envelope) -> str:
     return f"{env.message_type}^{env.trigger_event}" if env.trigger_event else env.message_type
+
+
+def _actor(env: parse.Envelope) -> Actor:
+    """The audit trail's actor: the sending application, with MSH-10 as the context."""
+    return Actor(AuditSource.HL7, env.sending_application, context=env.control_id)

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from app.config import Settings
 from app.db import session_scope
 from app.domain.access import Principal, Role
+from app.domain.actor import Actor
 from app.services import users
 
 SESSION_COOKIE = "mwl_session"
@@ -139,6 +140,18 @@ async def optional_principal(request: Request) -> Principal | None:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_actor(principal: PrincipalDep) -> Actor:
+    """Who a request writes as (the audit trail's actor): the user, or ``token:NAME``.
+
+    Authenticates but checks no role: a writing route declares ``SchedulerDep``/``AdminDep``
+    and passes ``principal.actor()``.
+    """
+    return principal.actor()
+
+
+ActorDep = Annotated[Actor, Depends(get_actor)]
 
 
 @cache

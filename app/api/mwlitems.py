@@ -18,7 +18,7 @@ from app.api.deps import SchedulerDep, SessionDep, SettingsDep
 from app.domain.dicom_json import validate_json_dataset
 from app.domain.errors import InvalidQueryError, ValidationError
 from app.domain.items import item_from_json
-from app.domain.status import AuditSource, SpsStatus
+from app.domain.status import SpsStatus
 from app.domain.worklist import SUPPORTED_MATCHING_KEYS, parse_worklist_query
 from app.services import worklist
 
@@ -59,9 +59,9 @@ async def _read_item(request: Request) -> dict[str, Any]:
 
 
 @router.post("", summary="Create or update one worklist item", openapi_extra=_ITEM_BODY)
-async def post_item(request: Request, session: SessionDep, _p: SchedulerDep) -> JSONResponse:
+async def post_item(request: Request, session: SessionDep, principal: SchedulerDep) -> JSONResponse:
     data = item_from_json(await _read_item(request))
-    stored = worklist.upsert_item(session, data=data, source=AuditSource.REST)
+    stored = worklist.upsert_item(session, data=data, actor=principal.actor())
     return _dicom_json(stored.item, 201 if stored.created else 200)
 
 
@@ -97,16 +97,18 @@ def get_item(study_uid: str, sps_id: str, session: SessionDep) -> JSONResponse:
 
 
 @router.delete("/{study_uid}/{sps_id}", status_code=204, summary="Delete one worklist item")
-def delete_item(study_uid: str, sps_id: str, session: SessionDep, _p: SchedulerDep) -> Response:
-    worklist.delete_item(session, study_uid=study_uid, sps_id=sps_id, source=AuditSource.REST)
+def delete_item(
+    study_uid: str, sps_id: str, session: SessionDep, principal: SchedulerDep
+) -> Response:
+    worklist.delete_item(session, study_uid=study_uid, sps_id=sps_id, actor=principal.actor())
     return Response(status_code=204)
 
 
 @router.post("/{study_uid}/{sps_id}/status/{status}", summary="Set the SPS Status")
 def set_status(
-    study_uid: str, sps_id: str, status: SpsStatus, session: SessionDep, _p: SchedulerDep
+    study_uid: str, sps_id: str, status: SpsStatus, session: SessionDep, principal: SchedulerDep
 ) -> JSONResponse:
     item = worklist.set_status(
-        session, study_uid=study_uid, sps_id=sps_id, status=status, source=AuditSource.REST
+        session, study_uid=study_uid, sps_id=sps_id, status=status, actor=principal.actor()
     )
     return _dicom_json(item)

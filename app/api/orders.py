@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import SchedulerDep, SessionDep
-from app.domain.status import AuditSource, SpsStatus
-from app.schemas import OrderIn, OrderOut, OrderUpdate, StepOut, StepUpdate
+from app.domain.status import SpsStatus
+from app.schemas import CancelIn, OrderIn, OrderUpdate, OrderView, StepUpdate, StepView
 from app.services import orders
 from app.services.orders import StepChanges
 
@@ -22,15 +22,15 @@ MAX_LIMIT = 1000
 
 
 @router.post("/api/orders", status_code=201, summary="Create an order with procedures and steps")
-def create_order(body: OrderIn, session: SessionDep, _p: SchedulerDep) -> OrderOut:
+def create_order(body: OrderIn, session: SessionDep, principal: SchedulerDep) -> OrderView:
     pk = orders.create_order(
         session,
         patient=body.patient.to_domain(),
         order=body.order_data(),
         procedures=body.procedure_data(),
-        source=AuditSource.REST,
+        actor=principal.actor(),
     )
-    return OrderOut.model_validate(orders.get_order(session, pk=pk))
+    return orders.get_order(session, pk=pk)
 
 
 @router.get("/api/orders", summary="Find orders")
@@ -43,8 +43,8 @@ def list_orders(
     ] = None,
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0),
-) -> list[OrderOut]:
-    found = orders.list_orders(
+) -> list[OrderView]:
+    return orders.list_orders(
         session,
         accession_number=accession_number,
         patient_id=patient_id,
@@ -52,38 +52,43 @@ def list_orders(
         limit=limit,
         offset=offset,
     )
-    return [OrderOut.model_validate(view) for view in found]
 
 
 @router.get("/api/orders/{pk}", summary="One order")
-def get_order(pk: int, session: SessionDep) -> OrderOut:
-    return OrderOut.model_validate(orders.get_order(session, pk=pk))
+def get_order(pk: int, session: SessionDep) -> OrderView:
+    return orders.get_order(session, pk=pk)
 
 
 @router.patch("/api/orders/{pk}", summary="Change order fields; fields not sent stay")
-def update_order(pk: int, body: OrderUpdate, session: SessionDep, _p: SchedulerDep) -> OrderOut:
-    view = orders.update_order(session, pk=pk, changes=body.changes(), source=AuditSource.REST)
-    return OrderOut.model_validate(view)
+def update_order(
+    pk: int, body: OrderUpdate, session: SessionDep, principal: SchedulerDep
+) -> OrderView:
+    return orders.update_order(session, pk=pk, changes=body.changes(), actor=principal.actor())
 
 
 @router.post("/api/orders/{pk}/cancel", summary="Cancel every step of the order not yet final")
-def cancel_order(pk: int, session: SessionDep, _p: SchedulerDep) -> OrderOut:
-    return OrderOut.model_validate(orders.cancel_order(session, pk=pk, source=AuditSource.REST))
+def cancel_order(
+    pk: int, session: SessionDep, principal: SchedulerDep, body: CancelIn | None = None
+) -> OrderView:
+    reason = body.reason if body is not None else ""
+    return orders.cancel_order(session, pk=pk, actor=principal.actor(), reason=reason)
 
 
 @router.get("/api/steps/{pk}", summary="One scheduled procedure step")
-def get_step(pk: int, session: SessionDep) -> StepOut:
-    return StepOut.model_validate(orders.get_step(session, pk=pk))
+def get_step(pk: int, session: SessionDep) -> StepView:
+    return orders.get_step(session, pk=pk)
 
 
 @router.patch("/api/steps/{pk}", summary="Reschedule or correct a step (not its status)")
-def update_step(pk: int, body: StepUpdate, session: SessionDep, _p: SchedulerDep) -> StepOut:
+def update_step(
+    pk: int, body: StepUpdate, session: SessionDep, principal: SchedulerDep
+) -> StepView:
     changes = StepChanges(**body.model_dump(exclude_none=True))
-    view = orders.update_step(session, pk=pk, changes=changes, source=AuditSource.REST)
-    return StepOut.model_validate(view)
+    return orders.update_step(session, pk=pk, changes=changes, actor=principal.actor())
 
 
 @router.post("/api/steps/{pk}/status/{status}", summary="Move a step to another status")
-def set_step_status(pk: int, status: SpsStatus, session: SessionDep, _p: SchedulerDep) -> StepOut:
-    view = orders.set_step_status(session, pk=pk, status=status, source=AuditSource.REST)
-    return StepOut.model_validate(view)
+def set_step_status(
+    pk: int, status: SpsStatus, session: SessionDep, principal: SchedulerDep
+) -> StepView:
+    return orders.set_step_status(session, pk=pk, status=status, actor=principal.actor())

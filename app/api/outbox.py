@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
 from app.api.deps import AdminDep, SessionDep
@@ -57,16 +57,6 @@ def get_message(pk: int, session: SessionDep) -> OutboxDetail:
 
 
 @router.post("/{pk}/retry", summary="Make a pending message due now (409 once sent)")
-def retry(pk: int, session: SessionDep, request: Request, _p: AdminDep) -> OutboxSummary:
-    message = outbox.retry_now(session, pk=pk)
-    session.commit()  # due before the worker is woken
-    _wake_worker(request)
-    return OutboxSummary.model_validate(message)
-
-
-def _wake_worker(request: Request) -> None:
-    """Wake the delivery worker when the composition root registered ``app.state.outbox_wake``
-    (a callable); otherwise the next poll picks the message up."""
-    wake = getattr(request.app.state, "outbox_wake", None)
-    if callable(wake):
-        wake()
+def retry(pk: int, session: SessionDep, _admin: AdminDep) -> OutboxSummary:
+    # The after-commit hook wakes the delivery worker once this is committed.
+    return OutboxSummary.model_validate(outbox.retry_now(session, pk=pk))

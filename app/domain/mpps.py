@@ -7,6 +7,7 @@ adapter maps them through one table (PS3.7 10.1.5.1.6, 10.1.3.1.9; SPEC_DIGEST 2
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from app.domain.dicom_json import JsonDataset, sequence_items, string_of
@@ -174,3 +175,90 @@ def apply_set(
                     f"{keyword} is required to set {status.value}", field=keyword
                 )
     return merged, status
+
+
+# --- commands: what the adapter hands the service -------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepReference:
+    """One item of the Scheduled Step Attributes Sequence (0040,0270): the step it names."""
+
+    study_instance_uid: str = ""
+    sps_id: str = ""
+    accession_number: str = ""
+    requested_procedure_id: str = ""
+
+    @property
+    def is_scheduled(self) -> bool:
+        """An unscheduled MPPS names no step: the modality made up the Study Instance UID."""
+        return bool(self.sps_id or self.accession_number or self.requested_procedure_id)
+
+
+@dataclass(frozen=True)
+class PerformedSummary:
+    """The columns the broker indexes an MPPS by, read from its whole data set."""
+
+    station_ae_title: str
+    modality: str
+    start_datetime: str
+    end_datetime: str
+
+
+@dataclass(frozen=True)
+class DiscontinuationReason:
+    code_value: str
+    coding_scheme: str
+    code_meaning: str
+
+
+@dataclass(frozen=True)
+class StartPerformedStep:
+    """N-CREATE (PS3.4 F.7.2.1), validated: the whole data set and what the service needs."""
+
+    uid: str
+    status: MppsStatus
+    attributes: JsonDataset = field(repr=False)
+    steps: tuple[StepReference, ...]
+
+    @classmethod
+    def from_json(cls, uid: str, attributes: JsonDataset) -> StartPerformedStep:
+        status = validate_create(attributes)
+        refs = tuple(
+            StepReference(
+                study_instance_uid=string_of(item, "0020000D"),
+                sps_id=string_of(item, "00400009"),
+                accession_number=string_of(item, "00080050"),
+                requested_procedure_id=string_of(item, "00401001"),
+            )
+            for item in sequence_items(attributes, SSAS_KEY)
+        )
+        return cls(uid, status, attributes, refs)
+
+
+@dataclass(frozen=True)
+class UpdatePerformedStep:
+    """N-SET (PS3.4 F.7.2.2): the modification list, applied by ``apply_set``."""
+
+    uid: str
+    modifications: JsonDataset = field(repr=False)
+
+
+def summary_of(attributes: JsonDataset) -> PerformedSummary:
+    return PerformedSummary(
+        station_ae_title=string_of(attributes, "00400241")[:16],
+        modality=string_of(attributes, "00080060")[:16],
+        start_datetime=(string_of(attributes, "00400244") + string_of(attributes, "00400245"))[:14],
+        end_datetime=(string_of(attributes, "00400250") + string_of(attributes, "00400251"))[:14],
+    )
+
+
+def discontinuation_reason(attributes: JsonDataset) -> DiscontinuationReason | None:
+    """Performed Procedure Step Discontinuation Reason Code Sequence (0040,0281), first item."""
+    items = sequence_items(attributes, DISCONTINUATION_REASON_KEY)
+    if not items:
+        return None
+    code = items[0]
+    return DiscontinuationReason(
+        string_of(code, "00080100"), string_of(code, "00080102"), string_of(code, "00080104")
+    )

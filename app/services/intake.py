@@ -19,8 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session, col, select
 
+from app.domain.actor import Actor
 from app.domain.errors import ConflictError, NotFoundError, ValidationError
 from app.domain.intake import (
     IntakeCommand,
@@ -38,18 +39,15 @@ from app.domain.items import (
     new_uid,
     validate_item,
 )
-from app.domain.status import AuditSource, SpsStatus
+from app.domain.status import SpsStatus
 from app.models import (
-    AuditEvent,
     ImagingServiceRequest,
     Patient,
     RequestedProcedure,
     ScheduledProcedureStep,
-    utcnow,
 )
-from app.services import audit, patients, stations, worklist
+from app.services import stations, worklist, write
 
-SOURCE = AuditSource.HL7
 UPDATE = "update"
 SH_MAX = 16
 
@@ -60,16 +58,19 @@ class IntakePolicy:
     generate_missing_study_uid: bool = True
 
 
-def apply(session: Session, command: IntakeCommand, *, policy: IntakePolicy) -> None:
-    """Apply one decoded message; raises a ``DomainError`` when it cannot be applied."""
+def apply(session: Session, command: IntakeCommand, *, policy: IntakePolicy, actor: Actor) -> None:
+    """Apply one decoded message; raises a ``DomainError`` when it cannot be applied.
+
+    ``actor``: HL7, the sending application (MSH-3), with MSH-10 as context.
+    """
     if isinstance(command, OrderMessage):
-        apply_order(session, command, policy=policy)
+        apply_order(session, command, policy=policy, actor=actor)
     elif isinstance(command, PatientRegistration | PatientUpdate):
-        patients.ensure_patient(session, command.patient, source=SOURCE)
+        write.ensure_patient(session, command.patient, actor=actor)
     elif isinstance(command, PatientMerge):
-        merge_patients(session, command)
+        merge_patients(session, command, actor=actor)
     else:
-        change_identifier(session, command)
+        change_identifier(session, command, actor=actor)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,19 +91,21 @@ def action_for(table: Mapping[str, str], control: str, status: str) -> str:
     return action
 
 
-def apply_order(session: Session, message: OrderMessage, *, policy: IntakePolicy) -> None:
+def apply_order(
+    session: Session, message: OrderMessage, *, policy: IntakePolicy, actor: Actor
+) -> None:
     if not message.groups:
         raise ValidationError("the order has no OBR", field="RequestedProcedureID")
     action = action_for(policy.order_control, message.order_control, message.order_status)
     status = None if action == UPDATE else SpsStatus(action)
-    patient = patients.ensure_patient(session, message.patient, source=SOURCE)
+    patient = write.ensure_patient(session, message.patient, actor=actor)
     for group in message.groups:
         carries_step = bool(group.step.modality and group.step.start_datetime)
         if carries_step and not (status and status.is_final):
-            _write_item(session, patient, message.patient, group, status, policy)
+            _write_item(session, patient, message.patient, group, status, policy, actor)
         elif status is not None:
             for step in _named_steps(session, patient, group):
-                worklist.move_status(session, step, status, source=SOURCE)
+                write.move_status(session, step, status, actor=actor)
         else:
             raise ValidationError(
                 "an order update needs the modality and start of its step",
@@ -117,6 +120,7 @@ def _write_item(
     group: OrderGroup,
     status: SpsStatus | None,
     policy: IntakePolicy,
+    actor: Actor,
 ) -> None:
     known = _find_procedure(session, patient, group)
     rp_id = (
@@ -153,7 +157,7 @@ def _write_item(
         ),
     )
     validate_item(data)
-    worklist.upsert_item(session, data=data, source=SOURCE)
+    worklist.upsert_item(session, data=data, actor=actor)
 
 
 def _station_for(session: Session, modality: str, location: str) -> tuple[tuple[str, ...], str]:
@@ -232,76 +236,32 @@ def _named_steps(
 # Patients
 
 
-def _patient(session: Session, patient_id: str, issuer: str) -> Patient | None:
-    return session.exec(
-        select(Patient).where(
-            Patient.patient_id == patient_id, Patient.issuer_of_patient_id == issuer
-        )
-    ).first()
-
-
-def merge_patients(session: Session, command: PatientMerge) -> None:
+def merge_patients(session: Session, command: PatientMerge, *, actor: Actor) -> None:
     """A40: orders, steps and history of the prior patient move to the surviving one."""
-    prior = _patient(session, command.prior_patient_id, command.prior_issuer)
+    prior = write.patient_by_identity(session, command.prior_patient_id, command.prior_issuer)
     if prior is None:
         raise NotFoundError(
             f"no patient {command.prior_patient_id} to merge", field="PriorPatientID"
         )
-    surviving = patients.ensure_patient(session, command.surviving, source=SOURCE)
-    if prior.id == surviving.id:
-        return
-    moved = session.execute(
-        update(ImagingServiceRequest)
-        .where(col(ImagingServiceRequest.patient_pk) == prior.id)
-        .values(patient_pk=surviving.id, updated_at=utcnow())
-    ).rowcount  # type: ignore[attr-defined]
-    session.execute(
-        update(AuditEvent)
-        .where(col(AuditEvent.entity) == patients.ENTITY, col(AuditEvent.entity_pk) == prior.id)
-        .values(entity_pk=surviving.id)
-    )
-    assert surviving.id is not None and prior.id is not None
-    audit.record(
-        session,
-        source=SOURCE,
-        action="merge",
-        entity=patients.ENTITY,
-        entity_pk=surviving.id,
-        detail={
-            "prior_patient_id": prior.patient_id,
-            "prior_issuer": prior.issuer_of_patient_id,
-            "prior_pk": prior.id,
-            "orders_moved": int(moved or 0),
-        },
-    )
-    session.delete(prior)
-    session.flush()
+    surviving = write.ensure_patient(session, command.surviving, actor=actor)
+    if prior.id != surviving.id:
+        write.merge_patient_rows(session, prior, surviving, actor=actor)
 
 
-def change_identifier(session: Session, command: PatientIdentifierChange) -> None:
+def change_identifier(session: Session, command: PatientIdentifierChange, *, actor: Actor) -> None:
     """A47: the patient known by MRG-1 is known by PID-3 from now on."""
-    prior = _patient(session, command.prior_patient_id, command.prior_issuer)
+    prior = write.patient_by_identity(session, command.prior_patient_id, command.prior_issuer)
     if prior is None:
         raise NotFoundError(
             f"no patient {command.prior_patient_id} to re-identify",
             field="PriorPatientID",
         )
     new = command.patient
-    if _patient(session, new.patient_id, new.issuer_of_patient_id) is not None:
+    if write.patient_by_identity(session, new.patient_id, new.issuer_of_patient_id) is not None:
         raise ConflictError(
             f"patient {new.patient_id} already exists; merge (A40) instead", field="PatientID"
         )
-    prior.patient_id, prior.issuer_of_patient_id = new.patient_id, new.issuer_of_patient_id
-    prior.updated_at = utcnow()
-    session.add(prior)
-    assert prior.id is not None
-    audit.record(
-        session,
-        source=SOURCE,
-        action="change_id",
-        entity=patients.ENTITY,
-        entity_pk=prior.id,
-        detail={"prior_patient_id": command.prior_patient_id, "patient_id": new.patient_id},
+    write.change_patient_identity(
+        session, prior, new.patient_id, new.issuer_of_patient_id, actor=actor
     )
-    session.flush()
-    patients.ensure_patient(session, new, source=SOURCE)
+    write.ensure_patient(session, new, actor=actor)

@@ -13,25 +13,27 @@ linked order to the RIS (when configured) and the N-CREATE / N-SET to each downs
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from app.config import Settings
+from app.domain.actor import Actor
 from app.domain.dicom_json import JsonDataset, sequence_items, string_of
 from app.domain.errors import ValidationError
 from app.domain.mpps import (
     DISCONTINUATION_REASON_KEY,
-    SSAS_KEY,
     DuplicateInstanceError,
     MppsStatus,
     NoSuchInstanceError,
+    StartPerformedStep,
+    StepReference,
+    UpdatePerformedStep,
     apply_set,
-    validate_create,
+    summary_of,
 )
-from app.domain.status import AuditSource, SpsStatus, can_transition
+from app.domain.status import SpsStatus, can_transition
 from app.models import (
     ImagingServiceRequest,
     Patient,
@@ -41,10 +43,10 @@ from app.models import (
     ScheduledProcedureStep,
     utcnow,
 )
-from app.services import audit, outbox, worklist
+from app.schemas import LinkedStepView, MppsView
+from app.services import outbox, worklist, write
 
 ENTITY = "mpps"
-SOURCE = AuditSource.DICOM
 
 
 @dataclass(frozen=True)
@@ -59,128 +61,120 @@ class Delivery:
         return cls(settings.ris_hl7_endpoint, tuple(settings.mpps_forward))
 
 
-@dataclass(frozen=True)
-class LinkedStep:
-    step_pk: int
-    study_instance_uid: str
-    sps_id: str
-    accession_number: str
-    status: str
-
-
-@dataclass(frozen=True)
-class MppsView:
-    sop_instance_uid: str
-    status: str
-    performed_station_ae_title: str
-    modality: str
-    start_datetime: str
-    end_datetime: str
-    created_at: datetime
-    updated_at: datetime
-    linked_steps: tuple[LinkedStep, ...]
-    attributes: JsonDataset = field(repr=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # N-CREATE / N-SET
 
 
-def create(session: Session, *, uid: str, attributes: JsonDataset, delivery: Delivery) -> MppsView:
+def create(
+    session: Session, *, command: StartPerformedStep, delivery: Delivery, actor: Actor
+) -> MppsView:
     """N-CREATE (PS3.4 F.7.2.1): store, link, start the steps, queue the messages."""
-    status = validate_create(attributes)
+    uid = command.uid
     if _row(session, uid) is not None:
         raise DuplicateInstanceError(f"MPPS {uid} exists", field="AffectedSOPInstanceUID")
-    row = PerformedProcedureStep(sop_instance_uid=uid, status=status.value, attributes=attributes)
+    row = PerformedProcedureStep(
+        sop_instance_uid=uid, status=command.status.value, attributes=command.attributes
+    )
     _refresh_columns(row)
     session.add(row)
     session.flush()
     assert row.id is not None
-    steps = _steps_named(session, attributes)
+    steps = _steps_named(session, command.steps)
     for step in steps:
         assert step.id is not None
         session.add(PerformedStepLink(mpps_pk=row.id, sps_pk=step.id))
-    audit.record(
+    write.audit(
         session,
-        source=SOURCE,
+        actor=actor,
         action="create",
         entity=ENTITY,
         entity_pk=row.id,
+        after={"status": row.status},
         detail={"sop_instance_uid": uid, "steps": [s.id for s in steps]},
+        context=uid,
+        status=row.status,
     )
-    _follow(session, row, steps, status, delivery)
-    _forward(session, uid, "mpps-create", attributes, delivery)
+    _follow(session, row, steps, command.status, delivery, actor)
+    _forward(session, uid, "mpps-create", command.attributes, delivery)
     session.flush()
     return view(session, row)
 
 
 def update(
-    session: Session, *, uid: str, modifications: JsonDataset, delivery: Delivery
+    session: Session, *, command: UpdatePerformedStep, delivery: Delivery, actor: Actor
 ) -> MppsView:
     """N-SET (PS3.4 F.7.2.2): only while IN PROGRESS; the steps follow a final status."""
+    uid = command.uid
     row = _row(session, uid)
     if row is None:
         raise NoSuchInstanceError(f"no MPPS {uid}", field="RequestedSOPInstanceUID")
-    merged, status = apply_set(MppsStatus(row.status), row.attributes, modifications)
+    before = row.status
+    merged, status = apply_set(MppsStatus(row.status), row.attributes, command.modifications)
     changed_status = status.value != row.status
     row.attributes, row.status, row.updated_at = merged, status.value, utcnow()
     _refresh_columns(row)
     session.add(row)
     assert row.id is not None
-    audit.record(
+    write.audit(
         session,
-        source=SOURCE,
+        actor=actor,
         action="update",
         entity=ENTITY,
         entity_pk=row.id,
-        detail={"status": status.value, "keys": sorted(modifications)},
+        before={"status": before},
+        after={"status": status.value},
+        detail={"keys": sorted(command.modifications)},
+        context=uid,
+        status=status.value,
     )
     if changed_status:
-        _follow(session, row, _linked_steps(session, row.id), status, delivery)
-    _forward(session, uid, "mpps-set", modifications, delivery)
+        _follow(session, row, _linked_steps(session, row.id), status, delivery, actor)
+    _forward(session, uid, "mpps-set", command.modifications, delivery)
     session.flush()
     return view(session, row)
 
 
 def _refresh_columns(row: PerformedProcedureStep) -> None:
-    data = row.attributes
-    row.performed_station_ae_title = string_of(data, "00400241")[:16]
-    row.modality = string_of(data, "00080060")[:16]
-    row.start_datetime = (string_of(data, "00400244") + string_of(data, "00400245"))[:14]
-    row.end_datetime = (string_of(data, "00400250") + string_of(data, "00400251"))[:14]
+    summary = summary_of(row.attributes)
+    row.performed_station_ae_title = summary.station_ae_title
+    row.modality = summary.modality
+    row.start_datetime = summary.start_datetime
+    row.end_datetime = summary.end_datetime
 
 
 # ---------------------------------------------------------------------------------------------
 # Linking
 
 
-def _steps_named(session: Session, attributes: JsonDataset) -> list[ScheduledProcedureStep]:
+def _steps_named(
+    session: Session, references: Sequence[StepReference]
+) -> list[ScheduledProcedureStep]:
     found: dict[int, ScheduledProcedureStep] = {}
-    for item in sequence_items(attributes, SSAS_KEY):
-        for step in _steps_of_item(session, item):
+    for ref in references:
+        for step in _steps_of(session, ref):
             assert step.id is not None
             found[step.id] = step
     return list(found.values())
 
 
-def _steps_of_item(session: Session, item: JsonDataset) -> Sequence[ScheduledProcedureStep]:
-    study_uid, sps_id = string_of(item, "0020000D"), string_of(item, "00400009")
-    accession, rp_id = string_of(item, "00080050"), string_of(item, "00401001")
-    if not (sps_id or accession or rp_id):
-        return []  # unscheduled: the modality made up the Study Instance UID
+def _steps_of(session: Session, ref: StepReference) -> Sequence[ScheduledProcedureStep]:
+    if not ref.is_scheduled:
+        return []
     statement = select(ScheduledProcedureStep).join(
         RequestedProcedure, col(ScheduledProcedureStep.procedure_pk) == RequestedProcedure.id
     )
-    if sps_id:
-        statement = statement.where(ScheduledProcedureStep.sps_id == sps_id)
-    if rp_id:
-        statement = statement.where(RequestedProcedure.requested_procedure_id == rp_id)
-    if accession:
+    if ref.sps_id:
+        statement = statement.where(ScheduledProcedureStep.sps_id == ref.sps_id)
+    if ref.requested_procedure_id:
+        statement = statement.where(
+            RequestedProcedure.requested_procedure_id == ref.requested_procedure_id
+        )
+    if ref.accession_number:
         statement = statement.join(
             ImagingServiceRequest, col(RequestedProcedure.order_pk) == ImagingServiceRequest.id
-        ).where(ImagingServiceRequest.accession_number == accession)
-    elif study_uid:
-        statement = statement.where(RequestedProcedure.study_instance_uid == study_uid)
+        ).where(ImagingServiceRequest.accession_number == ref.accession_number)
+    elif ref.study_instance_uid:
+        statement = statement.where(RequestedProcedure.study_instance_uid == ref.study_instance_uid)
     return session.exec(statement).all()
 
 
@@ -195,7 +189,12 @@ def _linked_steps(session: Session, mpps_pk: int) -> list[ScheduledProcedureStep
 
 
 def link(
-    session: Session, *, uid: str, steps: Sequence[tuple[str, str]], delivery: Delivery
+    session: Session,
+    *,
+    uid: str,
+    steps: Sequence[tuple[str, str]],
+    delivery: Delivery,
+    actor: Actor,
 ) -> MppsView:
     """Reconciliation: link the MPPS to steps given as (Study Instance UID, SPS ID)."""
     row = _row(session, uid)
@@ -224,15 +223,16 @@ def link(
     for step in new:
         assert step.id is not None
         session.add(PerformedStepLink(mpps_pk=row.id, sps_pk=step.id))
-    audit.record(
+    write.audit(
         session,
-        source=AuditSource.REST,
+        actor=actor,
         action="link",
         entity=ENTITY,
         entity_pk=row.id,
         detail={"steps": [s.id for s in new]},
+        context=uid,
     )
-    _follow(session, row, new, MppsStatus(row.status), delivery)
+    _follow(session, row, new, MppsStatus(row.status), delivery, actor)
     session.flush()
     return view(session, row)
 
@@ -247,11 +247,12 @@ def _follow(
     steps: Sequence[ScheduledProcedureStep],
     status: MppsStatus,
     delivery: Delivery,
+    actor: Actor,
 ) -> None:
     target = status.step_status
     for step in steps:
         if can_transition(SpsStatus(step.status), target):
-            worklist.move_status(session, step, target, source=SOURCE)
+            write.move_status(session, step, target, actor=actor, context=row.sop_instance_uid)
     if delivery.ris_endpoint and steps:
         for order_pk, payload in _status_payloads(session, row, steps, status).items():
             outbox.enqueue(
@@ -360,12 +361,12 @@ def view(session: Session, row: PerformedProcedureStep) -> MppsView:
         order = session.get_one(ImagingServiceRequest, procedure.order_pk)
         assert step.id is not None
         linked.append(
-            LinkedStep(
-                step.id,
-                procedure.study_instance_uid,
-                step.sps_id,
-                order.accession_number,
-                step.status,
+            LinkedStepView(
+                step_pk=step.id,
+                study_instance_uid=procedure.study_instance_uid,
+                sps_id=step.sps_id,
+                accession_number=order.accession_number,
+                status=step.status,
             )
         )
     return MppsView(
@@ -388,11 +389,16 @@ def list_mpps(
     status: str = "",
     unlinked: bool = False,
     station: str = "",
+    step_pk: int | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[MppsView]:
-    """Newest first; ``unlinked`` lists the ones awaiting reconciliation."""
+    """Newest first; ``unlinked`` lists the ones awaiting reconciliation; ``step_pk`` those
+    performing one scheduled step."""
     statement = select(PerformedProcedureStep)
+    if step_pk is not None:
+        performing = select(PerformedStepLink.mpps_pk).where(PerformedStepLink.sps_pk == step_pk)
+        statement = statement.where(col(PerformedProcedureStep.id).in_(performing))
     if status:
         statement = statement.where(PerformedProcedureStep.status == status)
     if station:

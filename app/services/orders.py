@@ -1,19 +1,18 @@
 """Orders (Imaging Service Requests) with their requested procedures and steps, as plain views.
 
-Rows are written through the worklist helpers, so an order created here is the same worklist
-item the DICOM and HL7 sides see. Reads return frozen dataclasses built inside the session: no
-ORM object leaves this module, so nothing loads lazily after the transaction ended.
+Rows are written through ``app.services.write``, so an order created here is the same worklist
+item the DICOM and HL7 sides see. Reads return frozen views (``app.schemas``) built inside the
+session: no ORM object leaves this module.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from app.domain.actor import Actor
 from app.domain.errors import ConflictError, NotFoundError, ValidationError
 from app.domain.items import (
     OrderData,
@@ -24,93 +23,21 @@ from app.domain.items import (
     validate_ae_titles,
 )
 from app.domain.matching import VALUE_SEPARATOR
-from app.domain.status import AuditSource, SpsStatus
+from app.domain.status import SpsStatus
 from app.models import (
     ImagingServiceRequest,
     Patient,
     RequestedProcedure,
     ScheduledProcedureStep,
-    utcnow,
 )
-from app.services import audit
-from app.services.patients import ensure_patient
-from app.services.worklist import (
-    create_order_row,
-    create_procedure_row,
-    create_step_row,
-    move_status,
-    step_values,
-    update_step_row,
-)
+from app.schemas import OrderView, StepView
+from app.services import read, write
 
-ORDER_ENTITY = "order"
-ORDER_FIELDS = (
-    "accession_number",
-    "placer_order_number",
-    "filler_order_number",
-    "requesting_physician",
-    "referring_physician_name",
-    "admission_id",
-    "current_patient_location",
-)
+ORDER_FIELDS = read.ORDER_FIELDS
 
 
 # ---------------------------------------------------------------------------------------------
-# Views
-
-
-@dataclass(frozen=True)
-class PatientView:
-    id: int
-    patient_id: str
-    issuer_of_patient_id: str
-    name: str
-    birth_date: str
-    sex: str
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class StepView:
-    id: int
-    sps_id: str
-    station_ae_titles: tuple[str, ...]
-    start_date: str
-    start_time: str
-    modality: str
-    performing_physician: str
-    description: str
-    station_name: str
-    location: str
-    status: SpsStatus
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class ProcedureView:
-    id: int
-    requested_procedure_id: str
-    study_instance_uid: str
-    description: str
-    priority: str
-    steps: tuple[StepView, ...]
-
-
-@dataclass(frozen=True)
-class OrderView:
-    id: int
-    patient: PatientView
-    accession_number: str
-    placer_order_number: str
-    filler_order_number: str
-    requesting_physician: str
-    referring_physician_name: str
-    admission_id: str
-    current_patient_location: str
-    procedures: tuple[ProcedureView, ...]
-    created_at: datetime
-    updated_at: datetime
+# Commands
 
 
 @dataclass(frozen=True)
@@ -125,89 +52,6 @@ class StepChanges:
     description: str | None = None
     station_name: str | None = None
     location: str | None = None
-
-
-def patient_view(patient: Patient) -> PatientView:
-    assert patient.id is not None
-    return PatientView(
-        id=patient.id,
-        patient_id=patient.patient_id,
-        issuer_of_patient_id=patient.issuer_of_patient_id,
-        name=patient.name,
-        birth_date=patient.birth_date,
-        sex=patient.sex,
-        created_at=patient.created_at,
-        updated_at=patient.updated_at,
-    )
-
-
-def _step_view(step: ScheduledProcedureStep) -> StepView:
-    assert step.id is not None
-    return StepView(
-        id=step.id,
-        sps_id=step.sps_id,
-        station_ae_titles=tuple(step.station_ae_title.split(VALUE_SEPARATOR)),
-        start_date=step.start_datetime[:8],
-        start_time=step.start_datetime[8:],
-        modality=step.modality,
-        performing_physician=step.performing_physician,
-        description=step.description,
-        station_name=step.station_name,
-        location=step.location,
-        status=SpsStatus(step.status),
-        updated_at=step.updated_at,
-    )
-
-
-def _views(session: Session, orders: Sequence[ImagingServiceRequest]) -> list[OrderView]:
-    """Views of ``orders`` with three more queries in all, whatever the number of orders."""
-    order_pks = [o.id for o in orders]
-    patient_pks = {o.patient_pk for o in orders}
-    patients = {
-        p.id: p for p in session.exec(select(Patient).where(col(Patient.id).in_(patient_pks)))
-    }
-    procedures = list(
-        session.exec(
-            select(RequestedProcedure)
-            .where(col(RequestedProcedure.order_pk).in_(order_pks))
-            .order_by(col(RequestedProcedure.id))
-        )
-    )
-    steps: dict[int, list[StepView]] = defaultdict(list)
-    statement = (
-        select(ScheduledProcedureStep)
-        .where(col(ScheduledProcedureStep.procedure_pk).in_([p.id for p in procedures]))
-        .order_by(col(ScheduledProcedureStep.start_datetime), col(ScheduledProcedureStep.id))
-    )
-    for step in session.exec(statement):
-        steps[step.procedure_pk].append(_step_view(step))
-    by_order: dict[int, list[ProcedureView]] = defaultdict(list)
-    for procedure in procedures:
-        assert procedure.id is not None
-        by_order[procedure.order_pk].append(
-            ProcedureView(
-                id=procedure.id,
-                requested_procedure_id=procedure.requested_procedure_id,
-                study_instance_uid=procedure.study_instance_uid,
-                description=procedure.description,
-                priority=procedure.priority,
-                steps=tuple(steps[procedure.id]),
-            )
-        )
-    views = []
-    for order in orders:
-        assert order.id is not None
-        views.append(
-            OrderView(
-                id=order.id,
-                patient=patient_view(patients[order.patient_pk]),
-                **{name: getattr(order, name) for name in ORDER_FIELDS},
-                procedures=tuple(by_order[order.id]),
-                created_at=order.created_at,
-                updated_at=order.updated_at,
-            )
-        )
-    return views
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +87,7 @@ def create_order(
     patient: PatientData,
     order: OrderData,
     procedures: Sequence[tuple[ProcedureData, Sequence[StepData]]],
-    source: AuditSource,
+    actor: Actor,
 ) -> int:
     """Create an order with its procedures and steps; the patient is found or created.
 
@@ -253,18 +97,18 @@ def create_order(
     if not procedures or any(not steps for _, steps in procedures):
         raise ValidationError("an order needs at least one procedure, each with a step")
     _check_accession_free(session, order.accession_number, order_pk=None)
-    patient_row = ensure_patient(session, patient, source=source)
-    order_row = create_order_row(session, patient_row, order, source=source)
+    patient_row = write.ensure_patient(session, patient, actor=actor)
+    order_row = write.create_order_row(session, patient_row, order, actor=actor)
     for procedure, steps in procedures:
-        procedure_row = create_procedure_row(session, order_row, procedure, source=source)
+        procedure_row = write.create_procedure_row(session, order_row, procedure, actor=actor)
         for step in steps:
-            create_step_row(session, procedure_row, step, source=source)
+            write.create_step_row(session, procedure_row, step, actor=actor)
     assert order_row.id is not None
     return order_row.id
 
 
 def get_order(session: Session, *, pk: int) -> OrderView:
-    return _views(session, [_order_row(session, pk)])[0]
+    return read.order_views(session, [_order_row(session, pk)])[0]
 
 
 def list_orders(
@@ -294,12 +138,10 @@ def list_orders(
         )
         statement = statement.where(col(ImagingServiceRequest.id).in_(with_status))
     statement = statement.order_by(col(ImagingServiceRequest.id)).offset(offset).limit(limit)
-    return _views(session, list(session.exec(statement)))
+    return read.order_views(session, list(session.exec(statement)))
 
 
-def update_order(
-    session: Session, *, pk: int, changes: dict[str, str], source: AuditSource
-) -> OrderView:
+def update_order(session: Session, *, pk: int, changes: dict[str, str], actor: Actor) -> OrderView:
     """Set the given order-level fields (an empty string clears one)."""
     unknown = sorted(set(changes) - set(ORDER_FIELDS))
     if unknown:
@@ -307,21 +149,8 @@ def update_order(
     order = _order_row(session, pk)
     if "accession_number" in changes:
         _check_accession_free(session, changes["accession_number"], order_pk=pk)
-    changed = sorted(name for name, value in changes.items() if getattr(order, name) != value)
-    if changed:
-        for name in changed:
-            setattr(order, name, changes[name])
-        order.updated_at = utcnow()
-        session.add(order)
-        audit.record(
-            session,
-            source=source,
-            action="update",
-            entity=ORDER_ENTITY,
-            entity_pk=pk,
-            detail={"fields": changed},
-        )
-        session.flush()
+    write.update_order_row(session, order, changes, actor=actor)
+    session.flush()
     return get_order(session, pk=pk)
 
 
@@ -335,23 +164,24 @@ def _steps_of_order(session: Session, pk: int) -> list[ScheduledProcedureStep]:
     return list(session.exec(statement))
 
 
-def cancel_order(session: Session, *, pk: int, source: AuditSource) -> OrderView:
-    """Every step not yet final becomes CANCELED; the rows stay, so the history stays visible."""
+def cancel_order(session: Session, *, pk: int, actor: Actor, reason: str = "") -> OrderView:
+    """Every step not yet final becomes CANCELED; the rows stay, so the history stays visible.
+
+    ``reason`` (free text) is kept in the audit trail of each step and of the order.
+    """
     _order_row(session, pk)
     canceled = []
     for step in _steps_of_order(session, pk):
         if SpsStatus(step.status).is_final:
             continue
-        move_status(session, step, SpsStatus.CANCELED, source=source)
+        write.move_status(session, step, SpsStatus.CANCELED, actor=actor, reason=reason)
         canceled.append(step.sps_id)
     if canceled:
-        audit.record(
-            session,
-            source=source,
-            action="cancel",
-            entity=ORDER_ENTITY,
-            entity_pk=pk,
-            detail={"steps": canceled},
+        detail: dict[str, object] = {"steps": canceled}
+        if reason:
+            detail["reason"] = reason
+        write.audit(
+            session, actor=actor, action="cancel", entity=write.ORDER, entity_pk=pk, detail=detail
         )
     session.flush()
     return get_order(session, pk=pk)
@@ -388,12 +218,10 @@ def _nonempty(value: str | None, name: str, keyword: str) -> None:
 
 
 def get_step(session: Session, *, pk: int) -> StepView:
-    return _step_view(_step_row(session, pk))
+    return read.step_view(_step_row(session, pk))
 
 
-def update_step(
-    session: Session, *, pk: int, changes: StepChanges, source: AuditSource
-) -> StepView:
+def update_step(session: Session, *, pk: int, changes: StepChanges, actor: Actor) -> StepView:
     """Reschedule or correct a step. A final step is closed: reopen it through its status first."""
     step = _step_row(session, pk)
     if SpsStatus(step.status).is_final:
@@ -426,15 +254,13 @@ def update_step(
             if (value := getattr(changes, name)) is not None
         },
     )
-    update_step_row(session, step, step_values(data), None, source=source)
+    write.update_step_row(session, step, write.step_values(data), None, actor=actor)
     session.flush()
-    return _step_view(step)
+    return read.step_view(step)
 
 
-def set_step_status(
-    session: Session, *, pk: int, status: SpsStatus, source: AuditSource
-) -> StepView:
+def set_step_status(session: Session, *, pk: int, status: SpsStatus, actor: Actor) -> StepView:
     step = _step_row(session, pk)
-    move_status(session, step, status, source=source)
+    write.move_status(session, step, status, actor=actor)
     session.flush()
-    return _step_view(step)
+    return read.step_view(step)

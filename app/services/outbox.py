@@ -29,11 +29,13 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select, update
 
 from app.domain.errors import ConflictError, NotFoundError
+from app.events import ChangeEvent, note
 from app.models import OutboxMessage, utcnow
 
 PENDING = "pending"
 SENT = "sent"
 HL7 = "hl7"
+ENTITY = "outbox"  # change events about outbox rows wake the delivery worker
 DICOM = "dicom"
 
 
@@ -56,6 +58,7 @@ def enqueue(
     session.add(message)
     session.flush()
     assert message.id is not None
+    note(session, ChangeEvent(ENTITY, message.id, "queued"))
     return message.id
 
 
@@ -141,6 +144,7 @@ def retry_now(session: Session, *, pk: int) -> OutboxMessage:
         raise ConflictError(f"outbox message {pk} was already sent", field="state")
     message.next_attempt_at = utcnow()
     session.add(message)
+    note(session, ChangeEvent(ENTITY, pk, "retry"))
     return message
 
 

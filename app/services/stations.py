@@ -7,17 +7,17 @@ default row (empty location).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.domain.actor import Actor
 from app.domain.errors import ConflictError, NotFoundError, ValidationError
 from app.domain.items import validate_ae_titles
-from app.domain.status import AuditSource
-from app.models import Station, utcnow
-from app.services import audit
+from app.models import Station
+from app.schemas import StationView
+from app.services import write
 
 ENTITY = "station"
 
@@ -50,17 +50,20 @@ def route(session: Session, *, modality: str, location: str = "") -> Station | N
     return None
 
 
-def list_stations(session: Session) -> Sequence[Station]:
-    return session.exec(
-        select(Station).order_by(col(Station.modality), col(Station.location))
-    ).all()
+def list_stations(session: Session) -> list[StationView]:
+    rows = session.exec(select(Station).order_by(col(Station.modality), col(Station.location)))
+    return [StationView.model_validate(row) for row in rows]
 
 
-def get_station(session: Session, *, pk: int) -> Station:
+def _row(session: Session, pk: int) -> Station:
     station = session.get(Station, pk)
     if station is None:
         raise NotFoundError(f"no station {pk}")
     return station
+
+
+def get_station(session: Session, *, pk: int) -> StationView:
+    return StationView.model_validate(_row(session, pk))
 
 
 def _flush(session: Session, data: StationData) -> None:
@@ -73,28 +76,48 @@ def _flush(session: Session, data: StationData) -> None:
         ) from None
 
 
-def create_station(session: Session, *, data: StationData, source: AuditSource) -> Station:
+def create_station(session: Session, *, data: StationData, actor: Actor) -> StationView:
     data = _validate(data)
     station = Station(**vars(data))
     session.add(station)
     _flush(session, data)
     assert station.id is not None
-    audit.record(session, source=source, action="create", entity=ENTITY, entity_pk=station.id)
-    return station
+    write.audit(
+        session,
+        actor=actor,
+        action="create",
+        entity=ENTITY,
+        entity_pk=station.id,
+        after=vars(data),
+    )
+    return StationView.model_validate(station)
 
 
-def update_station(session: Session, *, pk: int, data: StationData, source: AuditSource) -> Station:
-    station = get_station(session, pk=pk)
+def update_station(session: Session, *, pk: int, data: StationData, actor: Actor) -> StationView:
+    station = _row(session, pk)
     data = _validate(data)
-    for name, value in vars(data).items():
-        setattr(station, name, value)
-    station.updated_at = utcnow()
+    changed = write.assign(station, vars(data))
     session.add(station)
     _flush(session, data)
-    audit.record(session, source=source, action="update", entity=ENTITY, entity_pk=pk)
-    return station
+    if changed:
+        write.audit(
+            session,
+            actor=actor,
+            action="update",
+            entity=ENTITY,
+            entity_pk=pk,
+            before={k: b for k, (b, _) in changed.items()},
+            after={k: a for k, (_, a) in changed.items()},
+        )
+    return StationView.model_validate(station)
 
 
-def delete_station(session: Session, *, pk: int, source: AuditSource) -> None:
-    session.delete(get_station(session, pk=pk))
-    audit.record(session, source=source, action="delete", entity=ENTITY, entity_pk=pk)
+def delete_station(session: Session, *, pk: int, actor: Actor) -> None:
+    station = _row(session, pk)
+    before = {
+        "modality": station.modality,
+        "location": station.location,
+        "ae_title": station.ae_title,
+    }
+    session.delete(station)
+    write.audit(session, actor=actor, action="delete", entity=ENTITY, entity_pk=pk, before=before)

@@ -25,7 +25,7 @@ from app.domain.access import Principal, Role
 from app.domain.actor import Actor
 from app.domain.errors import ConflictError, NotFoundError, ValidationError
 from app.models import ApiToken, AppUser, WebSession, utcnow
-from app.services import audit
+from app.services.write import audit
 
 TOKEN_PREFIX = "mwl_"
 MIN_PASSWORD_LENGTH = 8
@@ -132,14 +132,7 @@ def _role(value: Role | str) -> Role:
 def _record(
     session: Session, actor: Actor, action: str, entity: str, pk: int, **detail: str
 ) -> None:
-    audit.record(
-        session,
-        source=actor.source,
-        action=action,
-        entity=entity,
-        entity_pk=pk,
-        detail={"by": actor.name, **detail},
-    )
+    audit(session, actor=actor, action=action, entity=entity, entity_pk=pk, detail=detail)
 
 
 # ---------------------------------------------------------------- users

@@ -13,6 +13,7 @@ from sqlmodel import select
 
 from app.config import Settings
 from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
+from app.domain.actor import Actor
 from app.domain.status import AuditSource
 from app.domain.worklist import parse_worklist_query
 from app.models import AuditEvent, Hl7Message, Patient
@@ -48,7 +49,7 @@ def handler(settings: Settings, session_factory: SessionFactory) -> Hl7Handler:
             stations.create_station(
                 session,
                 data=stations.StationData(modality, f"{modality}01"),
-                source=AuditSource.REST,
+                actor=Actor(AuditSource.REST),
             )
     return Hl7Handler(settings, session_factory)
 
@@ -98,12 +99,12 @@ def test_ae_message_is_processed_again_once_fixed(
     with session_scope(session_factory) as session:
         for station in stations.list_stations(session):
             assert station.id is not None
-            stations.delete_station(session, pk=station.id, source=AuditSource.REST)
+            stations.delete_station(session, pk=station.id, actor=Actor(AuditSource.REST))
     assert segments(handler.handle(message("orm_o01_nw.hl7")))["MSA"][1] == "AE"
     with session_scope(session_factory) as session:
         for modality in ("CT", "CR"):
             stations.create_station(
-                session, data=stations.StationData(modality, "ANY01"), source=AuditSource.REST
+                session, data=stations.StationData(modality, "ANY01"), actor=Actor(AuditSource.REST)
             )
     assert segments(handler.handle(message("orm_o01_nw.hl7")))["MSA"][1] == "AA"
     assert len(items(session_factory)) == 2

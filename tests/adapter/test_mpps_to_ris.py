@@ -14,6 +14,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[
 from sqlmodel import select
 
 from app.db import session_scope
+from app.domain.actor import Actor
 from app.domain.items import item_from_json
 from app.domain.status import AuditSource
 from app.models import OutboxMessage
@@ -109,7 +110,9 @@ def test_status_reaches_the_ris_once_in_order(sqlite_url: str, tmp_path: Path, r
     broker = start_broker(sqlite_url, tmp_path, ris)
     try:
         with session_scope(broker.session_factory) as session:
-            worklist.upsert_item(session, data=item_from_json(mwl_item()), source=AuditSource.CLI)
+            worklist.upsert_item(
+                session, data=item_from_json(mwl_item()), actor=Actor(AuditSource.CLI)
+            )
         # The RIS is down: the IN PROGRESS message waits, retried with back-off.
         assert send(broker, "create", n_create(), "1.2.9.1") == 0x0000
         wait_until(lambda: any(m.attempts >= 2 for m in pending(broker)), what="retries")

@@ -10,6 +10,7 @@ from sqlmodel import select
 
 from app.config import DEFAULT_ORDER_CONTROL
 from app.db import SessionFactory, session_scope
+from app.domain.actor import Actor
 from app.domain.errors import ConflictError, NotFoundError, ValidationError
 from app.domain.intake import (
     OrderGroup,
@@ -24,6 +25,7 @@ from app.domain.worklist import parse_worklist_query
 from app.models import AuditEvent, Patient, ScheduledProcedureStep
 from app.services import intake, stations, worklist
 
+RIS = Actor(AuditSource.HL7, "RIS")
 POLICY = intake.IntakePolicy(order_control=DEFAULT_ORDER_CONTROL)
 JANE = PatientData(patient_id="P1", name="DOE^JANE", birth_date="19800101", sex="F")
 
@@ -61,7 +63,7 @@ def order(
 ) -> None:
     message = OrderMessage(control, status, patient, tuple(groups))
     with session_scope(factory) as session:
-        intake.apply(session, message, policy=policy)
+        intake.apply(session, message, policy=policy, actor=RIS)
 
 
 def items(factory: SessionFactory, **keys: str) -> list[dict[str, Any]]:
@@ -84,7 +86,7 @@ def factory(session_factory: SessionFactory) -> SessionFactory:
             stations.create_station(
                 session,
                 data=stations.StationData(modality, title, location, f"{title}NAME"),
-                source=AuditSource.REST,
+                actor=Actor(AuditSource.REST),
             )
     return session_factory
 
@@ -172,7 +174,9 @@ def test_unconfigured_order_control(factory: SessionFactory) -> None:
 def test_a08_name_change_reaches_the_worklist(factory: SessionFactory) -> None:
     order("NW", group(), factory=factory)
     with session_scope(factory) as session:
-        intake.apply(session, PatientUpdate(PatientData("P1", "DOE-SMITH^JANE")), policy=POLICY)
+        intake.apply(
+            session, PatientUpdate(PatientData("P1", "DOE-SMITH^JANE")), policy=POLICY, actor=RIS
+        )
     assert items(factory)[0]["00100010"]["Value"] == [{"Alphabetic": "DOE-SMITH^JANE"}]
 
 
@@ -180,7 +184,9 @@ def test_a40_moves_orders_and_history(factory: SessionFactory) -> None:
     order("NW", group("OLD"), patient=PatientData("TEMP1", "UNKNOWN^PATIENT"), factory=factory)
     order("NW", group("NEW"), factory=factory)
     with session_scope(factory) as session:
-        intake.apply(session, PatientMerge(JANE, prior_patient_id="TEMP1"), policy=POLICY)
+        intake.apply(
+            session, PatientMerge(JANE, prior_patient_id="TEMP1"), policy=POLICY, actor=RIS
+        )
     found = items(factory, PatientID="P1")
     assert sorted(step_of(i, "00400009") for i in found) == ["NEW", "OLD"]
     assert items(factory, PatientID="TEMP1") == []
@@ -198,7 +204,9 @@ def test_a40_moves_orders_and_history(factory: SessionFactory) -> None:
 
 def test_a40_with_an_unknown_prior_patient(factory: SessionFactory) -> None:
     with pytest.raises(NotFoundError), session_scope(factory) as session:
-        intake.apply(session, PatientMerge(JANE, prior_patient_id="GHOST"), policy=POLICY)
+        intake.apply(
+            session, PatientMerge(JANE, prior_patient_id="GHOST"), policy=POLICY, actor=RIS
+        )
 
 
 def test_a47_changes_the_identifier(factory: SessionFactory) -> None:
@@ -208,10 +216,14 @@ def test_a47_changes_the_identifier(factory: SessionFactory) -> None:
             session,
             PatientIdentifierChange(PatientData("NEWID", "DOE^JANE"), "OLDID"),
             policy=POLICY,
+            actor=RIS,
         )
     assert [i["00100020"]["Value"] for i in items(factory)] == [["NEWID"]]
     order("NW", group("ACC9"), patient=PatientData("OTHER", "X^Y"), factory=factory)
     with pytest.raises(ConflictError), session_scope(factory) as session:
         intake.apply(
-            session, PatientIdentifierChange(PatientData("NEWID", "X^Y"), "OTHER"), policy=POLICY
+            session,
+            PatientIdentifierChange(PatientData("NEWID", "X^Y"), "OTHER"),
+            policy=POLICY,
+            actor=RIS,
         )

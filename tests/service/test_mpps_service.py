@@ -8,6 +8,7 @@ import pytest
 from sqlmodel import select
 
 from app.db import SessionFactory, session_scope
+from app.domain.actor import Actor
 from app.domain.errors import NotFoundError
 from app.domain.items import item_from_json
 from app.domain.mpps import (
@@ -17,6 +18,8 @@ from app.domain.mpps import (
     MissingAttributeValueError,
     MppsClosedError,
     NoSuchInstanceError,
+    StartPerformedStep,
+    UpdatePerformedStep,
 )
 from app.domain.status import AuditSource
 from app.models import OutboxMessage, ScheduledProcedureStep
@@ -33,26 +36,27 @@ def factory(session_factory: SessionFactory) -> SessionFactory:
     with session_scope(session_factory) as session:
         for index, sps in enumerate(("SPS1", "SPS2")):
             item = mwl_item(sps_id=sps, study_uid=f"1.2.3.4.{index + 1}", accession="A1")
-            worklist.upsert_item(session, data=item_from_json(item), source=AuditSource.REST)
+            worklist.upsert_item(session, data=item_from_json(item), actor=Actor(AuditSource.REST))
     return session_factory
+
+
+MODALITY = Actor(AuditSource.DICOM, "CT01")
 
 
 def create(
     factory: SessionFactory, uid: str = "1.2.9.1", delivery: mpps.Delivery = NONE, **kwargs: Any
 ) -> mpps.MppsView:
     with session_scope(factory) as session:
-        return mpps.create(
-            session, uid=uid, attributes=as_json(n_create(**kwargs)), delivery=delivery
-        )
+        command = StartPerformedStep.from_json(uid, as_json(n_create(**kwargs)))
+        return mpps.create(session, command=command, delivery=delivery, actor=MODALITY)
 
 
 def update(
     factory: SessionFactory, uid: str = "1.2.9.1", delivery: mpps.Delivery = NONE, **kwargs: Any
 ) -> mpps.MppsView:
     with session_scope(factory) as session:
-        return mpps.update(
-            session, uid=uid, modifications=as_json(n_set(**kwargs)), delivery=delivery
-        )
+        command = UpdatePerformedStep(uid, as_json(n_set(**kwargs)))
+        return mpps.update(session, command=command, delivery=delivery, actor=MODALITY)
 
 
 def statuses(factory: SessionFactory) -> dict[str, str]:
@@ -106,11 +110,13 @@ def test_unscheduled_is_kept_and_can_be_linked(factory: SessionFactory) -> None:
     assert view.linked_steps == ()
     with session_scope(factory) as session:
         assert [v.sop_instance_uid for v in mpps.list_mpps(session, unlinked=True)] == ["1.2.9.1"]
-        linked = mpps.link(session, uid="1.2.9.1", steps=[("1.2.3.4.2", "SPS2")], delivery=NONE)
+        linked = mpps.link(
+            session, uid="1.2.9.1", steps=[("1.2.3.4.2", "SPS2")], delivery=NONE, actor=MODALITY
+        )
     assert [s.sps_id for s in linked.linked_steps] == ["SPS2"]
     assert statuses(factory)["SPS2"] == "STARTED"
     with pytest.raises(NotFoundError), session_scope(factory) as session:
-        mpps.link(session, uid="1.2.9.1", steps=[("9.9", "X")], delivery=NONE)
+        mpps.link(session, uid="1.2.9.1", steps=[("9.9", "X")], delivery=NONE, actor=MODALITY)
 
 
 def test_outbox_rows_are_written_with_the_change(factory: SessionFactory) -> None:
@@ -178,9 +184,9 @@ def test_set_rules(factory: SessionFactory) -> None:
     with pytest.raises(InvalidAttributeValueError) as info, session_scope(factory) as session:
         mpps.update(
             session,
-            uid="1.2.9.1",
-            modifications={"00100020": {"vr": "LO", "Value": ["OTHER"]}},
+            command=UpdatePerformedStep("1.2.9.1", {"00100020": {"vr": "LO", "Value": ["OTHER"]}}),
             delivery=NONE,
+            actor=MODALITY,
         )
     assert info.value.field == "PatientID"
     update(factory)

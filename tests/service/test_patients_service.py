@@ -9,11 +9,12 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from app.db import SessionFactory, session_scope
+from app.domain.actor import Actor
 from app.domain.errors import ConflictError
 from app.domain.items import PatientData
 from app.domain.status import AuditSource
 from app.models import Patient
-from app.services import patients
+from app.services import patients, write
 
 RACERS = 8
 
@@ -47,7 +48,7 @@ def patient_rows(factory: SessionFactory) -> int:
 def test_concurrent_ensure_creates_one_patient(session_factory: SessionFactory) -> None:
     data = PatientData(patient_id="RACE1", name="RACE^ONE")
     errors = race(
-        session_factory, lambda s: patients.ensure_patient(s, data, source=AuditSource.HL7)
+        session_factory, lambda s: write.ensure_patient(s, data, actor=Actor(AuditSource.HL7))
     )
     assert errors == []
     assert patient_rows(session_factory) == 1
@@ -56,7 +57,7 @@ def test_concurrent_ensure_creates_one_patient(session_factory: SessionFactory) 
 def test_concurrent_create_succeeds_once(session_factory: SessionFactory) -> None:
     data = PatientData(patient_id="RACE2", name="RACE^TWO")
     errors = race(
-        session_factory, lambda s: patients.create_patient(s, data, source=AuditSource.REST)
+        session_factory, lambda s: patients.create_patient(s, data, actor=Actor(AuditSource.REST))
     )
     assert len(errors) == RACERS - 1
     assert all(isinstance(e, ConflictError) for e in errors)

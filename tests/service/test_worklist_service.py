@@ -11,6 +11,7 @@ from sqlalchemy import Engine, func, insert, text
 from sqlmodel import select
 
 from app.db import SessionFactory, session_scope
+from app.domain.actor import Actor
 from app.domain.errors import ConflictError, InvalidTransitionError, NotFoundError
 from app.domain.items import item_from_json
 from app.domain.status import AuditSource, SpsStatus
@@ -23,7 +24,7 @@ from app.models import (
     ScheduledProcedureStep,
     ScheduledStationAETitle,
 )
-from app.services import worklist
+from app.services import read, worklist
 from tests.support.items import mwl_item
 
 REST = AuditSource.REST
@@ -31,7 +32,9 @@ REST = AuditSource.REST
 
 def put(factory: SessionFactory, **kwargs: Any) -> worklist.StoredItem:
     with session_scope(factory) as session:
-        return worklist.upsert_item(session, data=item_from_json(mwl_item(**kwargs)), source=REST)
+        return worklist.upsert_item(
+            session, data=item_from_json(mwl_item(**kwargs)), actor=Actor(REST)
+        )
 
 
 def find(factory: SessionFactory, keys: dict[str, str]) -> list[dict[str, Any]]:
@@ -74,7 +77,7 @@ class TestUpsert:
         put(session_factory)
         with session_scope(session_factory) as s:
             worklist.set_status(
-                s, study_uid="1.2.3.4.1", sps_id="SPS1", status=SpsStatus.ARRIVED, source=REST
+                s, study_uid="1.2.3.4.1", sps_id="SPS1", status=SpsStatus.ARRIVED, actor=Actor(REST)
             )
         put(session_factory, modality="MR")
         with session_scope(session_factory) as s:
@@ -92,7 +95,7 @@ class TestUpsert:
                 study_uid="1.2.3.4.1",
                 sps_id="SPS1",
                 status=SpsStatus.STARTED,
-                source=AuditSource.DICOM,
+                actor=Actor(AuditSource.DICOM),
             )
             events = s.exec(select(AuditEvent).order_by(AuditEvent.id)).all()  # type: ignore[arg-type]
             summary = [(e.source, e.action, e.entity) for e in events]
@@ -204,12 +207,10 @@ class TestFind:
             {"ScheduledPerformingPhysicianName": "house*"},
         ]
         with session_scope(session_factory) as s:
-            all_rows = [tuple(r) for r in s.execute(worklist._joined())]
+            all_rows = [tuple(r) for r in s.execute(read.joined())]
             for keys in queries:
                 query = parse_worklist_query(keys)
-                expected = sorted(
-                    r[0].sps_id for r in all_rows if query.matches(worklist.record_of(r))
-                )  # type: ignore[arg-type]
+                expected = sorted(r[0].sps_id for r in all_rows if query.matches(read.record_of(r)))  # type: ignore[arg-type]
                 got = sorted(sps_ids(list(worklist.find(s, query=query))))
                 assert got == expected, keys
 
@@ -233,17 +234,21 @@ class TestStatusAndDelete:
         put(session_factory)
         with session_scope(session_factory) as s:
             worklist.set_status(
-                s, study_uid="1.2.3.4.1", sps_id="SPS1", status=SpsStatus.COMPLETED, source=REST
+                s,
+                study_uid="1.2.3.4.1",
+                sps_id="SPS1",
+                status=SpsStatus.COMPLETED,
+                actor=Actor(REST),
             )
         with pytest.raises(InvalidTransitionError), session_scope(session_factory) as s:
             worklist.set_status(
-                s, study_uid="1.2.3.4.1", sps_id="SPS1", status=SpsStatus.STARTED, source=REST
+                s, study_uid="1.2.3.4.1", sps_id="SPS1", status=SpsStatus.STARTED, actor=Actor(REST)
             )
 
     def test_delete_removes_empty_parents(self, session_factory: SessionFactory) -> None:
         put(session_factory)
         with session_scope(session_factory) as s:
-            worklist.delete_item(s, study_uid="1.2.3.4.1", sps_id="SPS1", source=REST)
+            worklist.delete_item(s, study_uid="1.2.3.4.1", sps_id="SPS1", actor=Actor(REST))
         assert count(session_factory, ScheduledProcedureStep) == 0
         assert count(session_factory, ScheduledStationAETitle) == 0
         assert count(session_factory, RequestedProcedure) == 0
@@ -368,7 +373,7 @@ def test_station_and_day_query_uses_indexes(database_url: str) -> None:
                 "ScheduledProcedureStepStartDate": "20261215",
             }
         )
-        plan = explain(engine, worklist.find_statement(query))
+        plan = explain(engine, read.find_statement(query))
         big_tables = ("scheduled_procedure_step", "scheduled_station_ae_title")
         if engine.dialect.name == "sqlite":
             scans = [

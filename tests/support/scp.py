@@ -7,6 +7,7 @@ from typing import Any
 
 from app.config import Settings
 from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
+from app.domain.actor import Actor
 from app.domain.items import item_from_json
 from app.domain.status import AuditSource
 from app.services import worklist
@@ -25,7 +26,9 @@ class Scp:
 
     def add(self, **kwargs: Any) -> None:
         with session_scope(self.factory) as s:
-            worklist.upsert_item(s, data=item_from_json(mwl_item(**kwargs)), source=AuditSource.CLI)
+            worklist.upsert_item(
+                s, data=item_from_json(mwl_item(**kwargs)), actor=Actor(AuditSource.CLI)
+            )
 
     def stop(self) -> None:
         self.server.stop()

@@ -6,6 +6,9 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.db import create_db_engine, create_session_factory, session_scope
+from app.domain.actor import Actor
+from app.domain.mpps import StartPerformedStep
+from app.domain.status import AuditSource
 from app.services import mpps
 from tests.support.items import mwl_item
 from tests.support.mpps import as_json, n_create, ssas_item
@@ -16,11 +19,12 @@ DICOM_JSON = {"content-type": "application/dicom+json"}
 def create_mpps(settings: Settings, uid: str, *items: object) -> None:
     engine = create_db_engine(settings.database_url)
     with session_scope(create_session_factory(engine)) as session:
+        command = StartPerformedStep.from_json(uid, as_json(n_create(*items)))  # type: ignore[arg-type]
         mpps.create(
             session,
-            uid=uid,
-            attributes=as_json(n_create(*items)),  # type: ignore[arg-type]
+            command=command,
             delivery=mpps.Delivery(),
+            actor=Actor(AuditSource.DICOM, "CT01"),
         )
     engine.dispose()
 

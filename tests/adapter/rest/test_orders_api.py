@@ -271,7 +271,10 @@ def test_cancel_order(client: TestClient, session_factory: SessionFactory) -> No
     assert order_audit[1].detail == {"steps": ["SPS1", "SPS2"]}
     step_audit = audit_rows(session_factory, "scheduled_procedure_step", steps["SPS1"]["id"])
     assert step_audit[-1].action == "status"
-    assert step_audit[-1].detail == {"from": "SCHEDULED", "to": "CANCELED"}
+    assert step_audit[-1].detail == {
+        "before": {"status": "SCHEDULED"},
+        "after": {"status": "CANCELED"},
+    }
 
     again = client.post(f"/api/orders/{order['id']}/cancel")
     assert again.status_code == 200
@@ -303,7 +306,7 @@ def test_status_transitions(client: TestClient, session_factory: SessionFactory)
 
     assert client.post(f"/api/steps/{step_id}/status/FINISHED").status_code == 422
     moves = [
-        (e.detail["from"], e.detail["to"])
+        (e.detail["before"]["status"], e.detail["after"]["status"])
         for e in audit_rows(session_factory, "scheduled_procedure_step", step_id)
         if e.action == "status"
     ]
@@ -332,7 +335,11 @@ def test_update_order(client: TestClient, session_factory: SessionFactory) -> No
 
     events = audit_rows(session_factory, "order", order["id"])
     assert [e.action for e in events] == ["create", "update"]
-    assert events[1].detail == {"fields": ["accession_number", "referring_physician_name"]}
+    assert events[1].detail["fields"] == ["accession_number", "referring_physician_name"]
+    assert events[1].detail["after"] == {
+        "accession_number": "ACC9",
+        "referring_physician_name": "",
+    }
 
     other = create(client, accession="ACC2", study_uids=("1.2.3.1", "1.2.3.2"))
     taken = client.patch(f"/api/orders/{other['id']}", json={"accession_number": "ACC9"})

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.db import create_db_engine, create_session_factory, session_scope
+from app.events import ChangeEvent, install_after_commit
 from app.services import outbox
 
 PAYLOAD = {"status": "IN PROGRESS", "patient": {"patient_id": "P1", "name": "DOE^JANE"}}
@@ -101,12 +102,15 @@ def test_retry_makes_a_failed_message_due_now(client: TestClient, settings: Sett
     assert "payload" not in response.json()
 
 
-def test_retry_wakes_a_registered_worker(client: TestClient, settings: Settings) -> None:
+def test_retry_tells_the_after_commit_hook(client: TestClient, settings: Settings) -> None:
     (pk,) = write(settings, {"then": "failed"})
-    woken: list[bool] = []
-    client.app.state.outbox_wake = lambda: woken.append(True)  # type: ignore[attr-defined]
+    committed: list[ChangeEvent] = []
+    factory = client.app.state.session_factory  # type: ignore[attr-defined]
+    install_after_commit(factory, committed.extend)
     assert client.post(f"/api/outbox/{pk}/retry").status_code == 200
-    assert woken == [True]
+    assert ChangeEvent("outbox", pk, "retry") in committed
+    assert client.post(f"/api/outbox/{pk + 99}/retry").status_code == 404
+    assert [e for e in committed if e.pk == pk + 99] == []  # a refused change tells nobody
 
 
 def test_retry_refuses_sent_and_unknown(client: TestClient, settings: Settings) -> None:

@@ -127,7 +127,9 @@ def test_patch_changes_the_worklist_item(
     events = patient_audit(session_factory, pk)
     assert [e.action for e in events] == ["create", "update"]
     assert events[1].source == "REST"
-    assert events[1].detail == {"fields": ["name", "sex"]}
+    assert events[1].detail["fields"] == ["name", "sex"]
+    assert set(events[1].detail["before"]) == {"name", "sex"}
+    assert events[1].detail["after"]["name"] == "SMITH^JANE"
 
 
 def test_invalid_input_names_the_field(client: TestClient) -> None:

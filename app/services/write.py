@@ -1,0 +1,488 @@
+"""The write model: every row of a worklist item is written here, and nowhere else.
+
+Patients, orders (Imaging Service Requests), requested procedures and scheduled procedure steps
+are inserted, changed, moved between statuses and deleted by the functions below; each records
+its audit event (who, before and after) and notes a change event for open pages in the same
+transaction. The services (``orders``, ``worklist``, ``intake``, ``mpps``, ``patients``) decide
+*what* to write; this module is *how* a row gets written. Other tables (stations, MPPS, outbox,
+users) belong to their own service, which uses ``audit`` from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, delete, select, update
+
+from app.domain.actor import Actor
+from app.domain.errors import ConflictError, InvalidTransitionError
+from app.domain.items import COLUMNS, OrderData, PatientData, ProcedureData, StepData
+from app.domain.matching import VALUE_SEPARATOR, person_name_key
+from app.domain.mwl_attributes import Level
+from app.domain.status import SpsStatus, can_transition
+from app.events import ChangeEvent, note
+from app.models import (
+    AuditEvent,
+    ImagingServiceRequest,
+    Patient,
+    RequestedProcedure,
+    ScheduledProcedureStep,
+    ScheduledStationAETitle,
+    utcnow,
+)
+
+PATIENT = "patient"
+ORDER = "order"
+PROCEDURE = "requested_procedure"
+STEP = "scheduled_procedure_step"
+PATIENT_DEMOGRAPHICS = ("name", "birth_date", "sex")
+
+# Change events name entities the way the page does.
+_EVENT_ENTITY = {PATIENT: "patient", ORDER: "order", PROCEDURE: "procedure", STEP: "step"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Audit trail
+
+
+def audit(
+    session: Session,
+    *,
+    actor: Actor,
+    action: str,
+    entity: str,
+    entity_pk: int,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    detail: Mapping[str, Any] | None = None,
+    context: str = "",
+    status: str | None = None,
+) -> None:
+    """One audit row in the change's own transaction, and a change event after its commit."""
+    body: dict[str, Any] = dict(detail or {})
+    if before is not None:
+        body["before"] = dict(before)
+    if after is not None:
+        body["after"] = dict(after)
+    session.add(
+        AuditEvent(
+            source=actor.source.value,
+            actor=actor.name[:128],
+            action=action,
+            entity=entity,
+            entity_pk=entity_pk,
+            context=(context or actor.context)[:199],
+            detail=body,
+        )
+    )
+    note(session, ChangeEvent(_EVENT_ENTITY.get(entity, entity), entity_pk, action, status))
+
+
+def assign(row: Any, values: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Set ``values`` on ``row``; ``{field: (before, after)}`` of those that changed."""
+    changed = {
+        name: (getattr(row, name), value)
+        for name, value in values.items()
+        if getattr(row, name) != value
+    }
+    for name, (_, value) in changed.items():
+        setattr(row, name, value)
+    if changed:
+        row.updated_at = utcnow()
+    return changed
+
+
+def _audit_update(
+    session: Session, actor: Actor, entity: str, pk: int, changed: Mapping[str, tuple[Any, Any]]
+) -> None:
+    if not changed:
+        return
+    # Free-form attribute blobs are named, not copied: the trail says they changed.
+    shown = {k: v for k, v in changed.items() if k != "attributes"}
+    audit(
+        session,
+        actor=actor,
+        action="update",
+        entity=entity,
+        entity_pk=pk,
+        before={k: b for k, (b, _) in shown.items()},
+        after={k: a for k, (_, a) in shown.items()},
+        detail={"fields": sorted(changed)},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Patients
+
+
+def insert_patient(session: Session, data: PatientData) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING: the new primary key, or ``None`` when the identity exists.
+
+    Race-safe on SQLite and PostgreSQL alike: of two transactions inserting one identity at once,
+    exactly one gets a key and neither fails.
+    """
+    now = utcnow()
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Patient).values(
+        patient_id=data.patient_id,
+        issuer_of_patient_id=data.issuer_of_patient_id,
+        name=data.name,
+        name_key=person_name_key(data.name),
+        birth_date=data.birth_date,
+        sex=data.sex,
+        attributes=data.attributes,
+        created_at=now,
+        updated_at=now,
+    )
+    statement = insert.on_conflict_do_nothing(
+        index_elements=["patient_id", "issuer_of_patient_id"]
+    ).returning(col(Patient.id))
+    pk: int | None = session.execute(statement).scalar_one_or_none()
+    return pk
+
+
+def patient_by_identity(session: Session, patient_id: str, issuer: str) -> Patient | None:
+    return session.exec(
+        select(Patient).where(
+            Patient.patient_id == patient_id, Patient.issuer_of_patient_id == issuer
+        )
+    ).first()
+
+
+def created_patient(session: Session, data: PatientData, pk: int, *, actor: Actor) -> Patient:
+    audit(
+        session,
+        actor=actor,
+        action="create",
+        entity=PATIENT,
+        entity_pk=pk,
+        after={f: getattr(data, f) for f in ("patient_id", *PATIENT_DEMOGRAPHICS)},
+    )
+    return session.get_one(Patient, pk)
+
+
+def update_patient_row(
+    session: Session,
+    patient: Patient,
+    changes: Mapping[str, str],
+    attributes: Mapping[str, Any],
+    *,
+    actor: Actor,
+) -> None:
+    """Set demographics (``changes``) and merge ``attributes`` into the patient's others."""
+    values: dict[str, Any] = dict(changes)
+    merged = {**patient.attributes, **attributes}
+    if merged != patient.attributes:
+        values["attributes"] = merged
+    changed = assign(patient, values)
+    if not changed:
+        return
+    patient.name_key = person_name_key(patient.name)
+    session.add(patient)
+    assert patient.id is not None
+    _audit_update(session, actor, PATIENT, patient.id, changed)
+
+
+def ensure_patient(session: Session, data: PatientData, *, actor: Actor) -> Patient:
+    """Find or create the patient and merge in what ``data`` knows.
+
+    Race-safe (see ``insert_patient``): concurrent messages about one new patient create one
+    row. Empty values in ``data`` do not erase known ones.
+    """
+    inserted_pk = insert_patient(session, data)
+    if inserted_pk is not None:
+        return created_patient(session, data, inserted_pk, actor=actor)
+    patient = patient_by_identity(session, data.patient_id, data.issuer_of_patient_id)
+    assert patient is not None
+    changes = {f: getattr(data, f) for f in PATIENT_DEMOGRAPHICS if getattr(data, f)}
+    update_patient_row(session, patient, changes, data.attributes, actor=actor)
+    return patient
+
+
+def merge_patient_rows(
+    session: Session, prior: Patient, surviving: Patient, *, actor: Actor
+) -> None:
+    """Move the prior patient's orders and history to the surviving one, then remove it."""
+    assert surviving.id is not None and prior.id is not None
+    moved = session.execute(
+        update(ImagingServiceRequest)
+        .where(col(ImagingServiceRequest.patient_pk) == prior.id)
+        .values(patient_pk=surviving.id, updated_at=utcnow())
+    ).rowcount  # type: ignore[attr-defined]
+    session.execute(
+        update(AuditEvent)
+        .where(col(AuditEvent.entity) == PATIENT, col(AuditEvent.entity_pk) == prior.id)
+        .values(entity_pk=surviving.id)
+    )
+    audit(
+        session,
+        actor=actor,
+        action="merge",
+        entity=PATIENT,
+        entity_pk=surviving.id,
+        detail={
+            "prior_patient_id": prior.patient_id,
+            "prior_issuer": prior.issuer_of_patient_id,
+            "prior_pk": prior.id,
+            "orders_moved": int(moved or 0),
+        },
+    )
+    session.delete(prior)
+    session.flush()
+
+
+def change_patient_identity(
+    session: Session, patient: Patient, patient_id: str, issuer: str, *, actor: Actor
+) -> None:
+    before = {"patient_id": patient.patient_id, "issuer": patient.issuer_of_patient_id}
+    patient.patient_id, patient.issuer_of_patient_id = patient_id, issuer
+    patient.updated_at = utcnow()
+    session.add(patient)
+    assert patient.id is not None
+    audit(
+        session,
+        actor=actor,
+        action="change_id",
+        entity=PATIENT,
+        entity_pk=patient.id,
+        before=before,
+        after={"patient_id": patient_id, "issuer": issuer},
+    )
+    session.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders and requested procedures
+
+
+def order_values(data: OrderData) -> dict[str, Any]:
+    return {c: getattr(data, c) for c in COLUMNS[Level.ORDER].values() if getattr(data, c)}
+
+
+def procedure_values(data: ProcedureData) -> dict[str, Any]:
+    return {
+        "requested_procedure_id": data.requested_procedure_id,
+        "description": data.description,
+        "priority": data.priority,
+        "attributes": data.attributes,
+    }
+
+
+def create_order_row(
+    session: Session, patient: Patient, data: OrderData, *, actor: Actor
+) -> ImagingServiceRequest:
+    assert patient.id is not None
+    values = order_values(data)
+    order = ImagingServiceRequest(patient_pk=patient.id, attributes=data.attributes, **values)
+    session.add(order)
+    session.flush()
+    assert order.id is not None
+    audit(session, actor=actor, action="create", entity=ORDER, entity_pk=order.id, after=values)
+    return order
+
+
+def update_order_row(
+    session: Session, order: ImagingServiceRequest, values: Mapping[str, Any], *, actor: Actor
+) -> None:
+    changed = assign(order, values)
+    if changed:
+        session.add(order)
+        assert order.id is not None
+        _audit_update(session, actor, ORDER, order.id, changed)
+
+
+def create_procedure_row(
+    session: Session, order: ImagingServiceRequest, data: ProcedureData, *, actor: Actor
+) -> RequestedProcedure:
+    assert order.id is not None
+    values = procedure_values(data)
+    procedure = RequestedProcedure(
+        order_pk=order.id, study_instance_uid=data.study_instance_uid, **values
+    )
+    session.add(procedure)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise ConflictError(
+            f"Study Instance UID {data.study_instance_uid} is already used",
+            field="StudyInstanceUID",
+        ) from None
+    assert procedure.id is not None
+    audit(
+        session,
+        actor=actor,
+        action="create",
+        entity=PROCEDURE,
+        entity_pk=procedure.id,
+        after={
+            "study_instance_uid": data.study_instance_uid,
+            "requested_procedure_id": data.requested_procedure_id,
+        },
+    )
+    return procedure
+
+
+def update_procedure_row(
+    session: Session, procedure: RequestedProcedure, values: Mapping[str, Any], *, actor: Actor
+) -> None:
+    changed = assign(procedure, values)
+    if changed:
+        session.add(procedure)
+        assert procedure.id is not None
+        _audit_update(session, actor, PROCEDURE, procedure.id, changed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduled procedure steps
+
+
+def step_values(data: StepData) -> dict[str, Any]:
+    return {
+        "station_ae_title": VALUE_SEPARATOR.join(data.station_ae_titles),
+        "start_datetime": data.start_datetime,
+        "modality": data.modality,
+        "performing_physician": data.performing_physician,
+        "performing_physician_key": person_name_key(data.performing_physician),
+        "description": data.description,
+        "station_name": data.station_name,
+        "location": data.location,
+        "attributes": data.attributes,
+    }
+
+
+def _replace_station_titles(session: Session, step: ScheduledProcedureStep) -> None:
+    assert step.id is not None
+    session.execute(
+        delete(ScheduledStationAETitle).where(col(ScheduledStationAETitle.sps_pk) == step.id)
+    )
+    for title in dict.fromkeys(step.station_ae_title.split(VALUE_SEPARATOR)):
+        session.add(ScheduledStationAETitle(sps_pk=step.id, ae_title=title))
+
+
+def create_step_row(
+    session: Session, procedure: RequestedProcedure, data: StepData, *, actor: Actor
+) -> ScheduledProcedureStep:
+    assert procedure.id is not None
+    status = data.status or SpsStatus.SCHEDULED
+    values = step_values(data)
+    step = ScheduledProcedureStep(
+        procedure_pk=procedure.id, sps_id=data.sps_id, status=status.value, **values
+    )
+    session.add(step)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise ConflictError(
+            f"SPS ID {data.sps_id} already exists in requested procedure "
+            f"{procedure.requested_procedure_id}",
+            field="ScheduledProcedureStepID",
+        ) from None
+    _replace_station_titles(session, step)
+    assert step.id is not None
+    shown = {k: v for k, v in values.items() if k not in ("attributes", "performing_physician_key")}
+    audit(
+        session,
+        actor=actor,
+        action="create",
+        entity=STEP,
+        entity_pk=step.id,
+        after={"sps_id": data.sps_id, "status": status.value, **shown},
+        status=status.value,
+    )
+    return step
+
+
+def update_step_row(
+    session: Session,
+    step: ScheduledProcedureStep,
+    values: Mapping[str, Any],
+    status: SpsStatus | None,
+    *,
+    actor: Actor,
+) -> None:
+    """Change the step's fields, then (when given and different) its status."""
+    changed = assign(step, values)
+    changed.pop("performing_physician_key", None)
+    if status is not None and status.value != step.status:
+        move_status(session, step, status, actor=actor)
+    if not changed:
+        return
+    session.add(step)
+    session.flush()
+    if "station_ae_title" in changed:
+        _replace_station_titles(session, step)
+    assert step.id is not None
+    _audit_update(session, actor, STEP, step.id, changed)
+
+
+def move_status(
+    session: Session,
+    step: ScheduledProcedureStep,
+    status: SpsStatus,
+    *,
+    actor: Actor,
+    reason: str = "",
+    context: str = "",
+) -> None:
+    """Move the step to ``status`` if its current status allows it (``can_transition``)."""
+    current = SpsStatus(step.status)
+    if not can_transition(current, status):
+        raise InvalidTransitionError(
+            f"step {step.sps_id} is {current}; it cannot become {status}",
+            field="ScheduledProcedureStepStatus",
+        )
+    if current == status:
+        return
+    step.status = status.value
+    step.updated_at = utcnow()
+    session.add(step)
+    assert step.id is not None
+    audit(
+        session,
+        actor=actor,
+        action="status",
+        entity=STEP,
+        entity_pk=step.id,
+        before={"status": current.value},
+        after={"status": status.value},
+        detail={"reason": reason} if reason else None,
+        context=context,
+        status=status.value,
+    )
+
+
+def delete_step_row(session: Session, step: ScheduledProcedureStep, *, actor: Actor) -> None:
+    """Remove the step; a procedure or order left without steps goes with it."""
+    assert step.id is not None
+    procedure = session.get_one(RequestedProcedure, step.procedure_pk)
+    audit(
+        session,
+        actor=actor,
+        action="delete",
+        entity=STEP,
+        entity_pk=step.id,
+        before={
+            "study_instance_uid": procedure.study_instance_uid,
+            "sps_id": step.sps_id,
+            "status": step.status,
+        },
+    )
+    session.execute(
+        delete(ScheduledStationAETitle).where(col(ScheduledStationAETitle.sps_pk) == step.id)
+    )
+    session.delete(step)
+    session.flush()
+    if not _exists(session, ScheduledProcedureStep.procedure_pk == procedure.id):
+        order_pk = procedure.order_pk
+        session.delete(procedure)
+        session.flush()
+        if not _exists(session, RequestedProcedure.order_pk == order_pk):
+            session.delete(session.get_one(ImagingServiceRequest, order_pk))
+
+
+def _exists(session: Session, condition: Any) -> bool:
+    entity = condition.left.table
+    return session.execute(select(entity.c.id).where(condition).limit(1)).first() is not None
