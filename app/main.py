@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 
 from app.api import (
+    audit,
     auth,
     board,
     errors,
@@ -66,6 +67,7 @@ def create_app(
         hl7.router,
         outbox.router,
         mpps.router,
+        audit.router,
         board.router,
         event_stream.router,
     ):

@@ -386,3 +386,39 @@ class AuditView(_View):
     detail: dict[str, Any] = Field(
         default_factory=dict, description="what else the change recorded (fields, reason...)"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# HL7 message log
+
+
+class Hl7MessageSummary(_View):
+    id: int
+    received_at: datetime
+    sending_application: str
+    sending_facility: str
+    control_id: str
+    message_type: str
+    outcome: str
+    error: str
+
+
+class Hl7MessageView(Hl7MessageSummary):
+    raw: str
+    ack: str
+
+
+# ---------------------------------------------------------------------------------------------
+# A step with everything behind it (the page's details panel)
+
+
+class StepDetails(_View):
+    step: StepView
+    order: OrderView
+    history: tuple[AuditView, ...] = Field(
+        description="changes to the step, its procedure, order and patient, oldest first"
+    )
+    mpps: tuple[MppsSummary, ...] = Field(description="performed procedure steps reporting it")
+    hl7_messages: tuple[Hl7MessageSummary, ...] = Field(
+        description="inbound HL7 messages that changed it (by MSH-3 and MSH-10)"
+    )

@@ -6,32 +6,14 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict
 
 from app.api.deps import SessionDep
+from app.schemas import Hl7MessageSummary, Hl7MessageView
 from app.services import hl7_log
 
 router = APIRouter(prefix="/api/hl7/messages", tags=["HL7 message log"])
 
 MAX_LIMIT = 1000
-
-
-class MessageSummary(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    received_at: datetime
-    sending_application: str
-    sending_facility: str
-    control_id: str
-    message_type: str
-    outcome: str
-    error: str
-
-
-class MessageDetail(MessageSummary):
-    raw: str
-    ack: str
 
 
 @router.get("", summary="Search the message log (newest first)")
@@ -44,7 +26,7 @@ def list_messages(
     since: datetime | None = None,
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0),
-) -> list[MessageSummary]:
+) -> list[Hl7MessageSummary]:
     found = hl7_log.list_messages(
         session,
         control_id=control_id,
@@ -55,9 +37,9 @@ def list_messages(
         limit=limit,
         offset=offset,
     )
-    return [MessageSummary.model_validate(m) for m in found]
+    return [Hl7MessageSummary.model_validate(m) for m in found]
 
 
 @router.get("/{pk}", summary="One message, raw, with the ACK sent")
-def get_message(pk: int, session: SessionDep) -> MessageDetail:
-    return MessageDetail.model_validate(hl7_log.get_message(session, pk=pk))
+def get_message(pk: int, session: SessionDep) -> Hl7MessageView:
+    return Hl7MessageView.model_validate(hl7_log.get_message(session, pk=pk))

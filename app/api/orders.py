@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import SchedulerDep, SessionDep
 from app.domain.status import SpsStatus
-from app.schemas import CancelIn, OrderIn, OrderUpdate, OrderView, StepUpdate, StepView
+from app.schemas import CancelIn, OrderIn, OrderUpdate, OrderView, StepDetails, StepUpdate, StepView
 from app.services import orders
 from app.services.orders import StepChanges
 
@@ -77,6 +77,14 @@ def cancel_order(
 @router.get("/api/steps/{pk}", summary="One scheduled procedure step")
 def get_step(pk: int, session: SessionDep) -> StepView:
     return orders.get_step(session, pk=pk)
+
+
+@router.get(
+    "/api/steps/{pk}/details",
+    summary="A step with its order, patient, history, MPPS and HL7 messages",
+)
+def get_step_details(pk: int, session: SessionDep) -> StepDetails:
+    return orders.step_details(session, pk=pk)
 
 
 @router.patch("/api/steps/{pk}", summary="Reschedule or correct a step (not its status)")

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, delete, select
 
 from app.domain.errors import NotFoundError
 from app.models import Hl7Message, utcnow
+from app.schemas import Hl7MessageSummary
 
 ACCEPTED = "AA"
 
@@ -94,3 +96,23 @@ def purge(session: Session, *, retention_days: int, now: datetime | None = None)
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     result = session.execute(delete(Hl7Message).where(col(Hl7Message.received_at) < cutoff))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def sent_by(session: Session, senders: Sequence[tuple[str, str]]) -> list[Hl7MessageSummary]:
+    """The logged messages named by (MSH-3 sending application, MSH-10 control ID) pairs."""
+    if not senders:
+        return []
+    statement = (
+        select(Hl7Message)
+        .where(
+            or_(
+                *(
+                    (col(Hl7Message.sending_application) == app)
+                    & (col(Hl7Message.control_id) == control)
+                    for app, control in senders
+                )
+            )
+        )
+        .order_by(col(Hl7Message.id))
+    )
+    return [Hl7MessageSummary.model_validate(m) for m in session.exec(statement)]

@@ -410,3 +410,9 @@ def list_mpps(
         statement.order_by(col(PerformedProcedureStep.id).desc()).offset(offset).limit(limit)
     )
     return [view(session, row) for row in session.exec(statement)]
+
+
+def subjects_of_step(session: Session, *, step_pk: int) -> list[tuple[str, int]]:
+    """The audit subjects ((entity, pk) pairs) of the MPPS performing one scheduled step."""
+    statement = select(PerformedStepLink.mpps_pk).where(PerformedStepLink.sps_pk == step_pk)
+    return [(ENTITY, pk) for pk in session.exec(statement)]

@@ -30,8 +30,10 @@ from app.models import (
     RequestedProcedure,
     ScheduledProcedureStep,
 )
-from app.schemas import OrderView, StepView
-from app.services import read, write
+from app.schemas import MppsSummary, OrderView, StepDetails, StepView
+from app.services import audit, hl7_log, mpps, read, write
+
+MAX_MPPS_SHOWN = 50
 
 ORDER_FIELDS = read.ORDER_FIELDS
 
@@ -264,3 +266,29 @@ def set_step_status(session: Session, *, pk: int, status: SpsStatus, actor: Acto
     write.move_status(session, step, status, actor=actor)
     session.flush()
     return read.step_view(step)
+
+
+def step_details(session: Session, *, pk: int) -> StepDetails:
+    """The step with its order and patient, its history from every interface, the MPPS that
+    report it and the HL7 messages that changed it."""
+    step = _step_row(session, pk)
+    procedure = session.get_one(RequestedProcedure, step.procedure_pk)
+    order = get_order(session, pk=procedure.order_pk)
+    performed = mpps.list_mpps(session, step_pk=pk, limit=MAX_MPPS_SHOWN)
+    subjects = [
+        (write.STEP, pk),
+        (write.PROCEDURE, step.procedure_pk),
+        (write.ORDER, order.id),
+        (write.PATIENT, order.patient.id),
+    ]
+    events = audit.history(session, subjects)
+    events += audit.history(session, mpps.subjects_of_step(session, step_pk=pk))
+    events.sort(key=lambda e: e.id)
+    senders = list(dict.fromkeys((e.actor, e.context) for e in events if e.source == "HL7"))
+    return StepDetails(
+        step=read.step_view(step),
+        order=order,
+        history=tuple(events),
+        mpps=tuple(MppsSummary.model_validate(p.model_dump()) for p in performed),
+        hl7_messages=tuple(hl7_log.sent_by(session, senders)),
+    )
