@@ -175,7 +175,7 @@ def test_adapters_and_core_respect_the_layers(product_imports: list[Import]) -> 
 
 def test_no_new_adapter_talks_to_the_database(product_imports: list[Import]) -> None:
     new = database_users(product_imports) - DATABASE_ALLOWED
-    assert not new, f"adapters must call app/services instead of {sorted(DATABASE_LIBRARIES)}"
+    assert not new, f"{sorted(new)}: adapters call app/services, not {sorted(DATABASE_LIBRARIES)}"
 
 
 def test_the_database_allow_list_only_shrinks(product_imports: list[Import]) -> None:
@@ -236,9 +236,10 @@ def test_database_check_catches_an_adapter_using_sqlalchemy() -> None:
 
 
 def test_tests_check_catches_a_test_module_importing_another() -> None:
+    conftest, test_module = "tests.conftest", "tests.adapter.test_find_scp"
     source = (
-        "from tests.conftest import IN_CI\n"
-        "from tests.adapter.test_find_scp import Scp\n"
+        f"from {conftest} import IN_CI\n"
+        f"from {test_module} import Scp\n"
         "import tests.interop.conftest\n"
         "from tests.support.items import mwl_item\n"
     )
