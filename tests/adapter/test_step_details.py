@@ -15,7 +15,8 @@ from app.domain.status import AuditSource
 from app.main import create_app
 from app.services import mpps, stations
 from hl7_ingest.handler import Hl7Handler
-from tests.mpps_data import as_json, n_create, ssas_item
+from tests.support.auth import bearer, create_api_token
+from tests.support.mpps import as_json, n_create, ssas_item
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "hl7"
 MPPS_UID = "1.2.9.77"
@@ -33,7 +34,9 @@ def test_details_show_every_interface(settings: Settings, session_factory: Sessi
     assert b"MSA|AA|MSG00001" in ack
 
     engine = create_db_engine(settings.database_url)
-    with TestClient(create_app(settings, engine, create_session_factory(engine))) as client:
+    app = create_app(settings, engine, create_session_factory(engine))
+    admin = bearer(create_api_token(settings.database_url, role="admin"))
+    with TestClient(app, headers=admin) as client:
         (order,) = client.get("/api/orders", params={"accession_number": "ACC0001"}).json()
         step = order["procedures"][0]["steps"][0]
         assert step["station_ae_titles"] == ["CT01"]
