@@ -30,6 +30,12 @@ def row(page: Page, text: str) -> Any:
     return page.locator("tr.step-row", has_text=text)
 
 
+def section(page: Page, title: str) -> Any:
+    """A section of the details panel, by its heading."""
+    heading = page.get_by_role("heading", name=title, exact=True)
+    return page.locator("#details .drawer-section").filter(has=heading)
+
+
 def test_sign_in_and_out(page: Page) -> None:
     page.goto("/api/board?date=" + DAY)
     assert "Not authenticated" in page.content() or "sign in" in page.content()
@@ -193,9 +199,10 @@ def test_details_panel_opens_and_closes_with_the_keyboard(page: Page, web: WebBr
     page.keyboard.press("Enter")
     panel = page.locator("#details")
     expect(panel).to_be_visible()
-    expect(panel.locator(".drawer-section", has_text="Patient")).to_contain_text("P-DET")
-    expect(panel.locator(".drawer-section", has_text="Order")).to_contain_text("ACC-DET")
-    expect(panel.get_by_role("heading", name="History")).to_be_visible()
+    expect(section(page, "Patient")).to_contain_text("P-DET")
+    expect(section(page, "Order")).to_contain_text("ACC-DET")
+    expect(section(page, "History")).to_contain_text("create")
+    expect(section(page, "History")).to_contain_text("token:browser-tests")
     expect(page).to_have_url(re.compile(r"step=\d+"))
     page.keyboard.press("Escape")
     expect(panel).to_be_hidden()
