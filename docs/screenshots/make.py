@@ -104,7 +104,11 @@ def main() -> int:
             )
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-                context = browser.new_context(base_url=web.base_url, viewport=VIEWPORT)  # type: ignore[arg-type]
+                context = browser.new_context(
+                    base_url=web.base_url,
+                    viewport=VIEWPORT,  # type: ignore[arg-type]
+                    locale="en-GB",  # the page's own dates and times (native inputs follow the OS)
+                )
                 page = context.new_page()
                 sign_in(page, "alice", path=f"/?date={DAY}")
                 expect(page.locator("tr.step-row")).to_have_count(19)
@@ -137,6 +141,10 @@ def main() -> int:
                 panel = page.locator("#details")
                 expect(panel.locator(".drawer-section", has_text="HL7 messages")).to_contain_text(
                     "RIS-58213"
+                )
+                # The panel's head stays; show what only the details have: MPPS, history, HL7.
+                panel.locator(".drawer-section", has_text="Performed (MPPS)").evaluate(
+                    "section => section.scrollIntoView({block: 'start'})"
                 )
                 page.screenshot(path=str(OUT / "step-details.png"))
                 browser.close()

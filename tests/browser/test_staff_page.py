@@ -201,7 +201,7 @@ def test_details_panel_opens_and_closes_with_the_keyboard(page: Page, web: WebBr
     expect(panel).to_be_visible()
     expect(section(page, "Patient")).to_contain_text("P-DET")
     expect(section(page, "Order")).to_contain_text("ACC-DET")
-    expect(section(page, "History")).to_contain_text("create")
+    expect(section(page, "History")).to_contain_text("Created order")
     expect(section(page, "History")).to_contain_text("token:browser-tests")
     expect(page).to_have_url(re.compile(r"step=\d+"))
     page.keyboard.press("Escape")

@@ -12,8 +12,10 @@
     SCHEDULED: "Scheduled", ARRIVED: "Arrived", READY: "Ready", STARTED: "Started",
     DEPARTED: "Departed", COMPLETED: "Completed", DISCONTINUED: "Discontinued", CANCELED: "Canceled",
   };
+  const ENTITY_LABEL = { scheduled_procedure_step: "step", requested_procedure: "procedure", mpps: "MPPS" };
+  const ACTION_LABEL = { create: "Created", update: "Changed", status: "Status of", cancel: "Canceled", delete: "Deleted", link: "Linked" };
   const SLOT_MINUTES = 30; // a step has a start, not a length: blocks are drawn this long
-  const HOUR_PX = 150; // the narrowest an hour of the timeline gets (it scrolls sideways beyond)
+  const HOUR_PX = 130; // the narrowest an hour of the timeline gets (it scrolls sideways beyond)
 
   const state = {
     day: "", modality: "", station: "", q: "", view: "list",
@@ -277,6 +279,8 @@
     return state.rows.find((r) => r.step_id === id) || null;
   }
 
+  const dicomDateTime = (dt) => `${dicomDate(dt.slice(0, 8))} ${dicomTime(dt.slice(8))}`.trim();
+
   function dl(pairs) {
     return el("dl", { class: "kv" }, pairs.filter(([, v]) => v !== undefined && v !== null && v !== "").map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   }
@@ -289,12 +293,15 @@
   function changeList(before, after) {
     const keys = [...new Set([...Object.keys(before || {}), ...Object.keys(after || {})])];
     if (!keys.length) return null;
-    return el("ul", { class: "changes" }, keys.map((k) => {
-      const b = before ? before[k] : undefined;
-      const a = after ? after[k] : undefined;
-      const fmt = (v) => (v === undefined || v === null || v === "" ? "∅" : typeof v === "object" ? JSON.stringify(v) : String(v));
-      return el("li", {}, el("span", { class: "ck" }, k), " ", el("span", { class: "cb" }, fmt(b)), " → ", el("span", { class: "ca" }, fmt(a)));
-    }));
+    const empty = (v) => v === undefined || v === null || v === "";
+    const fmt = (v) => (empty(v) ? "∅" : typeof v === "object" ? JSON.stringify(v) : String(v));
+    if (!before || !Object.keys(before).length) {
+      // A creation: the values it was made with, on one line.
+      const set = keys.filter((k) => !empty(after[k]));
+      return el("p", { class: "created" }, set.map((k, i) => [i ? " · " : "", el("span", { class: "ck" }, k), " ", fmt(after[k])]));
+    }
+    return el("ul", { class: "changes" }, keys.map((k) => el("li", {},
+      el("span", { class: "ck" }, k), " ", el("del", { class: "cb" }, fmt(before[k])), " → ", el("ins", { class: "ca" }, fmt(after ? after[k] : undefined)))));
   }
 
   /* What else an audit row says: its context (message, association) and detail (reason...). */
@@ -308,7 +315,7 @@
         parts.push(`${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
       }
     };
-    add(h.context);
+    if (h.context) parts.push(h.source === "HL7" ? `message ${h.context}` : h.context);
     add(h.detail);
     return parts.length ? el("div", { class: "pmeta" }, parts.join(" · ")) : null;
   }
@@ -391,17 +398,8 @@
         : !data.mpps.length ? emptyNote("No MPPS received for this exam.")
         : el("ul", { class: "events" }, data.mpps.map((m) => el("li", {},
           el("strong", {}, m.status), " ",
-          el("span", {}, [m.performed_station_ae_title, m.start_datetime && `from ${m.start_datetime}`, m.end_datetime && `to ${m.end_datetime}`].filter(Boolean).join(" ")),
+          el("span", {}, [m.performed_station_ae_title, m.start_datetime && `from ${dicomDateTime(m.start_datetime)}`, m.end_datetime && `to ${dicomDateTime(m.end_datetime)}`].filter(Boolean).join(" ")),
           el("div", { class: "mono wrap pmeta" }, m.sop_instance_uid))))),
-      section("History", data.history === null ? emptyNote("Not available from this broker version.")
-        : !data.history.length ? emptyNote("No changes recorded.")
-        : el("ol", { class: "events history" }, data.history.map((h) => el("li", {},
-          el("div", { class: "ev-head" },
-            el("strong", {}, `${h.action} ${h.entity}`),
-            el("span", { class: "src" }, [h.source, h.actor].filter(Boolean).join(" · ")),
-            el("time", { datetime: h.at }, MWL.dateTime(h.at))),
-          changeList(h.before, h.after),
-          extras(h))))),
       section("HL7 messages", data.hl7_messages === null ? emptyNote("Not available from this broker version.")
         : !data.hl7_messages.length ? emptyNote("No HL7 message behind this exam.")
         : el("table", { class: "mini" },
@@ -410,6 +408,15 @@
             el("td", {}, MWL.dateTime(m.received_at)), el("td", {}, m.message_type),
             el("td", { class: "mono" }, m.control_id), el("td", {}, m.sending_application),
             el("td", {}, el("span", { class: `ack ack-${(m.outcome || "").toLowerCase()}` }, m.outcome))))))),
+      section("History", data.history === null ? emptyNote("Not available from this broker version.")
+        : !data.history.length ? emptyNote("No changes recorded.")
+        : el("ol", { class: "events history" }, data.history.map((h) => el("li", {},
+          el("div", { class: "ev-head" },
+            el("strong", {}, `${ACTION_LABEL[h.action] || h.action} ${ENTITY_LABEL[h.entity] || h.entity.replaceAll("_", " ")}`),
+            el("span", { class: "src" }, [h.source, h.actor].filter(Boolean).join(" · ")),
+            el("time", { datetime: h.at }, MWL.dateTime(h.at))),
+          changeList(h.before, h.after),
+          extras(h))))),
     ];
     body.replaceChildren(...parts);
   }
@@ -452,11 +459,12 @@
     chosenPatient = p;
     const chosen = $("patient-chosen");
     chosen.hidden = !p;
+    $("patient-search-field").hidden = Boolean(p);
     chosen.replaceChildren();
     if (p) {
       chosen.append(
         el("span", {}, el("strong", {}, personName(p.name)), ` · ID ${p.patient_id}${p.birth_date ? " · " + dicomDate(p.birth_date) : ""}`),
-        el("button", { type: "button", class: "btn btn-small", onclick: () => { choosePatient(null); $("patient-search").focus(); } }, "Change"));
+        el("button", { type: "button", class: "btn btn-small", "aria-label": "Choose another patient", onclick: () => { choosePatient(null); $("patient-search").focus(); } }, "Change"));
       $("patient-results").replaceChildren();
       $("patient-search").value = "";
     }
