@@ -11,7 +11,9 @@ from playwright.sync_api import Page, expect
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
 
+from app.runtime import Broker
 from tests.support.mpps import n_create, n_set, ssas_item
+from tests.support.settings import make_settings
 from tests.support.tools import findscu
 from tests.support.web import DAY, WebBroker, order, sign_in
 
@@ -120,9 +122,7 @@ def test_server_validation_errors_are_shown_next_to_the_field(page: Page, web: W
     dialog.get_by_role("button", name="Create order").click()
     error = dialog.locator('[data-error-for="accession_number"]')
     expect(error).to_contain_text("already used")
-    expect(dialog.get_by_label("Accession number")).to_have_attribute(
-        "aria-invalid", "true"
-    )
+    expect(dialog.get_by_label("Accession number")).to_have_attribute("aria-invalid", "true")
     expect(dialog.get_by_label("Accession number")).to_be_focused()
 
 
@@ -281,3 +281,19 @@ def test_admin_adds_a_user_and_a_token(page: Page) -> None:
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#tokens tr", has_text="ris").get_by_role("button", name="Revoke").click()
     expect(page.locator("#tokens tr", has_text="ris")).to_contain_text("revoked")
+
+
+def test_the_page_recovers_by_itself_after_a_broker_restart(
+    page: Page, web: WebBroker, sqlite_url: str, tmp_path: Path
+) -> None:
+    sign_in(page, "vic")
+    page.evaluate("window.__sameDocument = true")
+    port = web.broker.ports["http"]
+    web.broker.stop()
+    expect(page.locator("#live")).to_have_text("Reconnecting…")
+    web.broker = Broker(make_settings(sqlite_url, tmp_path, http_port=port))
+    web.broker.start()
+    expect(page.locator("#live")).to_have_text("Live", timeout=LIVE_TIMEOUT * 3)
+    post_order(web, name="BACK^AGAIN", patient_id="P-BACK", accession="ACC-BACK")
+    expect(row(page, "BACK, AGAIN")).to_be_visible(timeout=LIVE_TIMEOUT)
+    assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
