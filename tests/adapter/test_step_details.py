@@ -35,8 +35,8 @@ def test_details_show_every_interface(settings: Settings, session_factory: Sessi
 
     engine = create_db_engine(settings.database_url)
     app = create_app(settings, engine, create_session_factory(engine))
-    admin = bearer(create_api_token(settings.database_url, role="admin"))
-    with TestClient(app, headers=admin) as client:
+    token = create_api_token(settings.database_url, role="scheduler", name="desk")
+    with TestClient(app, headers=bearer(token)) as client:
         (order,) = client.get("/api/orders", params={"accession_number": "ACC0001"}).json()
         step = order["procedures"][0]["steps"][0]
         assert step["station_ae_titles"] == ["CT01"]
@@ -79,6 +79,7 @@ def test_details_show_every_interface(settings: Settings, session_factory: Sessi
         edit = next(e for e in history if e["action"] == "update" and e["source"] == "REST")
         assert edit["before"]["start_datetime"].endswith("0930" + "00")
         assert edit["after"]["start_datetime"].endswith("101500")
+        assert edit["actor"] == "token:desk"
         started = next(e for e in history if e["action"] == "status")
         assert (started["source"], started["actor"], started["context"]) == (
             "DICOM",

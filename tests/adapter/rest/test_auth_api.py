@@ -152,6 +152,8 @@ def test_csrf_for_cookie_writes(settings: Settings, anonymous: TestClient) -> No
     ok = anonymous.post("/api/patients", json=PATIENT, headers={"X-CSRF-Token": csrf})
     assert ok.status_code == 201, ok.text
     assert anonymous.get("/api/patients").status_code == 200  # reads need no CSRF token
+    (event,) = anonymous.get("/api/audit", params={"entity": "patient"}).json()
+    assert (event["source"], event["actor"]) == ("WEB", "sam")
     # a classic form post carries it as a field
     assert anonymous.post("/api/auth/logout", data={"csrf_token": "wrong"}).status_code == 403
     assert anonymous.post("/api/auth/logout", data={"csrf_token": csrf}).status_code == 204
@@ -164,6 +166,8 @@ def test_bearer_tokens_need_no_csrf_and_roles_apply(
     viewer = bearer(create_api_token(settings.database_url, role="viewer", name="screen"))
     created = anonymous.post("/api/patients", json=PATIENT, headers=scheduler)
     assert created.status_code == 201, created.text
+    (event,) = anonymous.get("/api/audit", params={"entity": "patient"}, headers=viewer).json()
+    assert (event["source"], event["actor"]) == ("REST", "token:ris")
 
     assert anonymous.get("/api/patients", headers=viewer).status_code == 200
     refused = anonymous.post("/api/patients", json=PATIENT, headers=viewer)
