@@ -9,6 +9,8 @@ its oldest events and is told to reload rather than holding memory.
 
 from __future__ import annotations
 
+import json
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -16,11 +18,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+LOG = logging.getLogger(__name__)
 _PENDING_KEY = "mwl_events"
 SUBSCRIBER_QUEUE = 1000
+PG_CHANNEL = "mwl_events"
+_PG_PAYLOAD_MAX = 7000  # NOTIFY payloads must stay under 8000 bytes
 
 
 @dataclass(frozen=True)
@@ -111,3 +117,73 @@ def install_after_commit(factory: Any, *callbacks: AfterCommit) -> None:
     @event.listens_for(factory, "after_rollback")
     def _after_rollback(session: Session) -> None:
         session.info.pop(_PENDING_KEY, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several brokers on one PostgreSQL: the change events of every process reach every page.
+
+
+def install_pg_notify(factory: Any) -> None:
+    """Send the noted events with ``pg_notify`` inside the committing transaction, so every
+    broker process LISTENing (``PgEventRelay``, this one included) gets them once it commits."""
+
+    @event.listens_for(factory, "before_commit")
+    def _before_commit(session: Session) -> None:
+        events = session.info.get(_PENDING_KEY)
+        if not events:
+            return
+        for chunk in _chunks([e.as_dict() for e in events]):
+            session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": PG_CHANNEL, "payload": chunk},
+            )
+
+
+def _chunks(items: list[dict[str, Any]]) -> Iterator[str]:
+    batch: list[dict[str, Any]] = []
+    for item in items:
+        batch.append(item)
+        if len(json.dumps(batch)) > _PG_PAYLOAD_MAX:
+            batch.pop()
+            yield json.dumps(batch)
+            batch = [item]
+    if batch:
+        yield json.dumps(batch)
+
+
+class PgEventRelay:
+    """LISTENs on PostgreSQL and publishes what arrives to the local bus; reconnects by itself
+    (a database restart costs the events sent while it was down: pages then refetch)."""
+
+    def __init__(self, database_url: str, publish: Callable[[Sequence[ChangeEvent]], None]):
+        url = make_url(database_url).set(drivername="postgresql")
+        self._conninfo = url.render_as_string(hide_password=False)
+        self._publish = publish
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.listening = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pg-events", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import psycopg  # only a PostgreSQL deployment needs the driver here
+
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {PG_CHANNEL}")
+                    self.listening.set()
+                    while not self._stopping.is_set():
+                        for notify in conn.notifies(timeout=0.5):
+                            self._publish([ChangeEvent(**e) for e in json.loads(notify.payload)])
+            except Exception as exc:  # the database went away: try again shortly
+                self.listening.clear()
+                LOG.warning("change events: PostgreSQL LISTEN lost (%s); reconnecting", exc)
+                self._stopping.wait(1.0)

@@ -22,7 +22,13 @@ import web
 from app.config import Settings
 from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
 from app.delivery import OutboxWorker
-from app.events import ChangeEvent, EventBus, install_after_commit
+from app.events import (
+    ChangeEvent,
+    EventBus,
+    PgEventRelay,
+    install_after_commit,
+    install_pg_notify,
+)
 from app.main import create_app
 from app.services import hl7_log, outbox
 from dicom_scp.conformance import render as render_conformance
@@ -71,6 +77,7 @@ class Broker:
     engine: Engine = field(init=False)
     session_factory: SessionFactory = field(init=False)
     events: EventBus = field(default_factory=EventBus, init=False)
+    _relay: PgEventRelay | None = field(default=None, init=False)
     ports: dict[str, int] = field(default_factory=dict, init=False)
     _dicom: DicomServer | None = field(default=None, init=False)
     _hl7: MllpServer | None = field(default=None, init=False)
@@ -84,7 +91,14 @@ class Broker:
         self.session_factory = create_session_factory(self.engine)
         # The one after-commit hook: open pages hear of every committed change, and the
         # delivery worker wakes when a change queued a message, whichever interface made it.
-        install_after_commit(self.session_factory, self.events.publish, self._after_commit)
+        # On PostgreSQL the pages' events travel through NOTIFY, so that the pages served by
+        # one broker hear of the changes made through every broker on the database.
+        if self.settings.is_sqlite:
+            install_after_commit(self.session_factory, self.events.publish, self._after_commit)
+        else:
+            install_after_commit(self.session_factory, self._after_commit)
+            install_pg_notify(self.session_factory)
+            self._relay = PgEventRelay(self.settings.database_url, self.events.publish)
 
     def _wanted(self, name: str) -> bool:
         return self.only is None or self.only == name
@@ -170,6 +184,8 @@ class Broker:
 
     def start(self) -> dict[str, int]:
         """Start every wanted listener in background threads; return the bound ports."""
+        if self._relay is not None and self._wanted("http"):
+            self._relay.start()
         self.start_outbox()
         if self._wanted("dicom"):
             self.start_dicom()
@@ -201,4 +217,6 @@ class Broker:
         if self._outbox is not None:
             self._outbox.stop()
             self._outbox = None
+        if self._relay is not None:
+            self._relay.stop()
         self.engine.dispose()

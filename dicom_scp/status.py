@@ -12,6 +12,7 @@ from app.domain.errors import (
     InvalidQueryError,
     NotFoundError,
     ValidationError,
+    lookup,
 )
 from app.domain.mpps import (
     DuplicateInstanceError,
@@ -64,7 +65,7 @@ def comment_for(error: DomainError) -> str:
 
 
 def find_failure(error: DomainError, offending: list[int] | None = None) -> Dataset:
-    status = FIND_ERROR_STATUS.get(type(error), DimseStatus.UNABLE_TO_PROCESS)
+    status = lookup(FIND_ERROR_STATUS, error, DimseStatus.UNABLE_TO_PROCESS)
     return status_dataset(status, comment_for(error) if offending else error.message, offending)
 
 
@@ -99,10 +100,7 @@ def mpps_failure(error: DomainError, tag: int | None, *, identifier_list: bool) 
     carry it (N-SET, PS3.7 Annex C); N-CREATE responses have only Error Comment (0000,0902), so
     the comment names it there.
     """
-    status = next(
-        (s for cls, s in MPPS_ERROR_STATUS.items() if isinstance(error, cls)),
-        NStatus.PROCESSING_FAILURE,
-    )
+    status = lookup(MPPS_ERROR_STATUS, error, NStatus.PROCESSING_FAILURE)
     if isinstance(error, MppsClosedError):
         ds = status_dataset(status, MppsClosedError.COMMENT)
         ds.ErrorID = MPPS_CLOSED_ERROR_ID

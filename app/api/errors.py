@@ -14,6 +14,7 @@ from app.domain.errors import (
     InvalidQueryError,
     NotFoundError,
     ValidationError,
+    lookup,
 )
 
 LOG = logging.getLogger(__name__)
@@ -30,10 +31,7 @@ HTTP_STATUS: dict[type[DomainError], int] = {
 
 
 def status_for(error: DomainError) -> int:
-    for cls in type(error).__mro__:
-        if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]
-    return 400
+    return lookup(HTTP_STATUS, error, 400)
 
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:

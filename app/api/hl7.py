@@ -27,7 +27,7 @@ def list_messages(
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0),
 ) -> list[Hl7MessageSummary]:
-    found = hl7_log.list_messages(
+    return hl7_log.list_messages(
         session,
         control_id=control_id,
         sending_application=sending_application,
@@ -37,9 +37,8 @@ def list_messages(
         limit=limit,
         offset=offset,
     )
-    return [Hl7MessageSummary.model_validate(m) for m in found]
 
 
 @router.get("/{pk}", summary="One message, raw, with the ACK sent")
 def get_message(pk: int, session: SessionDep) -> Hl7MessageView:
-    return Hl7MessageView.model_validate(hl7_log.get_message(session, pk=pk))
+    return hl7_log.get_message(session, pk=pk)

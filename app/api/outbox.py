@@ -5,38 +5,17 @@ The list leaves the payload out (it carries patient data); one message's detail 
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict
 
 from app.api.deps import AdminDep, SessionDep
+from app.schemas import OutboxSummary, OutboxView
 from app.services import outbox
 
 router = APIRouter(prefix="/api/outbox", tags=["Outbox"])
 
 MAX_LIMIT = 1000
-
-
-class OutboxSummary(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    created_at: datetime
-    channel: str
-    destination: str
-    ordering_key: str
-    kind: str
-    state: str
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str
-    sent_at: datetime | None
-
-
-class OutboxDetail(OutboxSummary):
-    payload: dict[str, Any]
 
 
 @router.get("", summary="Outbox messages (newest first), without payloads")
@@ -47,16 +26,15 @@ def list_messages(
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0),
 ) -> list[OutboxSummary]:
-    found = outbox.list_messages(session, state=state, channel=channel, limit=limit, offset=offset)
-    return [OutboxSummary.model_validate(m) for m in found]
+    return outbox.list_messages(session, state=state, channel=channel, limit=limit, offset=offset)
 
 
 @router.get("/{pk}", summary="One outbox message with its payload")
-def get_message(pk: int, session: SessionDep) -> OutboxDetail:
-    return OutboxDetail.model_validate(outbox.get_message(session, pk=pk))
+def get_message(pk: int, session: SessionDep) -> OutboxView:
+    return outbox.get_message(session, pk=pk)
 
 
 @router.post("/{pk}/retry", summary="Make a pending message due now (409 once sent)")
 def retry(pk: int, session: SessionDep, _admin: AdminDep) -> OutboxSummary:
     # The after-commit hook wakes the delivery worker once this is committed.
-    return OutboxSummary.model_validate(outbox.retry_now(session, pk=pk))
+    return outbox.retry_now(session, pk=pk)

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 
-def lookup(table: Mapping[type[BaseException], T], error: BaseException, default: T) -> T:
+def lookup(table: Mapping[type[E], T], error: E, default: T) -> T:
     """The entry of the nearest class of ``error`` in ``table`` (walks the MRO), else ``default``.
 
     Every adapter maps errors to its protocol with this one helper, so a subclass of a mapped

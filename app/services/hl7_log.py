@@ -16,7 +16,7 @@ from sqlmodel import Session, col, delete, select
 
 from app.domain.errors import NotFoundError
 from app.models import Hl7Message, utcnow
-from app.schemas import Hl7MessageSummary
+from app.schemas import Hl7MessageSummary, Hl7MessageView
 
 ACCEPTED = "AA"
 
@@ -67,7 +67,7 @@ def list_messages(
     since: datetime | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> Sequence[Hl7Message]:
+) -> list[Hl7MessageSummary]:
     """Newest first, filtered exactly on the given fields."""
     statement = select(Hl7Message)
     for column, value in (
@@ -81,14 +81,14 @@ def list_messages(
     if since is not None:
         statement = statement.where(col(Hl7Message.received_at) >= since)
     statement = statement.order_by(col(Hl7Message.id).desc()).offset(offset).limit(limit)
-    return session.exec(statement).all()
+    return [Hl7MessageSummary.model_validate(m) for m in session.exec(statement)]
 
 
-def get_message(session: Session, *, pk: int) -> Hl7Message:
+def get_message(session: Session, *, pk: int) -> Hl7MessageView:
     message = session.get(Hl7Message, pk)
     if message is None:
         raise NotFoundError(f"no HL7 message {pk}")
-    return message
+    return Hl7MessageView.model_validate(message)
 
 
 def purge(session: Session, *, retention_days: int, now: datetime | None = None) -> int:

@@ -21,7 +21,6 @@ Payloads are plain JSON (the adapters format them):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +30,7 @@ from sqlmodel import Session, col, select, update
 from app.domain.errors import ConflictError, NotFoundError
 from app.events import ChangeEvent, note
 from app.models import OutboxMessage, utcnow
+from app.schemas import OutboxSummary, OutboxView
 
 PENDING = "pending"
 SENT = "sent"
@@ -110,7 +110,7 @@ def claim(session: Session, *, pk: int, lease: float = CLAIM_LEASE_SECONDS) -> b
 
 
 def mark_sent(session: Session, *, pk: int) -> None:
-    message = get_message(session, pk=pk)
+    message = _message(session, pk)
     message.state = SENT
     message.sent_at = utcnow()
     message.attempts += 1
@@ -127,7 +127,7 @@ def mark_failed(
     session: Session, *, pk: int, error: str, minimum: float, maximum: float
 ) -> datetime:
     """Record a failed try and schedule the next; returns when."""
-    message = get_message(session, pk=pk)
+    message = _message(session, pk)
     message.attempts += 1
     message.last_error = error[:1000]
     message.next_attempt_at = utcnow() + timedelta(
@@ -137,31 +137,35 @@ def mark_failed(
     return message.next_attempt_at
 
 
-def retry_now(session: Session, *, pk: int) -> OutboxMessage:
+def retry_now(session: Session, *, pk: int) -> OutboxSummary:
     """Make a pending message due at once (REST retry); a sent one is not sent twice."""
-    message = get_message(session, pk=pk)
+    message = _message(session, pk)
     if message.state != PENDING:
         raise ConflictError(f"outbox message {pk} was already sent", field="state")
     message.next_attempt_at = utcnow()
     session.add(message)
     note(session, ChangeEvent(ENTITY, pk, "retry"))
-    return message
+    return OutboxSummary.model_validate(message)
 
 
-def get_message(session: Session, *, pk: int) -> OutboxMessage:
+def _message(session: Session, pk: int) -> OutboxMessage:
     message = session.get(OutboxMessage, pk)
     if message is None:
         raise NotFoundError(f"no outbox message {pk}")
     return message
 
 
+def get_message(session: Session, *, pk: int) -> OutboxView:
+    return OutboxView.model_validate(_message(session, pk))
+
+
 def list_messages(
     session: Session, *, state: str = "", channel: str = "", limit: int = 100, offset: int = 0
-) -> Sequence[OutboxMessage]:
+) -> list[OutboxSummary]:
     statement = select(OutboxMessage)
     if state:
         statement = statement.where(OutboxMessage.state == state)
     if channel:
         statement = statement.where(OutboxMessage.channel == channel)
     statement = statement.order_by(col(OutboxMessage.id).desc()).offset(offset).limit(limit)
-    return session.exec(statement).all()
+    return [OutboxSummary.model_validate(m) for m in session.exec(statement)]

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from app.db import SessionFactory, session_scope
+from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
 from app.domain.actor import Actor
 from app.domain.items import item_from_json
 from app.domain.status import AuditSource, SpsStatus
-from app.events import SUBSCRIBER_QUEUE, ChangeEvent, EventBus, install_after_commit
+from app.events import (
+    SUBSCRIBER_QUEUE,
+    ChangeEvent,
+    EventBus,
+    PgEventRelay,
+    install_after_commit,
+    install_pg_notify,
+)
+from app.migrations import upgrade
 from app.services import worklist
+from tests.support.db import create_pg_database
 from tests.support.items import mwl_item
+from tests.support.net import wait_until
 
 REST = Actor(AuditSource.REST, "token:test")
 
@@ -59,3 +69,38 @@ def test_events_follow_the_commit(session_factory: SessionFactory) -> None:
             session, study_uid="1.2.3.4.1", sps_id="SPS1", status=SpsStatus.ARRIVED, actor=REST
         )
     assert seen == [ChangeEvent("step", stored.step_pk, "status", "ARRIVED")]
+
+
+@pytest.mark.postgres
+def test_two_brokers_on_postgresql_hear_each_other() -> None:
+    """A change committed through one process's sessions reaches another process's bus."""
+    url, drop = create_pg_database()
+    try:
+        upgrade(url)
+        writer_engine, reader_bus = create_db_engine(url), EventBus()
+        writer = create_session_factory(writer_engine)
+        install_pg_notify(writer)
+        relay = PgEventRelay(url, reader_bus.publish)
+        relay.start()
+        try:
+            wait_until(relay.listening.is_set, what="LISTEN")
+            with reader_bus.subscribe() as sub:
+                with pytest.raises(RuntimeError), session_scope(writer) as session:
+                    worklist.upsert_item(session, data=item_from_json(mwl_item()), actor=REST)
+                    raise RuntimeError("rolled back")
+                with session_scope(writer) as session:
+                    stored = worklist.upsert_item(
+                        session, data=item_from_json(mwl_item()), actor=REST
+                    )
+                received = []
+                while (event := sub.get(timeout=5)) is not None:
+                    received.append(event)
+                    if event.entity == "step":
+                        break
+                assert ChangeEvent("step", stored.step_pk, "create", "SCHEDULED") in received
+                assert sub.get(timeout=0.3) is None  # the rolled-back change sent nothing
+        finally:
+            relay.stop()
+            writer_engine.dispose()
+    finally:
+        drop()
