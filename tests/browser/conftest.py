@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from app.migrations import upgrade
+from tests.support.db import create_pg_database
 from tests.support.web import (
     CHROMIUM_ARGS,
     VIEWPORT,
@@ -32,8 +34,14 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def web(sqlite_url: str, tmp_path: Path) -> Iterator[WebBroker]:
-    running = start_web_broker(sqlite_url, tmp_path)
+def web(request: pytest.FixtureRequest, sqlite_url: str, tmp_path: Path) -> Iterator[WebBroker]:
+    """The broker on SQLite; ``parametrize("web", ["postgresql"], indirect=True)`` for PostgreSQL
+    (then changes reach the page through NOTIFY, as between several brokers)."""
+    url, drop = sqlite_url, None
+    if getattr(request, "param", "sqlite") == "postgresql":
+        url, drop = create_pg_database()
+        upgrade(url)
+    running = start_web_broker(url, tmp_path)
     with running.api() as api:
         for modality, title in (("CT", "CT01"), ("CT", "CT02"), ("MR", "MR01")):
             location = "" if title != "CT02" else "ER"
@@ -44,6 +52,8 @@ def web(sqlite_url: str, tmp_path: Path) -> Iterator[WebBroker]:
             assert answer.status_code == 201, answer.text
     yield running
     running.broker.stop()
+    if drop is not None:
+        drop()
 
 
 @pytest.fixture

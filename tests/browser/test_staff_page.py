@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
@@ -126,6 +127,9 @@ def test_server_validation_errors_are_shown_next_to_the_field(page: Page, web: W
     expect(dialog.get_by_label("Accession number")).to_be_focused()
 
 
+@pytest.mark.parametrize(
+    "web", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_mpps_turns_the_badge_started_then_completed_without_reload(
     page: Page, web: WebBroker
 ) -> None:
