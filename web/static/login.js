@@ -7,8 +7,10 @@
 
   function nextUrl() {
     const next = new URLSearchParams(location.search).get("next") || "/";
-    // Only a path on this site: never an open redirect.
-    return next.startsWith("/") && !next.startsWith("//") ? next : "/";
+    // Only a page of this site: never an open redirect ("//host", "/\\host", "https://...").
+    if (!next.startsWith("/") || /^\/[\/\\]/.test(next)) return "/";
+    const url = new URL(next, location.origin);
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
   }
 
   async function submit(form, url, body) {
