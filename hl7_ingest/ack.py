@@ -8,20 +8,16 @@ An ACK is MSH + MSA [+ ERR], ``\\r``-terminated, not MLLP-framed:
 * ERR for v2.5+: ``ERR||<ERL>|<code>^<text>^HL70357|E||||<user message>``; before v2.5 only
   ERR-1 (ELD) ``<SEG>^<seq>^<field>^<code>&<text>&HL70357``.
 
-Free text is escaped with hl7apy's ST encoder (``\\F\\ \\S\\ \\R\\ \\T\\``); the escape
-character itself is turned into ``\\E\\`` first, because hl7apy leaves text that already looks
-like an escape sequence (``\\F\\``) alone, which would change its meaning.
+Segments are written with :mod:`hl7_ingest.segments` (escaping, MSH), shared with the status
+messages to the RIS.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
-from enum import StrEnum
-
-from hl7apy.base_datatypes import ST
-from hl7apy.consts import DEFAULT_ENCODING_CHARS, VALIDATION_LEVEL
 
 from app.config import Settings
 from app.domain.errors import (
@@ -29,8 +25,11 @@ from app.domain.errors import (
     DomainError,
     InvalidQueryError,
     InvalidTransitionError,
+    MissingValueError,
     NotFoundError,
+    UnknownCodeError,
     ValidationError,
+    lookup,
 )
 from hl7_ingest.errors import (
     APPLICATION_INTERNAL_ERROR,
@@ -39,31 +38,16 @@ from hl7_ingest.errors import (
     REQUIRED_FIELD_MISSING,
     TABLE_VALUE_NOT_FOUND,
     UNKNOWN_KEY_IDENTIFIER,
+    AckCode,
     Hl7Error,
-    MessageError,
+    error_class,
 )
 from hl7_ingest.parse import Envelope, version_tuple
+from hl7_ingest.segments import components, escape, message, msh, segment
 
 DEFAULT_VERSION = "2.5.1"
 CODING_SYSTEM = "HL70357"
 _MAX_CONTROL_ID = 20  # MSH-10 is ST(20)
-_ESCAPE = DEFAULT_ENCODING_CHARS["ESCAPE"]
-
-
-class AckCode(StrEnum):
-    """MSA-1 (HL7 table 0008), original acknowledgement mode."""
-
-    AA = "AA"  # accepted (and committed)
-    AE = "AE"  # application error: understood, not applied
-    AR = "AR"  # application reject: unparsable or unsupported
-
-
-def escape(text: str) -> str:
-    """Escape free text for an ER7 field (``|`` -> ``\\F\\``, ``^`` -> ``\\S\\``, ``\\`` ->
-    ``\\E\\`` ...); line breaks become spaces (a CR would end the segment)."""
-    one_line = " ".join(text.splitlines()) if ("\r" in text or "\n" in text) else text
-    pre = one_line.replace(_ESCAPE, f"{_ESCAPE}E{_ESCAPE}")
-    return str(ST(pre, validation_level=VALIDATION_LEVEL.TOLERANT).to_er7(DEFAULT_ENCODING_CHARS))
 
 
 def new_control_id() -> str:
@@ -75,26 +59,21 @@ def _msh(env: Envelope | None, settings: Settings, now: datetime, control_id: st
     version = (env.version if env else "") or DEFAULT_VERSION
     trigger = env.trigger_event if env else ""
     if trigger and version_tuple(version) >= (2, 4):
-        message_type = f"ACK^{escape(trigger)}^ACK"
+        message_type: tuple[str, ...] = ("ACK", trigger, "ACK")
     else:
-        message_type = "ACK"
-    fields = [
-        "MSH",
-        "^~\\&",
-        escape(settings.hl7_sending_application),
-        escape(settings.hl7_sending_facility),
-        escape(env.sending_application) if env else "",
-        escape(env.sending_facility) if env else "",
-        now.strftime("%Y%m%d%H%M%S"),
-        "",
-        message_type,
-        escape(control_id),
-        escape((env.processing_id if env else "") or "P"),
-        escape(version),
-    ]
-    if env and env.charset:
-        fields += [""] * 5 + [escape(env.charset)]
-    return "|".join(fields)
+        message_type = ("ACK",)
+    return msh(
+        sending_application=settings.hl7_sending_application,
+        sending_facility=settings.hl7_sending_facility,
+        receiving_application=env.sending_application if env else "",
+        receiving_facility=env.sending_facility if env else "",
+        now=now,
+        message_type=message_type,
+        control_id=control_id,
+        processing_id=(env.processing_id if env else "") or "P",
+        version=version,
+        charset=env.charset if env else "",
+    )
 
 
 def _split_location(location: str) -> list[str]:
@@ -102,13 +81,15 @@ def _split_location(location: str) -> list[str]:
 
 
 def _err(error: Hl7Error, version: str) -> str:
-    code, description = str(error.code), escape(error.description)
+    code = str(error.code)
     parts = _split_location(error.location)
     if version_tuple(version) >= (2, 5):
         where = "^".join(escape(p) for p in parts)
-        return f"ERR||{where}|{code}^{description}^{CODING_SYSTEM}|E||||{escape(error.text)}"
+        cwe = components(code, error.description, CODING_SYSTEM)
+        return segment("ERR", "", where, cwe, "E", "", "", "", escape(error.text), trim=False)
     eld = "^".join(escape(p) for p in [*parts, "", "", ""][:3])
-    return f"ERR|{eld}^{code}&{description}&{CODING_SYSTEM}"
+    code_text = "&".join((code, escape(error.description), CODING_SYSTEM))
+    return segment("ERR", f"{eld}^{code_text}", trim=False)
 
 
 def build_ack(
@@ -123,14 +104,14 @@ def build_ack(
     """The ACK for a message (``env`` None when even its MSH could not be read), as ER7 text
     with ``\\r`` segment terminators, not framed."""
     version = (env.version if env else "") or DEFAULT_VERSION
-    msh = _msh(env, settings, now or datetime.now(), control_id or new_control_id())
-    msa = f"MSA|{code}|{escape(env.control_id) if env else ''}"
+    header = _msh(env, settings, now or datetime.now(), control_id or new_control_id())
+    msa = [str(code), escape(env.control_id) if env else ""]
     if error is not None and version_tuple(version) < (2, 5):
-        msa += f"|{escape(error.text)}"
-    segments = [msh, msa]
+        msa.append(escape(error.text))  # MSA-3: before v2.5 the text has no place in ERR
+    segments = [header, segment("MSA", *msa, trim=False)]
     if error is not None:
         segments.append(_err(error, version))
-    return "".join(s + "\r" for s in segments)
+    return message(segments)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,32 +192,29 @@ def hl7_location(field: str | None, env: Envelope) -> str:
     return f"{match.group(1)}^1^{match.group(2)}" if match else ""
 
 
-# Fields whose bad value is a code missing from a table (HL7 table 0357: 103).
-_TABLE_FIELDS = frozenset({"OrderControl"})
+# Domain error -> (MSA-1, HL7 table 0357 code). lookup() walks the class hierarchy, so a
+# subclass (e.g. MissingAttributeError of a MissingValueError) answers like its parent.
+DOMAIN_ERRORS: Mapping[type[DomainError], tuple[AckCode, int]] = {
+    UnknownCodeError: (AckCode.AE, TABLE_VALUE_NOT_FOUND),
+    MissingValueError: (AckCode.AE, REQUIRED_FIELD_MISSING),
+    ValidationError: (AckCode.AE, DATA_TYPE_ERROR),
+    InvalidQueryError: (AckCode.AE, DATA_TYPE_ERROR),
+    NotFoundError: (AckCode.AE, UNKNOWN_KEY_IDENTIFIER),
+    ConflictError: (AckCode.AE, DUPLICATE_KEY_IDENTIFIER),
+    # the order's state forbids the change (not a key clash)
+    InvalidTransitionError: (AckCode.AE, APPLICATION_INTERNAL_ERROR),
+}
+UNMAPPED = (AckCode.AE, APPLICATION_INTERNAL_ERROR)
 
 
-def _domain_code(exc: DomainError) -> int:
-    if isinstance(exc, ValidationError) and exc.field in _TABLE_FIELDS:
-        return TABLE_VALUE_NOT_FOUND
-    if isinstance(exc, ValidationError):
-        return REQUIRED_FIELD_MISSING if "missing" in exc.message.lower() else DATA_TYPE_ERROR
-    if isinstance(exc, InvalidQueryError):
-        return DATA_TYPE_ERROR
-    if isinstance(exc, NotFoundError):
-        return UNKNOWN_KEY_IDENTIFIER
-    if isinstance(exc, InvalidTransitionError):
-        return APPLICATION_INTERNAL_ERROR  # the order's state forbids the change (not a key clash)
-    if isinstance(exc, ConflictError):
-        return DUPLICATE_KEY_IDENTIFIER
-    return APPLICATION_INTERNAL_ERROR
+def error_for_domain(exc: DomainError, env: Envelope) -> Hl7Error:
+    """A service's DomainError as the HL7 error (ACK AE) to report for this message.
 
-
-def error_for_domain(exc: DomainError, env: Envelope) -> MessageError:
-    """A service's DomainError as the MessageError (ACK AE) to report for this message.
-
-    Codes: an order control missing from the configured table -> 103; ValidationError -> 101
-    when its message says "missing", else 102; InvalidQueryError
-    -> 102; NotFoundError -> 204; InvalidTransitionError -> 207; other ConflictError -> 205;
-    anything else -> 207. The location comes from ``exc.field`` for the message's structure.
+    Codes from ``DOMAIN_ERRORS``: UnknownCodeError (an order control missing from the
+    configured table) -> 103; MissingValueError -> 101; other ValidationError and
+    InvalidQueryError -> 102; NotFoundError -> 204; InvalidTransitionError -> 207; other
+    ConflictError -> 205; anything else -> 207. The location comes from ``exc.field`` for the
+    message's structure.
     """
-    return MessageError(_domain_code(exc), exc.message, hl7_location(exc.field, env))
+    ack_code, code = lookup(DOMAIN_ERRORS, exc, UNMAPPED)
+    return error_class(ack_code)(code, exc.message, hl7_location(exc.field, env))

@@ -1,4 +1,5 @@
-"""HL7 errors the intake raises, with their HL7 table 0357 code and ERR location.
+"""HL7 errors the intake raises, with their HL7 table 0357 code and ERR location, and the ACK
+code (MSA-1) that answers each kind (``ACK_CODES``).
 
 ``MessageRejected`` is answered with ACK ``AR`` (the message cannot be read, or its type, event,
 processing id, version or character set is not supported); ``MessageError`` with ACK ``AE`` (the
@@ -7,6 +8,20 @@ a referenced record does not exist...). SPEC_DIGEST 3.2.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+from app.domain.errors import lookup
+
+
+class AckCode(StrEnum):
+    """MSA-1 (HL7 table 0008), original acknowledgement mode."""
+
+    AA = "AA"  # accepted (and committed)
+    AE = "AE"  # application error: understood, not applied
+    AR = "AR"  # application reject: unparsable or unsupported
+
 
 # HL7 table 0357 Message error condition codes (v2.5.1; 104 is from v2.6 and harmless earlier).
 SEGMENT_SEQUENCE = 100
@@ -73,3 +88,20 @@ class MessageRejected(Hl7Error):
 
 class MessageError(Hl7Error):
     """Answered with ACK AE: understood, but a field is missing or wrong, or it cannot apply."""
+
+
+# Which ACK answers an HL7 error (lookup() walks the class hierarchy).
+ACK_CODES: Mapping[type[Hl7Error], AckCode] = {
+    MessageRejected: AckCode.AR,
+    MessageError: AckCode.AE,
+}
+
+
+def ack_code(error: Hl7Error) -> AckCode:
+    """MSA-1 for an error: AR when the message is rejected, else AE."""
+    return lookup(ACK_CODES, error, AckCode.AE)
+
+
+def error_class(code: AckCode) -> type[Hl7Error]:
+    """The error to raise or report for an ACK code (the inverse of ``ACK_CODES``)."""
+    return MessageRejected if code is AckCode.AR else MessageError

@@ -5,9 +5,10 @@ The order of things is what makes intake safe:
 1. A message that cannot be decoded or routed is answered AR (and logged).
 2. A redelivered message (same MSH-3, MSH-4, MSH-10 as an accepted one) gets the ACK it got
    the first time, and changes nothing.
-3. The change and the log row holding the AA are written in one transaction; the AA is sent
-   only after that commit. If the commit fails, nothing was applied and the sender gets AE, so
-   an ACKed message is never missing after a restart.
+3. The change and the log row holding the AA are written in one transaction
+   (:func:`app.services.hl7_accept.accept`); the AA is sent only after that commit. If the
+   commit fails, nothing was applied and the sender gets no AA, so an ACKed message is never
+   missing after a restart.
 4. A message that is understood but cannot be applied gets AE with an ERR naming the field.
 
 The log keeps the raw message and the ACK sent. At INFO only control IDs and outcomes are logged:
@@ -19,24 +20,27 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
-
 from app.config import Settings
-from app.db import SessionFactory, session_scope
+from app.db import SessionFactory
 from app.domain.actor import Actor
 from app.domain.errors import DomainError
 from app.domain.status import AuditSource
-from app.services import hl7_log, intake
+from app.services import hl7_accept, hl7_log, intake
 from hl7_ingest import ack, parse, router
-from hl7_ingest.errors import Hl7Error, MessageRejected
+from hl7_ingest.errors import (
+    APPLICATION_INTERNAL_ERROR,
+    AckCode,
+    Hl7Error,
+    MessageRejected,
+    ack_code,
+)
 
 LOG = logging.getLogger(__name__)
-_INTERNAL_ERROR = 207  # HL7 table 0357: application internal error
 
 
 @dataclass(frozen=True)
 class _Outcome:
-    code: ack.AckCode
+    code: AckCode
     ack_text: str
     error: str = ""
 
@@ -60,16 +64,17 @@ class Hl7Handler:
             codec, ack_text = self._handle(raw)
         except Exception:
             LOG.exception("HL7 message could not be processed")
-            error = MessageRejected(_INTERNAL_ERROR, "internal error; see the broker log", "")
+            text = "internal error; see the broker log"
+            error = MessageRejected(APPLICATION_INTERNAL_ERROR, text, "")
             codec = "ascii"
-            ack_text = ack.build_ack(None, ack.AckCode.AR, settings=self.settings, error=error)
+            ack_text = ack.build_ack(None, AckCode.AR, settings=self.settings, error=error)
         return ack_text.encode(codec, errors="replace")
 
     def reject(self, reason: str) -> bytes:
         """The AR for a frame the transport could not deliver (oversized)."""
-        error = MessageRejected(_INTERNAL_ERROR, reason, "")
+        error = MessageRejected(APPLICATION_INTERNAL_ERROR, reason, "")
         LOG.warning("HL7 frame rejected: %s", reason)
-        return ack.build_ack(None, ack.AckCode.AR, settings=self.settings, error=error).encode(
+        return ack.build_ack(None, AckCode.AR, settings=self.settings, error=error).encode(
             "ascii", errors="replace"
         )
 
@@ -81,7 +86,7 @@ class Hl7Handler:
             text = parse.decode(raw)
             env = parse.envelope(text)
         except MessageRejected as exc:
-            outcome = self._answer(None, ack.AckCode.AR, exc)
+            outcome = self._answer(None, AckCode.AR, exc)
             self._log_failure(None, raw.decode("latin-1"), outcome)
             return "ascii", outcome.ack_text
         codec = parse.charset_codec(env.charset)  # decode() already accepted this charset
@@ -92,37 +97,37 @@ class Hl7Handler:
         return codec, self._process(text, env).ack_text
 
     def _previous_ack(self, env: parse.Envelope) -> str | None:
-        with session_scope(self.session_factory) as session:
-            return hl7_log.accepted_ack(
-                session,
-                sending_application=env.sending_application,
-                sending_facility=env.sending_facility,
-                control_id=env.control_id,
-            )
+        return hl7_accept.earlier_ack(
+            self.session_factory,
+            sending_application=env.sending_application,
+            sending_facility=env.sending_facility,
+            control_id=env.control_id,
+        )
 
     def _process(self, text: str, env: parse.Envelope) -> _Outcome:
         try:
             command = router.to_command(text, env)
         except Hl7Error as exc:
-            code = ack.AckCode.AR if isinstance(exc, MessageRejected) else ack.AckCode.AE
-            return self._fail(env, text, code, exc)
-        accepted = self._answer(env, ack.AckCode.AA, None)
+            return self._fail(env, text, ack_code(exc), exc)
+        accepted = self._answer(env, AckCode.AA, None)
         try:
-            with session_scope(self.session_factory) as session:
-                intake.apply(session, command, policy=self.policy, actor=_actor(env))
-                hl7_log.record(session, message=self._record(env, text, accepted))
+            result = hl7_accept.accept(
+                self.session_factory,
+                command=command,
+                policy=self.policy,
+                actor=_actor(env),
+                message=self._record(env, text, accepted),
+            )
         except DomainError as exc:
-            return self._fail(env, text, ack.AckCode.AE, ack.error_for_domain(exc, env))
-        except IntegrityError:
+            error = ack.error_for_domain(exc, env)
+            return self._fail(env, text, ack_code(error), error)
+        if isinstance(result, hl7_accept.AlreadyAccepted):
             # The same message committed on another connection meanwhile: answer as it did.
-            previous = self._previous_ack(env)
-            if previous is None:
-                raise
-            return _Outcome(ack.AckCode.AA, previous)
+            return _Outcome(AckCode.AA, result.ack)
         LOG.info("HL7 %s %s accepted", _type(env), env.control_id)
         return accepted
 
-    def _fail(self, env: parse.Envelope, text: str, code: ack.AckCode, error: Hl7Error) -> _Outcome:
+    def _fail(self, env: parse.Envelope, text: str, code: AckCode, error: Hl7Error) -> _Outcome:
         outcome = self._answer(env, code, error)
         LOG.info(
             "HL7 %s %s answered %s: %d %s",
@@ -136,7 +141,7 @@ class Hl7Handler:
         return outcome
 
     def _answer(
-        self, env: parse.Envelope | None, code: ack.AckCode, error: Hl7Error | None
+        self, env: parse.Envelope | None, code: AckCode, error: Hl7Error | None
     ) -> _Outcome:
         text = ack.build_ack(env, code, settings=self.settings, error=error)
         reason = f"{error.code} {error.location} {error.text}".strip() if error else ""
@@ -157,9 +162,9 @@ class Hl7Handler:
         )
 
     def _log_failure(self, env: parse.Envelope | None, text: str, outcome: _Outcome) -> None:
+        record = self._record(env, text, outcome)
         try:
-            with session_scope(self.session_factory) as session:
-                hl7_log.record(session, message=self._record(env, text, outcome))
+            hl7_accept.record_refused(self.session_factory, message=record)
         except Exception:  # the peer still gets its answer when the log is unavailable
             LOG.exception("HL7 message log write failed")
 

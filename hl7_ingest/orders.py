@@ -23,7 +23,7 @@ from typing import Any
 from app.domain.dicom_json import JsonDataset, element
 from app.domain.intake import OrderGroup, OrderMessage
 from app.domain.items import OrderData, PatientData, ProcedureData, StepData
-from hl7_ingest.adt import (
+from hl7_ingest.datatypes import (
     coded,
     hl7_datetime,
     issuer_item,

@@ -38,6 +38,15 @@ class ValidationError(DomainError):
     """Input that breaks a rule of the data model (missing Type 1 value, bad VR format...)."""
 
 
+class MissingValueError(ValidationError):
+    """A required value is absent or empty (a Type 1 attribute, a required field)."""
+
+
+class UnknownCodeError(ValidationError):
+    """A coded value that is not in its table (e.g. an order control the broker is not
+    configured for)."""
+
+
 class NotFoundError(DomainError):
     """The referenced entity does not exist."""
 

@@ -18,7 +18,7 @@ from app.domain.dicom_json import (
     strings_of,
     tag_key,
 )
-from app.domain.errors import ValidationError
+from app.domain.errors import MissingValueError, ValidationError
 from app.domain.matching import normalize_time
 from app.domain.mwl_attributes import (
     BY_KEYWORD,
@@ -172,19 +172,19 @@ def _column_keys(level: Level, extra: tuple[str, ...] = ()) -> set[str]:
 
 def _require(values: dict[str, str], column: str, keyword: str) -> None:
     if not values[column]:
-        raise ValidationError(f"{keyword} (Type 1) is missing or empty", field=keyword)
+        raise MissingValueError(f"{keyword} (Type 1) is missing or empty", field=keyword)
 
 
 def start_datetime_from(date_value: str, time_value: str) -> str:
     """SPS Start Date and Time (both Type 1) as the stored ``YYYYMMDDHHMMSS``."""
     if not date_value:
-        raise ValidationError(
+        raise MissingValueError(
             "ScheduledProcedureStepStartDate (Type 1) is missing or empty",
             field="ScheduledProcedureStepStartDate",
         )
     _check_length("ScheduledProcedureStepStartDate", date_value)
     if not time_value:
-        raise ValidationError(
+        raise MissingValueError(
             "ScheduledProcedureStepStartTime (Type 1) is missing or empty",
             field="ScheduledProcedureStepStartTime",
         )
@@ -198,7 +198,7 @@ def start_datetime_from(date_value: str, time_value: str) -> str:
 def validate_ae_titles(values: list[str]) -> tuple[str, ...]:
     titles = tuple(v.strip() for v in values if v.strip())
     if not titles:
-        raise ValidationError(
+        raise MissingValueError(
             "ScheduledStationAETitle (Type 1) is missing or empty", field="ScheduledStationAETitle"
         )
     for title in titles:
@@ -291,13 +291,13 @@ def validate_item(data: WorklistItemData) -> None:
         _check_length(keyword, value)
     validate_ae_titles(list(data.step.station_ae_titles))
     if not data.patient.patient_id:
-        raise ValidationError("PatientID (Type 1) is missing or empty", field="PatientID")
+        raise MissingValueError("PatientID (Type 1) is missing or empty", field="PatientID")
     if not data.patient.name:
-        raise ValidationError("PatientName (Type 1) is missing or empty", field="PatientName")
+        raise MissingValueError("PatientName (Type 1) is missing or empty", field="PatientName")
     if not data.step.modality:
-        raise ValidationError("Modality (Type 1) is missing or empty", field="Modality")
+        raise MissingValueError("Modality (Type 1) is missing or empty", field="Modality")
     if len(data.step.start_datetime) != 14:
-        raise ValidationError(
+        raise MissingValueError(
             "ScheduledProcedureStepStartDate (Type 1) is missing or empty",
             field="ScheduledProcedureStepStartDate",
         )

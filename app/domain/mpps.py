@@ -14,6 +14,7 @@ from app.domain.dicom_json import JsonDataset, sequence_items, string_of
 from app.domain.errors import (
     ConflictError,
     InvalidTransitionError,
+    MissingValueError,
     NotFoundError,
     ValidationError,
 )
@@ -40,11 +41,11 @@ class MppsStatus(StrEnum):
 # --- errors: one class per DIMSE status ---------------------------------------------------
 
 
-class MissingAttributeError(ValidationError):
+class MissingAttributeError(MissingValueError):
     """0x0120: a required attribute is absent."""
 
 
-class MissingAttributeValueError(ValidationError):
+class MissingAttributeValueError(MissingValueError):
     """0x0121: a Type 1 attribute is empty."""
 
 

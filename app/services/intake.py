@@ -22,7 +22,13 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.domain.actor import Actor
-from app.domain.errors import ConflictError, NotFoundError, ValidationError
+from app.domain.errors import (
+    ConflictError,
+    MissingValueError,
+    NotFoundError,
+    UnknownCodeError,
+    ValidationError,
+)
 from app.domain.intake import (
     IntakeCommand,
     OrderGroup,
@@ -83,7 +89,7 @@ def action_for(table: Mapping[str, str], control: str, status: str) -> str:
     action = table.get(f"{control}_{status}") if status else None
     action = action or table.get(control)
     if action is None:
-        raise ValidationError(
+        raise UnknownCodeError(
             f"order control {control}{'/' + status if status else ''} is not configured "
             "(BROKER_HL7_ORDER_CONTROL)",
             field="OrderControl",
@@ -132,7 +138,7 @@ def _write_item(
     study_uid = group.procedure.study_instance_uid or (known.study_instance_uid if known else "")
     if not study_uid:
         if not policy.generate_missing_study_uid:
-            raise ValidationError(
+            raise MissingValueError(
                 "StudyInstanceUID is missing (no ZDS/IPC) and generating one is off "
                 "(BROKER_HL7_MISSING_STUDY_UID=reject)",
                 field="StudyInstanceUID",

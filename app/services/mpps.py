@@ -13,7 +13,7 @@ linked order to the RIS (when configured) and the N-CREATE / N-SET to each downs
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -32,6 +32,13 @@ from app.domain.mpps import (
     UpdatePerformedStep,
     apply_set,
     summary_of,
+)
+from app.domain.reports import (
+    CodedReason,
+    ReportedOrder,
+    ReportedPatient,
+    ReportedProcedure,
+    StatusReport,
 )
 from app.domain.status import SpsStatus, can_transition
 from app.models import (
@@ -271,55 +278,69 @@ def _status_payloads(
     steps: Sequence[ScheduledProcedureStep],
     status: MppsStatus,
 ) -> dict[int, dict[str, Any]]:
-    """One mpps-status payload per order the steps belong to (outbox docstring)."""
-    payloads: dict[int, dict[str, Any]] = {}
+    """One mpps-status payload per order the steps belong to (``StatusReport.to_payload``)."""
+    return {
+        order_pk: report.to_payload()
+        for order_pk, report in _status_reports(session, row, steps, status).items()
+    }
+
+
+def _status_reports(
+    session: Session,
+    row: PerformedProcedureStep,
+    steps: Sequence[ScheduledProcedureStep],
+    status: MppsStatus,
+) -> dict[int, StatusReport]:
+    """One StatusReport per order the steps belong to, its procedures in step order."""
+    heads: dict[int, StatusReport] = {}
+    procedures: dict[int, list[ReportedProcedure]] = {}
     reason = _reason(row.attributes) if status is MppsStatus.DISCONTINUED else None
+    at = row.end_datetime if status is not MppsStatus.IN_PROGRESS else row.start_datetime
     for step in steps:
         procedure = session.get_one(RequestedProcedure, step.procedure_pk)
         order = session.get_one(ImagingServiceRequest, procedure.order_pk)
-        patient = session.get_one(Patient, order.patient_pk)
         assert order.id is not None
-        payload = payloads.setdefault(
-            order.id,
-            {
-                "mpps_uid": row.sop_instance_uid,
-                "status": status.value,
-                "at": row.end_datetime
-                if status is not MppsStatus.IN_PROGRESS
-                else row.start_datetime,
-                "patient": {
-                    name: getattr(patient, name)
-                    for name in ("patient_id", "issuer_of_patient_id", "name", "birth_date", "sex")
-                },
-                "order": {
-                    name: getattr(order, name)
-                    for name in ("accession_number", "placer_order_number", "filler_order_number")
-                },
-                "procedures": [],
-                "discontinuation_reason": reason,
-            },
+        if order.id not in heads:
+            patient = session.get_one(Patient, order.patient_pk)
+            heads[order.id] = StatusReport(
+                mpps_uid=row.sop_instance_uid,
+                status=status,
+                at=at,
+                patient=ReportedPatient(
+                    patient_id=patient.patient_id,
+                    issuer_of_patient_id=patient.issuer_of_patient_id,
+                    name=patient.name,
+                    birth_date=patient.birth_date,
+                    sex=patient.sex,
+                ),
+                order=ReportedOrder(
+                    accession_number=order.accession_number,
+                    placer_order_number=order.placer_order_number,
+                    filler_order_number=order.filler_order_number,
+                ),
+                discontinuation_reason=reason,
+            )
+        procedures.setdefault(order.id, []).append(
+            ReportedProcedure(
+                requested_procedure_id=procedure.requested_procedure_id,
+                study_instance_uid=procedure.study_instance_uid,
+                sps_id=step.sps_id,
+                modality=step.modality,
+            )
         )
-        payload["procedures"].append(
-            {
-                "requested_procedure_id": procedure.requested_procedure_id,
-                "study_instance_uid": procedure.study_instance_uid,
-                "sps_id": step.sps_id,
-                "modality": step.modality,
-            }
-        )
-    return payloads
+    return {pk: replace(head, procedures=tuple(procedures[pk])) for pk, head in heads.items()}
 
 
-def _reason(attributes: JsonDataset) -> dict[str, str] | None:
+def _reason(attributes: JsonDataset) -> CodedReason | None:
     items = sequence_items(attributes, DISCONTINUATION_REASON_KEY)
     if not items:
         return None
     code = items[0]
-    return {
-        "code_value": string_of(code, "00080100"),
-        "coding_scheme": string_of(code, "00080102"),
-        "code_meaning": string_of(code, "00080104"),
-    }
+    return CodedReason(
+        code_value=string_of(code, "00080100"),
+        coding_scheme=string_of(code, "00080102"),
+        code_meaning=string_of(code, "00080104"),
+    )
 
 
 def _forward(

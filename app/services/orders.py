@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from sqlmodel import Session, col, select
 
 from app.domain.actor import Actor
-from app.domain.errors import ConflictError, NotFoundError, ValidationError
+from app.domain.errors import ConflictError, MissingValueError, NotFoundError, ValidationError
 from app.domain.items import (
     OrderData,
     PatientData,
@@ -216,7 +216,7 @@ def _step_data(step: ScheduledProcedureStep) -> StepData:
 
 def _nonempty(value: str | None, name: str, keyword: str) -> None:
     if value is not None and not value.strip():
-        raise ValidationError(f"{keyword} (Type 1) may not be empty", field=name)
+        raise MissingValueError(f"{keyword} (Type 1) may not be empty", field=name)
 
 
 def get_step(session: Session, *, pk: int) -> StepView:

@@ -10,7 +10,8 @@ across retries and restarts.
 
 Payloads are plain JSON (the adapters format them):
 
-- channel ``hl7``, kind ``mpps-status``: ``{"mpps_uid", "status", "at" (YYYYMMDDHHMMSS),
+- channel ``hl7``, kind ``mpps-status`` (``app.domain.reports.StatusReport.to_payload``):
+  ``{"mpps_uid", "status", "at" (YYYYMMDDHHMMSS),
   "patient": {patient_id, issuer_of_patient_id, name, birth_date, sex},
   "order": {accession_number, placer_order_number, filler_order_number},
   "procedures": [{requested_procedure_id, study_instance_uid, sps_id, modality}],

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.domain.actor import Actor
-from app.domain.errors import ConflictError, NotFoundError, ValidationError
+from app.domain.errors import ConflictError, MissingValueError, NotFoundError, ValidationError
 from app.domain.items import validate_ae_titles
 from app.models import Station
 from app.schemas import StationView
@@ -32,7 +32,7 @@ class StationData:
 
 def _validate(data: StationData) -> StationData:
     if not data.modality.strip():
-        raise ValidationError("modality is required", field="modality")
+        raise MissingValueError("modality is required", field="modality")
     if len(data.station_name) > 16:
         raise ValidationError("station_name has at most 16 characters (SH)", field="station_name")
     (title,) = validate_ae_titles([data.ae_title])

@@ -14,11 +14,14 @@ from app.domain.errors import (
     DomainError,
     InvalidQueryError,
     InvalidTransitionError,
+    MissingValueError,
     NotFoundError,
+    UnknownCodeError,
     ValidationError,
 )
-from hl7_ingest.ack import AckCode, build_ack, error_for_domain, escape, hl7_location
-from hl7_ingest.errors import MessageError, MessageRejected
+from app.domain.mpps import MissingAttributeValueError
+from hl7_ingest.ack import build_ack, error_for_domain, hl7_location
+from hl7_ingest.errors import AckCode, MessageError, MessageRejected, ack_code
 from hl7_ingest.parse import Envelope, envelope
 
 NOW = datetime(2025, 1, 1, 12, 0, 0)
@@ -117,12 +120,6 @@ def test_escaping_in_err_text_and_control_id() -> None:
     assert out.endswith("|E||||value 'a\\F\\b\\S\\c\\R\\d\\E\\e\\T\\f' is bad\r")
 
 
-def test_escape_keeps_literal_escape_lookalikes() -> None:
-    assert escape("C:\\F\\x") == "C:\\E\\F\\E\\x"
-    assert escape("two\nlines") == "two lines"
-    assert escape("plain") == "plain"
-
-
 def test_default_control_id_and_time() -> None:
     out = build_ack(env(), AckCode.AA, settings=SETTINGS)
     msh = out.split("\r")[0].split("|")
@@ -146,7 +143,12 @@ def test_acks_parse_with_hl7apy(version: str) -> None:
 @pytest.mark.parametrize(
     ("exc", "code"),
     [
-        (ValidationError("PatientID (Type 1) is missing or empty", field="PatientID"), 101),
+        (MissingValueError("PatientID (Type 1) is missing or empty", field="PatientID"), 101),
+        (MissingAttributeValueError("StudyInstanceUID (Type 1) is empty"), 101),
+        (UnknownCodeError("order control ZZ is not configured", field="OrderControl"), 103),
+        # the type decides, not the wording: a plain ValidationError is a bad value
+        (ValidationError("the missing link", field="PatientName"), 102),
+        (ValidationError("not configured", field="OrderControl"), 102),
         (
             ValidationError("StudyInstanceUID: 'x' is not a valid UID", field="StudyInstanceUID"),
             102,
@@ -162,6 +164,12 @@ def test_domain_codes(exc: DomainError, code: int) -> None:
     error = error_for_domain(exc, env())
     assert isinstance(error, MessageError)
     assert (error.code, error.text) == (code, exc.message)
+    assert ack_code(error) is AckCode.AE
+
+
+def test_hl7_errors_answer_ae_or_ar() -> None:
+    assert ack_code(MessageError(101, "x")) is AckCode.AE
+    assert ack_code(MessageRejected(200, "x")) is AckCode.AR
 
 
 @pytest.mark.parametrize(
@@ -197,7 +205,7 @@ def test_omg_start_location_is_tq1() -> None:
 
 
 def test_error_for_domain_full() -> None:
-    exc = ValidationError("StudyInstanceUID (Type 1) is missing", field="StudyInstanceUID")
+    exc = MissingValueError("StudyInstanceUID (Type 1) is missing", field="StudyInstanceUID")
     error = error_for_domain(exc, env())
     assert ack(env(), AckCode.AE, error).endswith(
         "ERR||IPC^1^3|101^Required field missing^HL70357|E||||"

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from hl7_ingest.outbound import DeliveryError, check_ack, status_message, xpn
+from app.domain.reports import StatusReport
+from hl7_ingest.outbound.client import DeliveryError, check_ack
+from hl7_ingest.outbound.messages import status_message, xpn
 
 NOW = datetime(2026, 3, 1, 9, 30, 0)
 AT = "20260301092500"
@@ -47,8 +49,9 @@ def payload(status: str = "IN PROGRESS", **changes: Any) -> dict[str, Any]:
 
 
 def segments(data: dict[str, Any], message_type: str = "ORM") -> list[str]:
+    report = StatusReport.from_payload(data)
     text = status_message(
-        data, message_type=message_type, settings=SETTINGS, control_id="MWL7", now=NOW
+        report, message_type=message_type, settings=SETTINGS, control_id="MWL7", now=NOW
     )
     assert text.endswith("\r")
     return text.split("\r")[:-1]
@@ -165,7 +168,8 @@ def test_unknown_status_or_type_is_refused(field: str, value: str) -> None:
     kind = value if field == "message_type" else "ORM"
     data = payload(value) if field == "status" else payload()
     with pytest.raises(ValueError):
-        status_message(data, message_type=kind, settings=SETTINGS, control_id="1")
+        report = StatusReport.from_payload(data)
+        status_message(report, message_type=kind, settings=SETTINGS, control_id="1")
 
 
 ACK = "MSH|^~\\&|RIS|H|MWLBROKER|RADIOLOGY|20260301||ACK^O01^ACK|9|P|2.5.1\r"
