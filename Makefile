@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-deps lint typecheck conformance clean
+.PHONY: install run test test-deps lint typecheck conformance screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ install: $(STAMP)
 run: install
 	$(BIN)/mwl-broker serve
 
-## test-deps: system packages the tests need (DCMTK, Docker Compose)
+## test-deps: system packages the tests need (DCMTK, Docker Compose, Chromium)
 test-deps:
 	bash .ci/install-test-deps
 
@@ -31,6 +31,10 @@ test: $(STAMP) test-deps
 lint: $(STAMP)
 	$(BIN)/ruff check app dicom_scp hl7_ingest web tests bench
 	$(BIN)/mypy
+
+## screenshots: docs/screenshots/*.png of the staff page at 1366x768 (needs Debian's chromium)
+screenshots: $(STAMP) test-deps
+	$(BIN)/python docs/screenshots/make.py
 
 conformance: $(STAMP)
 	$(BIN)/mwl-broker conformance --output docs/conformance.md

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from app.api import (
     audit,
     auth,
+    board,
     errors,
     health,
     hl7,
@@ -22,6 +23,7 @@ from app.api import (
     stations,
     users,
 )
+from app.api import events as event_stream
 from app.api.deps import require
 from app.config import Settings
 from app.db import SessionFactory
@@ -66,6 +68,8 @@ def create_app(
         outbox.router,
         mpps.router,
         audit.router,
+        board.router,
+        event_stream.router,
     ):
         app.include_router(router, dependencies=viewer)
     return app

@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 from sqlalchemy import Engine
 
+import web
 from app.config import Settings
 from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
 from app.delivery import OutboxWorker
@@ -42,6 +43,7 @@ from hl7_ingest.server import MllpServer
 LOG = logging.getLogger(__name__)
 SERVICES = ("dicom", "hl7", "http")
 PURGE_INTERVAL = 3600.0  # seconds between HL7 message log retention runs
+GRACEFUL_SHUTDOWN = 2  # seconds the HTTP server waits for open requests (event streams) on stop
 
 
 def import_worklist_files(settings: Settings, paths: Sequence[Path]) -> ImportReport:
@@ -177,9 +179,17 @@ class Broker:
         app = create_app(
             self.settings, self.engine, self.session_factory, self._listeners(), self.events
         )
+        web.install(app)
         sock = _bind(self.settings.http.bind_host, self.settings.http.port)
         self.ports["http"] = int(sock.getsockname()[1])
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        # Open pages hold event streams; stopping waits this long for them, then closes them.
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+        )
         return uvicorn.Server(config), sock
 
     def start(self) -> dict[str, int]:
