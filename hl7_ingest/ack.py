@@ -39,6 +39,7 @@ from hl7_ingest.errors import (
     TABLE_VALUE_NOT_FOUND,
     UNKNOWN_KEY_IDENTIFIER,
     AckCode,
+    FieldWarning,
     Hl7Error,
     error_class,
 )
@@ -80,13 +81,15 @@ def _split_location(location: str) -> list[str]:
     return location.split("^") if location else []
 
 
-def _err(error: Hl7Error, version: str) -> str:
+def _err(error: Hl7Error | FieldWarning, version: str, severity: str = "E") -> str:
+    """One ERR: v2.5+ ERR-2 location, ERR-3 code, ERR-4 severity (table 0516), ERR-8 text;
+    before v2.5 ERR-1 only (no severity: MSA-1 tells AA from AE)."""
     code = str(error.code)
     parts = _split_location(error.location)
     if version_tuple(version) >= (2, 5):
         where = "^".join(escape(p) for p in parts)
         cwe = components(code, error.description, CODING_SYSTEM)
-        return segment("ERR", "", where, cwe, "E", "", "", "", escape(error.text), trim=False)
+        return segment("ERR", "", where, cwe, severity, "", "", "", escape(error.text), trim=False)
     eld = "^".join(escape(p) for p in [*parts, "", "", ""][:3])
     code_text = "&".join((code, escape(error.description), CODING_SYSTEM))
     return segment("ERR", f"{eld}^{code_text}", trim=False)
@@ -98,11 +101,16 @@ def build_ack(
     *,
     settings: Hl7Settings,
     error: Hl7Error | None = None,
+    warnings: tuple[FieldWarning, ...] = (),
     now: datetime | None = None,
     control_id: str | None = None,
 ) -> str:
     """The ACK for a message (``env`` None when even its MSH could not be read), as ER7 text
-    with ``\\r`` segment terminators, not framed."""
+    with ``\\r`` segment terminators, not framed.
+
+    ``warnings`` (an accepted message whose values were shortened, say) each add an ERR with
+    severity ``W``; they are left out of an ACK that reports an ``error`` (nothing applied).
+    """
     version = (env.version if env else "") or DEFAULT_VERSION
     header = _msh(env, settings, now or datetime.now(), control_id or new_control_id())
     msa = [str(code), escape(env.control_id) if env else ""]
@@ -111,6 +119,12 @@ def build_ack(
     segments = [header, segment("MSA", *msa, trim=False)]
     if error is not None:
         segments.append(_err(error, version))
+    elif warnings and version_tuple(version) < (2, 5):
+        # the v2.3.1 ACK has one ERR; its ERR-1 repeats
+        elds = [_err(warning, version)[len("ERR|") :] for warning in warnings]
+        segments.append("ERR|" + "~".join(elds))
+    else:
+        segments.extend(_err(warning, version, "W") for warning in warnings)
     return message(segments)
 
 

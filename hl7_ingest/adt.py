@@ -20,6 +20,7 @@ from hl7_ingest.datatypes import patient_from_pid, pid_segment
 from hl7_ingest.errors import (
     APPLICATION_INTERNAL_ERROR,
     REQUIRED_FIELD_MISSING,
+    FieldWarning,
     MessageError,
 )
 from hl7_ingest.parse import Envelope, Hl7Message
@@ -47,7 +48,9 @@ def _prior_identifier(msg: Hl7Message) -> tuple[str, str]:
     return prior_id, mrgs[0].get(1, 4)
 
 
-def adt_command(msg: Hl7Message, env: Envelope) -> IntakeCommand:
+def adt_command(
+    msg: Hl7Message, env: Envelope, warnings: list[FieldWarning] | None = None
+) -> IntakeCommand:
     """ADT A01/A04/A05 -> PatientRegistration, A08 -> PatientUpdate, A40 -> PatientMerge,
     A47 -> PatientIdentifierChange. PID-3 is always required; PID-5 for A01/A04/A05/A08.
     """

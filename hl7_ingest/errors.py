@@ -10,6 +10,7 @@ a referenced record does not exist...). SPEC_DIGEST 3.2.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 from app.domain.errors import lookup
@@ -88,6 +89,21 @@ class MessageRejected(Hl7Error):
 
 class MessageError(Hl7Error):
     """Answered with ACK AE: understood, but a field is missing or wrong, or it cannot apply."""
+
+
+@dataclass(frozen=True)
+class FieldWarning:
+    """Something the broker changed while accepting a message (ERR with severity ``W``, HL7
+    table 0516): table 0357 ``code``, ERR ``location`` and free ``text``. The mapping returns
+    these with the command; the ACK reports them."""
+
+    code: int
+    text: str
+    location: str
+
+    @property
+    def description(self) -> str:
+        return describe(self.code)
 
 
 # Which ACK answers an HL7 error (lookup() walks the class hierarchy).

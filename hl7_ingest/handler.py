@@ -30,6 +30,7 @@ from hl7_ingest import ack, parse, router
 from hl7_ingest.errors import (
     APPLICATION_INTERNAL_ERROR,
     AckCode,
+    FieldWarning,
     Hl7Error,
     MessageRejected,
     ack_code,
@@ -106,14 +107,14 @@ class Hl7Handler:
 
     def _process(self, text: str, env: parse.Envelope) -> _Outcome:
         try:
-            command = router.to_command(text, env)
+            decoded = router.decode_message(text, env)
         except Hl7Error as exc:
             return self._fail(env, text, ack_code(exc), exc)
-        accepted = self._answer(env, AckCode.AA, None)
+        accepted = self._answer(env, AckCode.AA, None, decoded.warnings)
         try:
             result = hl7_accept.accept(
                 self.session_factory,
-                command=command,
+                command=decoded.command,
                 policy=self.policy,
                 actor=_actor(env),
                 message=self._record(env, text, accepted),
@@ -124,7 +125,15 @@ class Hl7Handler:
         if isinstance(result, hl7_accept.AlreadyAccepted):
             # The same message committed on another connection meanwhile: answer as it did.
             return _Outcome(AckCode.AA, result.ack)
-        LOG.info("HL7 %s %s accepted", _type(env), env.control_id)
+        LOG.info(
+            "HL7 %s %s accepted%s",
+            _type(env),
+            env.control_id,
+            f" with {len(decoded.warnings)} warning(s): "
+            + ", ".join(f"{w.code} {w.location}" for w in decoded.warnings)
+            if decoded.warnings
+            else "",
+        )
         return accepted
 
     def _fail(self, env: parse.Envelope, text: str, code: AckCode, error: Hl7Error) -> _Outcome:
@@ -141,10 +150,17 @@ class Hl7Handler:
         return outcome
 
     def _answer(
-        self, env: parse.Envelope | None, code: AckCode, error: Hl7Error | None
+        self,
+        env: parse.Envelope | None,
+        code: AckCode,
+        error: Hl7Error | None,
+        warnings: tuple[FieldWarning, ...] = (),
     ) -> _Outcome:
-        text = ack.build_ack(env, code, settings=self.settings, error=error)
-        reason = f"{error.code} {error.location} {error.text}".strip() if error else ""
+        text = ack.build_ack(env, code, settings=self.settings, error=error, warnings=warnings)
+        if error:
+            reason = f"{error.code} {error.location} {error.text}".strip()
+        else:  # an accepted message's warnings are kept in the log's error column too
+            reason = "; ".join(f"W {w.code} {w.location} {w.text}" for w in warnings)
         return _Outcome(code, text, reason)
 
     def _record(

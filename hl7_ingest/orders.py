@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.domain.dicom_json import JsonDataset, element
-from app.domain.intake import OrderGroup, OrderMessage
+from app.domain.intake import OrderGroup, OrderMessage, descriptive_limit
 from app.domain.items import OrderData, PatientData, ProcedureData, StepData
 from hl7_ingest.datatypes import (
     coded,
@@ -37,6 +37,8 @@ from hl7_ingest.errors import (
     APPLICATION_INTERNAL_ERROR,
     REQUIRED_FIELD_MISSING,
     SEGMENT_SEQUENCE,
+    VALUE_TOO_LONG,
+    FieldWarning,
     MessageError,
 )
 from hl7_ingest.parse import Envelope, Hl7Message, Segment
@@ -44,7 +46,6 @@ from hl7_ingest.parse import Envelope, Hl7Message, Segment
 # ORC-7.6 / TQ1-9 priority (HL7 table 0027) -> Requested Procedure Priority (0040,1003).
 PRIORITY_MAP = {"S": "STAT", "A": "HIGH", "P": "HIGH", "C": "HIGH", "R": "ROUTINE", "T": "MEDIUM"}
 NEW_ORDER = "NW"
-_LO = 64
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class _Context:
     control: str
     pv1: Segment | None
     uses_tq1: bool  # v2.5+ structures time the order with TQ1 (location of a missing start)
+    warnings: list[FieldWarning] = field(default_factory=list)  # this message's, for its ACK
 
 
 def _walk(msg: Hl7Message) -> list[_Order]:
@@ -115,9 +117,24 @@ def _attach_tq1(order: _Order, tq1: Located) -> None:
 # Values
 
 
-def _lo(text: str) -> str:
-    """Free text for an LO attribute: one line, at most 64 characters."""
-    return " ".join(text.split())[:_LO]
+def _fit(ctx: _Context, keyword: str, text: str, where: str) -> str:
+    """Free text for a descriptive attribute: one line, cut to its VR's length.
+
+    A cut value is not an error (real RIS send 20-character station names): the order is
+    accepted and the ACK carries a warning (ERR severity W, 104) at ``where``.
+    """
+    value = " ".join(text.split())
+    limit = descriptive_limit(keyword)
+    if len(value) <= limit:
+        return value
+    ctx.warnings.append(
+        FieldWarning(
+            VALUE_TOO_LONG,
+            f"{keyword} has {len(value)} characters, more than {limit}; stored cut to {limit}",
+            where,
+        )
+    )
+    return value[:limit]
 
 
 def _first_xcn(segment: Segment | None, field_no: int) -> str:
@@ -152,9 +169,10 @@ def _put_issuer(attrs: JsonDataset, key: str, segment: Segment, field_no: int) -
 
 
 def _order_data(
-    order: _Order, obr: Segment | None, ipc: Segment | None, pv1: Segment | None
+    order: _Order, obr: Segment | None, ipc: Segment | None, ctx: _Context
 ) -> OrderData:
     orc = order.orc.segment
+    pv1 = ctx.pv1
     attrs: JsonDataset = {}
     placer_src = orc if orc.get(2) or obr is None else obr
     filler_src = orc if orc.get(3) or obr is None else obr
@@ -169,7 +187,9 @@ def _order_data(
         if pv1.get(19, 4):
             attrs["00380014"] = _sequence(issuer_item(pv1.get(19, 4)))
         parts = [pv1.get(3, c) for c in (1, 2, 3)]
-        current_location = "^".join(parts).rstrip("^")
+        current_location = _fit(
+            ctx, "CurrentPatientLocation", "^".join(parts).rstrip("^"), "PV1^1^3"
+        )
     return OrderData(
         accession_number=ipc.get(1) if ipc is not None else (obr.get(18) if obr else ""),
         placer_order_number=placer_src.get(2),
@@ -194,24 +214,35 @@ def _priority(service: _Service | None, orc: Segment) -> str:
     return ""
 
 
-def _procedure_data(order: _Order, service: _Service | None, ipc: Segment | None) -> ProcedureData:
+def _procedure_data(
+    order: _Order, service: _Service | None, ipc: Segment | None, ctx: _Context
+) -> ProcedureData:
     obr = service.obr.segment if service else None
     zds = service.zds.segment if service and service.zds else None
     attrs: JsonDataset = {}
     description = ""
-    if obr is not None:
+    if service is not None:
+        obr_at = service.obr.at
+        obr = service.obr.segment
         code_field = 44 if obr.get(44) else 4
         code_value = obr.get(code_field, 1)
-        description = _lo(obr.get(code_field, 2))
+        description = _fit(
+            ctx, "RequestedProcedureDescription", obr.get(code_field, 2), obr_at(code_field, 1, 2)
+        )
         if code_value:
             attrs["00321064"] = _sequence(
                 coded(code_value, obr.get(code_field, 3), obr.get(code_field, 2))
             )
-        reason = obr.get(31, 2) or obr.get(31, 1)
+        reason_component = 2 if obr.get(31, 2) else 1
+        reason = obr.get(31, reason_component)
         if reason:
-            attrs["00401002"] = element("LO", _lo(reason))
+            where = obr_at(31, 1, reason_component)
+            attrs["00401002"] = element(
+                "LO", _fit(ctx, "ReasonForTheRequestedProcedure", reason, where)
+            )
         if obr.get(30):
-            attrs["00401004"] = element("LO", _lo(obr.get(30)))
+            transport = _fit(ctx, "PatientTransportArrangements", obr.get(30), obr_at(30))
+            attrs["00401004"] = element("LO", transport)
     if ipc is not None:
         rp_id, study_uid = ipc.get(2), ipc.get(3)
     else:
@@ -251,15 +282,16 @@ def _step_data(
 ) -> StepData:
     obr = service.obr.segment if service else None
     attrs: JsonDataset = {}
-    description = ""
+    description, description_at = "", ""
     if ipc is not None and ipc.segment.get(6):
         seg = ipc.segment
         attrs["00400008"] = _sequence(coded(seg.get(6, 1), seg.get(6, 3), seg.get(6, 2)))
-        description = seg.get(6, 2)
-    elif obr is not None:
+        description, description_at = seg.get(6, 2), ipc.at(6, 1, 2)
+    elif service is not None and obr is not None:
         if obr.get(4, 4):
             attrs["00400008"] = _sequence(coded(obr.get(4, 4), obr.get(4, 6), obr.get(4, 5)))
-        description = obr.get(4, 5) or obr.get(4, 2)
+        component = 5 if obr.get(4, 5) else 2
+        description, description_at = obr.get(4, component), service.obr.at(4, 1, component)
     if ipc is not None:
         modality, where = ipc.segment.get(5), ipc.at(5)
     else:
@@ -268,15 +300,19 @@ def _step_data(
     if ctx.control == NEW_ORDER and not modality:
         raise MessageError(REQUIRED_FIELD_MISSING, "the modality is missing", where)
     station = ipc.segment.get(9) if ipc else ""
+    station_name = _fit(ctx, "ScheduledStationName", ipc.segment.get(7), ipc.at(7)) if ipc else ""
+    sps_location = (
+        _fit(ctx, "ScheduledProcedureStepLocation", ipc.segment.get(8), ipc.at(8)) if ipc else ""
+    )
     return StepData(
         sps_id=ipc.segment.get(4) if ipc else (obr.get(20) if obr else ""),
         station_ae_titles=(station,) if station else (),
         start_datetime=_start(order, service, ctx),
         modality=modality.upper(),
         performing_physician=_technician(obr) if obr else "",
-        description=_lo(description),
-        station_name=ipc.segment.get(7) if ipc else "",
-        location=ipc.segment.get(8) if ipc else "",
+        description=_fit(ctx, "ScheduledProcedureStepDescription", description, description_at),
+        station_name=station_name,
+        location=sps_location,
         attributes=attrs,
     )
 
@@ -303,8 +339,8 @@ def _group(
     obr = service.obr.segment if service else None
     ipc_segment = ipc.segment if ipc else None
     return OrderGroup(
-        order=_order_data(order, obr, ipc_segment, ctx.pv1),
-        procedure=_procedure_data(order, service, ipc_segment),
+        order=_order_data(order, obr, ipc_segment, ctx),
+        procedure=_procedure_data(order, service, ipc_segment, ctx),
         step=_step_data(order, service, ipc, ctx),
     )
 
@@ -332,24 +368,32 @@ def _control(orders: list[_Order]) -> tuple[str, str]:
     return control, orders[0].orc.segment.get(5).upper()
 
 
-def _patient_extras(patient: PatientData, orders: list[_Order]) -> PatientData:
+def _patient_extras(patient: PatientData, orders: list[_Order], ctx: _Context) -> PatientData:
     """OBR-12 Danger Code -> Patient State, OBR-13 Relevant Clinical Info -> Medical Alerts."""
-    first = next((o.services[0].obr.segment for o in orders if o.services), None)
-    if first is None:
+    located = next((o.services[0].obr for o in orders if o.services), None)
+    if located is None:
         return patient
+    first = located.segment
     attrs = dict(patient.attributes)
-    danger = first.get(12, 2) or first.get(12, 1)
+    danger_component = 2 if first.get(12, 2) else 1
+    danger = first.get(12, danger_component)
     if danger:
-        attrs["00380500"] = element("LO", _lo(danger))
+        where = located.at(12, 1, danger_component)
+        attrs["00380500"] = element("LO", _fit(ctx, "PatientState", danger, where))
     if first.get(13):
-        attrs["00102000"] = element("LO", _lo(first.get(13)))
+        alerts = _fit(ctx, "MedicalAlerts", first.get(13), located.at(13))
+        attrs["00102000"] = element("LO", alerts)
     return replace(patient, attributes=attrs) if attrs != patient.attributes else patient
 
 
-def order_command(msg: Hl7Message, env: Envelope) -> OrderMessage:
+def order_command(
+    msg: Hl7Message, env: Envelope, warnings: list[FieldWarning] | None = None
+) -> OrderMessage:
     """ORM^O01 / OMI^O23 / OMG^O19 -> OrderMessage (see the module docstring for grouping).
 
     For a new order (ORC-1 NW) PID-3, PID-5, the modality and the start are required (101).
+    Descriptive values longer than their VR are cut, each with a warning appended to
+    ``warnings`` (for the ACK).
     """
     orders = _walk(msg)
     control, status = _control(orders)
@@ -359,11 +403,12 @@ def order_command(msg: Hl7Message, env: Envelope) -> OrderMessage:
         control=control,
         pv1=msg.first("PV1"),
         uses_tq1=env.message_type in ("OMI", "OMG") or env.version_tuple >= (2, 5),
+        warnings=warnings if warnings is not None else [],
     )
     groups = tuple(group for order in orders for group in _groups(order, ctx))
     return OrderMessage(
         order_control=control,
         order_status=status,
-        patient=_patient_extras(patient, orders),
+        patient=_patient_extras(patient, orders, ctx),
         groups=groups,
     )

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from app.domain.intake import IntakeCommand
 from hl7_ingest.adt import adt_command
@@ -16,12 +17,23 @@ from hl7_ingest.errors import (
     UNSUPPORTED_MESSAGE_TYPE,
     UNSUPPORTED_PROCESSING_ID,
     UNSUPPORTED_VERSION_ID,
+    FieldWarning,
     MessageRejected,
 )
 from hl7_ingest.orders import order_command
 from hl7_ingest.parse import Envelope, Hl7Message
 
-Decoder = Callable[[Hl7Message, Envelope], IntakeCommand]
+# decoder(message, envelope, warnings) -> command; appends what it changed to ``warnings``
+Decoder = Callable[[Hl7Message, Envelope, list[FieldWarning]], IntakeCommand]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A message's intake command and the warnings of its mapping (ERR severity W in the ACK)."""
+
+    command: IntakeCommand
+    warnings: tuple[FieldWarning, ...] = ()
+
 
 SUPPORTED: dict[tuple[str, str], Decoder] = {
     ("ORM", "O01"): order_command,  # RAD-2/RAD-4/RAD-13, v2.3.1 (+ ZDS)
@@ -69,7 +81,15 @@ def check_envelope(env: Envelope) -> Decoder:
     return decoder
 
 
-def to_command(text: str, env: Envelope) -> IntakeCommand:
-    """Decode a (``decode``d) message into the intake command its type and event call for."""
+def decode_message(text: str, env: Envelope) -> Decoded:
+    """Decode a (``decode``d) message into the intake command its type and event call for,
+    with the warnings of the mapping (values it had to shorten)."""
     decoder = check_envelope(env)
-    return decoder(Hl7Message(text), env)
+    warnings: list[FieldWarning] = []
+    command = decoder(Hl7Message(text), env, warnings)
+    return Decoded(command, tuple(warnings))
+
+
+def to_command(text: str, env: Envelope) -> IntakeCommand:
+    """The intake command of a message (``decode_message`` without the warnings)."""
+    return decode_message(text, env).command

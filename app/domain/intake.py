@@ -14,6 +14,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.domain.items import OrderData, PatientData, ProcedureData, StepData
+from app.domain.mwl_attributes import BY_KEYWORD
+
+# Descriptive attributes (names of stations and locations, descriptions, reasons, comments) that
+# intake shortens to their VR's length instead of refusing the order; identifiers (Patient ID,
+# Accession Number, Requested Procedure ID, SPS ID, Study Instance UID) are never shortened.
+DESCRIPTIVE = frozenset(
+    {
+        "ScheduledStationName",
+        "ScheduledProcedureStepLocation",
+        "ScheduledProcedureStepDescription",
+        "RequestedProcedureDescription",
+        "ReasonForTheRequestedProcedure",
+        "PatientTransportArrangements",
+        "PatientState",
+        "MedicalAlerts",
+        "CurrentPatientLocation",
+    }
+)
+_VR_LENGTH = {"SH": 16, "LO": 64}
+
+
+def descriptive_limit(keyword: str) -> int:
+    """The most characters a descriptive attribute may hold (its VR's maximum length)."""
+    if keyword not in DESCRIPTIVE:
+        raise KeyError(f"{keyword} is not a descriptive attribute")
+    return _VR_LENGTH[BY_KEYWORD[keyword].vr]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,92 @@
+"""Issue 10 part 3 on real tables (SQLite and PostgreSQL): what the broker accepts from real
+RIS messages, what it still refuses, and the ACK it sends (and keeps in the message log)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from app.config import Settings
+from app.db import SessionFactory, session_scope
+from app.domain.actor import Actor
+from app.domain.status import AuditSource
+from app.domain.worklist import parse_worklist_query
+from app.models import Hl7Message
+from app.services import stations, worklist
+from hl7_ingest.handler import Hl7Handler
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "hl7"
+
+
+def message(name: str) -> bytes:
+    return (DATA / name).read_bytes()
+
+
+def lines(ack: bytes) -> list[list[str]]:
+    return [line.split("|") for line in ack.decode().split("\r") if line]
+
+
+def items(factory: SessionFactory, **keys: str) -> list[dict[str, Any]]:
+    with session_scope(factory) as session:
+        return list(worklist.find(session, query=parse_worklist_query(keys)))
+
+
+def logged(factory: SessionFactory, control_id: str) -> Hl7Message:
+    with session_scope(factory) as session:
+        row = session.exec(select(Hl7Message).where(Hl7Message.control_id == control_id)).one()
+        session.expunge(row)
+        return row
+
+
+@pytest.fixture
+def handler(settings: Settings, session_factory: SessionFactory) -> Hl7Handler:
+    with session_scope(session_factory) as session:
+        for modality in ("CT", "MR", "US"):
+            stations.create_station(
+                session,
+                data=stations.StationData(modality, f"{modality}01"),
+                actor=Actor(AuditSource.REST),
+            )
+    return Hl7Handler(settings.hl7, session_factory)
+
+
+# --- 1. descriptive values cut, identifiers refused ------------------------------------------
+
+
+def test_long_descriptive_values_are_cut_and_warned(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    ack = handler.handle(message("omi_o23_long_values.hl7"))
+    segs = lines(ack)
+    assert segs[1][:3] == ["MSA", "AA", "MSG05001"]
+    errs = [s for s in segs if s[0] == "ERR"]
+    assert [(e[2], e[3].split("^")[0], e[4]) for e in errs] == [
+        ("PV1^1^3", "104", "W"),
+        ("OBR^1^31^1^2", "104", "W"),
+        ("IPC^1^7", "104", "W"),
+        ("IPC^1^8", "104", "W"),
+        ("IPC^1^6^1^2", "104", "W"),
+    ]
+    (item,) = items(session_factory, AccessionNumber="ACC5001")
+    step = item["00400100"]["Value"][0]
+    assert step["00400010"]["Value"] == ["SIEMENS_AVANTO_F"]
+    assert step["00400011"]["Value"] == ["MR ROOM 1 BASEME"]
+    assert step["00400001"]["Value"] == ["MR1_AE"]
+    assert len(step["00400007"]["Value"][0]) == 64
+    row = logged(session_factory, "MSG05001")
+    assert row.outcome == "AA"
+    assert row.ack == ack.decode()  # the log keeps the ACK sent, warnings included
+    assert "W 104 IPC^1^7" in row.error
+
+
+def test_too_long_accession_is_still_refused(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    segs = lines(handler.handle(message("omi_o23_long_accession.hl7")))
+    assert segs[1][:3] == ["MSA", "AE", "MSG05002"]
+    (err,) = [s for s in segs if s[0] == "ERR"]
+    assert err[2] == "IPC^1^1" and err[3].startswith("102^") and err[4] == "E"
+    assert items(session_factory) == []
