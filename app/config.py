@@ -150,6 +150,10 @@ class Hl7Settings(_Section):
     missing_study_uid: str = Field(
         default="generate", description="'generate' or 'reject' an order without ZDS/IPC UID"
     )
+    missing_accession: str = Field(
+        default="reject",
+        description="'reject' (AE 101, IHE RAD-4) or 'accept' an order without Accession Number",
+    )
     max_frame_bytes: int = Field(
         default=1_048_576, ge=1024, description="largest MLLP frame accepted"
     )
@@ -183,6 +187,13 @@ class Hl7Settings(_Section):
     def _check_uid_policy(cls, value: str) -> str:
         if value not in ("generate", "reject"):
             raise ValueError("is 'generate' or 'reject'")
+        return value
+
+    @field_validator("missing_accession")
+    @classmethod
+    def _check_accession_policy(cls, value: str) -> str:
+        if value not in ("reject", "accept"):
+            raise ValueError("is 'reject' or 'accept'")
         return value
 
 
@@ -278,6 +289,7 @@ ENV: dict[str, tuple[str | None, str]] = {
     "hl7_port": ("hl7", "port"),
     "hl7_order_control": ("hl7", "order_control"),
     "hl7_missing_study_uid": ("hl7", "missing_study_uid"),
+    "hl7_missing_accession": ("hl7", "missing_accession"),
     "hl7_max_frame_bytes": ("hl7", "max_frame_bytes"),
     "hl7_idle_timeout": ("hl7", "idle_timeout"),
     "hl7_message_retention_days": ("hl7", "message_retention_days"),

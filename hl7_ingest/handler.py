@@ -55,6 +55,7 @@ class Hl7Handler:
         self.policy = intake.IntakePolicy(
             order_control=settings.order_control,
             generate_missing_study_uid=settings.missing_study_uid == "generate",
+            accept_missing_accession=settings.missing_accession == "accept",
         )
 
     # -- entry points ---------------------------------------------------------------------

@@ -62,6 +62,8 @@ SH_MAX = 16
 class IntakePolicy:
     order_control: Mapping[str, str]
     generate_missing_study_uid: bool = True
+    # IHE RAD-4 requires the Accession Number; an image without one is hard to reconcile
+    accept_missing_accession: bool = False
 
 
 def apply(session: Session, command: IntakeCommand, *, policy: IntakePolicy, actor: Actor) -> None:
@@ -129,6 +131,8 @@ def _write_item(
     actor: Actor,
 ) -> None:
     known = _find_procedure(session, patient, group)
+    if not group.order.accession_number:
+        group = _with_known_accession(session, group, known, policy)
     rp_id = (
         group.procedure.requested_procedure_id
         or (known.requested_procedure_id if known else "")
@@ -164,6 +168,23 @@ def _write_item(
     )
     validate_item(data)
     worklist.upsert_item(session, data=data, actor=actor)
+
+
+def _with_known_accession(
+    session: Session, group: OrderGroup, known: RequestedProcedure | None, policy: IntakePolicy
+) -> OrderGroup:
+    """A group without Accession Number: the known order's (an update need not repeat it),
+    else refused (101) unless ``BROKER_HL7_MISSING_ACCESSION=accept``."""
+    order = session.get(ImagingServiceRequest, known.order_pk) if known is not None else None
+    if order is not None and order.accession_number:
+        return replace(group, order=replace(group.order, accession_number=order.accession_number))
+    if not policy.accept_missing_accession:
+        raise MissingValueError(
+            "AccessionNumber (Type 2, required by IHE RAD-4) is missing; "
+            "BROKER_HL7_MISSING_ACCESSION=accept takes such orders",
+            field="AccessionNumber",
+        )
+    return group
 
 
 def _station_for(session: Session, modality: str, location: str) -> tuple[tuple[str, ...], str]:

@@ -90,3 +90,55 @@ def test_too_long_accession_is_still_refused(
     (err,) = [s for s in segs if s[0] == "ERR"]
     assert err[2] == "IPC^1^1" and err[3].startswith("102^") and err[4] == "E"
     assert items(session_factory) == []
+
+
+# --- 2. missing Accession Number --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "control_id", "where"),
+    [
+        ("orm_o01_no_accession.hl7", "MSG05101", "OBR^1^18"),
+        ("omi_o23_no_accession.hl7", "MSG05102", "IPC^1^1"),
+    ],
+)
+def test_order_without_accession_is_refused_by_default(
+    handler: Hl7Handler, session_factory: SessionFactory, name: str, control_id: str, where: str
+) -> None:
+    segs = lines(handler.handle(message(name)))
+    assert segs[1][:3] == ["MSA", "AE", control_id]
+    (err,) = [s for s in segs if s[0] == "ERR"]
+    if segs[0][11] == "2.3.1":
+        assert err[1] == f"{where}^101&Required field missing&HL70357"
+    else:
+        assert err[2] == where and err[3].startswith("101^") and err[4] == "E"
+    assert items(session_factory) == []
+    assert logged(session_factory, control_id).outcome == "AE"
+
+
+def test_order_without_accession_is_taken_when_configured(
+    settings: Settings, session_factory: SessionFactory, handler: Hl7Handler
+) -> None:
+    lenient = Hl7Handler(
+        settings.hl7.model_copy(update={"missing_accession": "accept"}), session_factory
+    )
+    segs = lines(lenient.handle(message("omi_o23_no_accession.hl7")))
+    assert segs[1][:3] == ["MSA", "AA", "MSG05102"]
+    (item,) = items(session_factory)
+    assert item["00080050"] == {"vr": "SH"}
+    assert item["00401001"]["Value"] == ["RP5102"]
+
+
+def test_update_without_accession_keeps_the_known_one(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    assert lines(handler.handle(message("omi_o23_nw.hl7")))[1][1] == "AA"
+    update = (
+        message("omi_o23_nw.hl7")
+        .replace(b"MSG01001", b"MSG05103")
+        .replace(b"ORC|NW|", b"ORC|XO|")
+        .replace(b"IPC|ACC3001^RAD^1.2.3.99^ISO|", b"IPC||")
+    )
+    assert lines(handler.handle(update))[1][:3] == ["MSA", "AA", "MSG05103"]
+    (item,) = items(session_factory, StudyInstanceUID="1.2.826.0.1.3680043.8.498.1")
+    assert item["00080050"]["Value"] == ["ACC3001"]

@@ -15,6 +15,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_MWL_NAME_CASE_INSENSITIVE": ("false", False),
     "BROKER_HL7_PORT": ("2576", 2576),
     "BROKER_HL7_ORDER_CONTROL": ('{"nw": "SCHEDULED"}', {"NW": "SCHEDULED"}),
+    "BROKER_HL7_MISSING_ACCESSION": ("accept", "accept"),
     "BROKER_HTTP_PORT": ("8080", 8080),
     "BROKER_COOKIE_SECURE": ("true", True),
     "BROKER_STORAGE_DIR": ("/srv/dicom", None),
@@ -74,3 +75,13 @@ def test_sections_are_frozen() -> None:
     settings = load_settings(_env_file=None)
     with pytest.raises(ValueError):
         settings.dicom.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("variable", ["BROKER_HL7_MISSING_ACCESSION"])
+def test_intake_policies_take_only_their_words(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, "maybe")
+    with pytest.raises(SettingsError) as info:
+        load_settings(_env_file=None)
+    assert f"{variable}:" in str(info.value)
