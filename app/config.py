@@ -154,6 +154,10 @@ class Hl7Settings(_Section):
         default="reject",
         description="'reject' (AE 101, IHE RAD-4) or 'accept' an order without Accession Number",
     )
+    missing_start: str = Field(
+        default="now",
+        description="'now' (as dcm4chee) or 'reject' (AE 101) a new order without SPS start",
+    )
     max_frame_bytes: int = Field(
         default=1_048_576, ge=1024, description="largest MLLP frame accepted"
     )
@@ -187,6 +191,13 @@ class Hl7Settings(_Section):
     def _check_uid_policy(cls, value: str) -> str:
         if value not in ("generate", "reject"):
             raise ValueError("is 'generate' or 'reject'")
+        return value
+
+    @field_validator("missing_start")
+    @classmethod
+    def _check_start_policy(cls, value: str) -> str:
+        if value not in ("now", "reject"):
+            raise ValueError("is 'now' or 'reject'")
         return value
 
     @field_validator("missing_accession")
@@ -290,6 +301,7 @@ ENV: dict[str, tuple[str | None, str]] = {
     "hl7_order_control": ("hl7", "order_control"),
     "hl7_missing_study_uid": ("hl7", "missing_study_uid"),
     "hl7_missing_accession": ("hl7", "missing_accession"),
+    "hl7_missing_start": ("hl7", "missing_start"),
     "hl7_max_frame_bytes": ("hl7", "max_frame_bytes"),
     "hl7_idle_timeout": ("hl7", "idle_timeout"),
     "hl7_message_retention_days": ("hl7", "message_retention_days"),

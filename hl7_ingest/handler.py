@@ -56,6 +56,7 @@ class Hl7Handler:
             order_control=settings.order_control,
             generate_missing_study_uid=settings.missing_study_uid == "generate",
             accept_missing_accession=settings.missing_accession == "accept",
+            start_missing_now=settings.missing_start == "now",
         )
 
     # -- entry points ---------------------------------------------------------------------

@@ -80,7 +80,6 @@ class _Context:
 
     control: str
     pv1: Segment | None
-    uses_tq1: bool  # v2.5+ structures time the order with TQ1 (location of a missing start)
     warnings: list[FieldWarning] = field(default_factory=list)  # this message's, for its ACK
 
 
@@ -257,7 +256,7 @@ def _procedure_data(
     )
 
 
-def _start(order: _Order, service: _Service | None, ctx: _Context) -> str:
+def _start(order: _Order, service: _Service | None) -> str:
     """SPS start: TQ1-7, else ORC-7.4 (TQ start), else OBR-27.4 -> ``YYYYMMDDHHMMSS``."""
     candidates: list[tuple[str, str]] = []
     tq1 = service.tq1 if service else order.tq1
@@ -269,12 +268,7 @@ def _start(order: _Order, service: _Service | None, ctx: _Context) -> str:
     for value, where in candidates:
         if value:
             return hl7_datetime(value, where, "SPS start date/time")
-    if ctx.control == NEW_ORDER:
-        where = tq1.at(7) if tq1 else location("TQ1" if ctx.uses_tq1 else "ORC", order.orc.seq, 7)
-        raise MessageError(
-            REQUIRED_FIELD_MISSING, "the scheduled start date/time is missing", where
-        )
-    return ""
+    return ""  # none: the service applies BROKER_HL7_MISSING_START (now, or refuse)
 
 
 def _step_data(
@@ -307,7 +301,7 @@ def _step_data(
     return StepData(
         sps_id=ipc.segment.get(4) if ipc else (obr.get(20) if obr else ""),
         station_ae_titles=(station,) if station else (),
-        start_datetime=_start(order, service, ctx),
+        start_datetime=_start(order, service),
         modality=modality.upper(),
         performing_physician=_technician(obr) if obr else "",
         description=_fit(ctx, "ScheduledProcedureStepDescription", description, description_at),
@@ -391,7 +385,8 @@ def order_command(
 ) -> OrderMessage:
     """ORM^O01 / OMI^O23 / OMG^O19 -> OrderMessage (see the module docstring for grouping).
 
-    For a new order (ORC-1 NW) PID-3, PID-5, the modality and the start are required (101).
+    For a new order (ORC-1 NW) PID-3, PID-5 and the modality are required (101); a missing
+    start is left empty for the service's policy.
     Descriptive values longer than their VR are cut, each with a warning appended to
     ``warnings`` (for the ACK).
     """
@@ -402,7 +397,6 @@ def order_command(
     ctx = _Context(
         control=control,
         pv1=msg.first("PV1"),
-        uses_tq1=env.message_type in ("OMI", "OMG") or env.version_tuple >= (2, 5),
         warnings=warnings if warnings is not None else [],
     )
     groups = tuple(group for order in orders for group in _groups(order, ctx))

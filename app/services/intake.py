@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -55,6 +56,7 @@ from app.models import (
 from app.services import stations, worklist, write
 
 UPDATE = "update"
+NEW_ORDER = "NW"  # ORC-1 of a new order (RAD-4): the one that must carry its step
 SH_MAX = 16
 
 
@@ -64,6 +66,8 @@ class IntakePolicy:
     generate_missing_study_uid: bool = True
     # IHE RAD-4 requires the Accession Number; an image without one is hard to reconcile
     accept_missing_accession: bool = False
+    # a new order without SPS start: scheduled "now" (dcm4chee's fallback), or refused (101)
+    start_missing_now: bool = True
 
 
 def apply(session: Session, command: IntakeCommand, *, policy: IntakePolicy, actor: Actor) -> None:
@@ -107,7 +111,10 @@ def apply_order(
     action = action_for(policy.order_control, message.order_control, message.order_status)
     status = None if action == UPDATE else SpsStatus(action)
     patient = write.ensure_patient(session, message.patient, actor=actor)
+    is_new = message.order_control.strip().upper() == NEW_ORDER
     for group in message.groups:
+        if is_new and group.step.modality and not group.step.start_datetime:
+            group = _with_start_now(group, policy)
         carries_step = bool(group.step.modality and group.step.start_datetime)
         if carries_step and not (status and status.is_final):
             _write_item(session, patient, message.patient, group, status, policy, actor)
@@ -168,6 +175,19 @@ def _write_item(
     )
     validate_item(data)
     worklist.upsert_item(session, data=data, actor=actor)
+
+
+def _with_start_now(group: OrderGroup, policy: IntakePolicy) -> OrderGroup:
+    """A new order without SPS start (no TQ1-7 / ORC-7.4 / OBR-27.4): starts now, as dcm4chee
+    does, unless ``BROKER_HL7_MISSING_START=reject`` (101)."""
+    if not policy.start_missing_now:
+        raise MissingValueError(
+            "the scheduled start date/time is missing (TQ1-7, ORC-7.4, OBR-27.4) and "
+            "BROKER_HL7_MISSING_START=reject",
+            field="ScheduledProcedureStepStartDate",
+        )
+    now = datetime.now().strftime("%Y%m%d%H%M%S")
+    return replace(group, step=replace(group.step, start_datetime=now))
 
 
 def _with_known_accession(

@@ -3,6 +3,7 @@ RIS messages, what it still refuses, and the ACK it sends (and keeps in the mess
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,15 @@ def message(name: str) -> bytes:
 
 def lines(ack: bytes) -> list[list[str]]:
     return [line.split("|") for line in ack.decode().split("\r") if line]
+
+
+def error_of(segs: list[list[str]]) -> tuple[str, str, str]:
+    """(location, table 0357 code, severity) of the one ERR of an ACK (v2.3.1: ERR-1 only)."""
+    (err,) = [s for s in segs if s[0] == "ERR"]
+    if segs[0][11] == "2.3.1":
+        *where, code = err[1].split("^")
+        return "^".join(where), code.split("&")[0], ""
+    return err[2], err[3].split("^")[0], err[4]
 
 
 def items(factory: SessionFactory, **keys: str) -> list[dict[str, Any]]:
@@ -107,11 +117,7 @@ def test_order_without_accession_is_refused_by_default(
 ) -> None:
     segs = lines(handler.handle(message(name)))
     assert segs[1][:3] == ["MSA", "AE", control_id]
-    (err,) = [s for s in segs if s[0] == "ERR"]
-    if segs[0][11] == "2.3.1":
-        assert err[1] == f"{where}^101&Required field missing&HL70357"
-    else:
-        assert err[2] == where and err[3].startswith("101^") and err[4] == "E"
+    assert error_of(segs) == (where, "101", "" if segs[0][11] == "2.3.1" else "E")
     assert items(session_factory) == []
     assert logged(session_factory, control_id).outcome == "AE"
 
@@ -142,3 +148,48 @@ def test_update_without_accession_keeps_the_known_one(
     assert lines(handler.handle(update))[1][:3] == ["MSA", "AA", "MSG05103"]
     (item,) = items(session_factory, StudyInstanceUID="1.2.826.0.1.3680043.8.498.1")
     assert item["00080050"]["Value"] == ["ACC3001"]
+
+
+# --- 3. missing SPS start ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "accession"),
+    [("orm_o01_no_start.hl7", "ACC5201"), ("omi_o23_no_start.hl7", "ACC5202")],
+)
+def test_order_without_start_is_scheduled_now_by_default(
+    handler: Hl7Handler, session_factory: SessionFactory, name: str, accession: str
+) -> None:
+    before = datetime.now().replace(microsecond=0)
+    assert lines(handler.handle(message(name)))[1][1] == "AA"
+    after = datetime.now()
+    (item,) = items(session_factory, AccessionNumber=accession)
+    step = item["00400100"]["Value"][0]
+    start = datetime.strptime(
+        step["00400002"]["Value"][0] + step["00400003"]["Value"][0][:6], "%Y%m%d%H%M%S"
+    )
+    assert before <= start <= after
+
+
+@pytest.mark.parametrize(
+    ("name", "control_id", "where"),
+    [
+        ("orm_o01_no_start.hl7", "MSG05201", "ORC^1^7"),
+        ("omi_o23_no_start.hl7", "MSG05202", "TQ1^1^7"),
+    ],
+)
+def test_order_without_start_is_refused_when_configured(
+    settings: Settings,
+    session_factory: SessionFactory,
+    handler: Hl7Handler,
+    name: str,
+    control_id: str,
+    where: str,
+) -> None:
+    strict = Hl7Handler(
+        settings.hl7.model_copy(update={"missing_start": "reject"}), session_factory
+    )
+    segs = lines(strict.handle(message(name)))
+    assert segs[1][:3] == ["MSA", "AE", control_id]
+    assert error_of(segs)[:2] == (where, "101")
+    assert items(session_factory) == []

@@ -418,7 +418,6 @@ def test_bad_orc7_text() -> None:
     ("text", "code", "where"),
     [
         (HEAD + "PID|1||P1\rORC|NW||||||^^^2025\r" + CT_OBR, 101, "PID^1^5"),
-        (HEAD + PID + "ORC|NW\r" + CT_OBR, 101, "ORC^1^7"),
         (HEAD + PID + "ORC|NW||||||^^^202501010800\rOBR|1\r", 101, "OBR^1^24"),
         (HEAD + PID + "ORC|NW||||||^^^202513010800\r" + CT_OBR, 102, "ORC^1^7^1^4"),
         (HEAD + "PID|1||P1||DOE||1970-01-01\rORC|NW\r", 102, "PID^1^7"),
@@ -427,11 +426,6 @@ def test_bad_orc7_text() -> None:
         (HEAD + PID + "ORC|NW||||||^^^202501010800\r", 100, "ORC^1"),
         (HEAD + PID + "ORC|CA|P1\rOBR|1\rORC|NW|P2\rOBR|2\r", 207, "ORC^2^1"),
         (HEAD + "ORC|NW\r", 100, "PID^1"),
-        (
-            "MSH|^~\\&|R|H|M|R|2025||OMI^O23|X|P|2.5.1\r" + PID + "ORC|NW\rOBR|1\rIPC|A|R|U|S|MR\r",
-            101,
-            "TQ1^1^7",
-        ),
         (
             "MSH|^~\\&|R|H|M|R|2025||OMI^O23|X|P|2.5.1\r"
             + PID
@@ -452,6 +446,18 @@ def test_inline_errors(text: str, code: int, where: str) -> None:
     with pytest.raises(MessageError) as info:
         from_text(text)
     assert (info.value.code, info.value.location) == (code, where)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        HEAD + PID + "ORC|NW\r" + CT_OBR,
+        "MSH|^~\\&|R|H|M|R|2025||OMI^O23|X|P|2.5.1\r" + PID + "ORC|NW\rOBR|1\rIPC|A|R|U|S|MR\r",
+    ],
+)
+def test_missing_start_is_left_to_the_service(text: str) -> None:
+    # BROKER_HL7_MISSING_START (now / reject) is applied by app.services.intake
+    assert from_text(text).groups[0].step.start_datetime == ""
 
 
 def test_cancel_does_not_require_patient_name_or_start() -> None:

@@ -16,6 +16,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_HL7_PORT": ("2576", 2576),
     "BROKER_HL7_ORDER_CONTROL": ('{"nw": "SCHEDULED"}', {"NW": "SCHEDULED"}),
     "BROKER_HL7_MISSING_ACCESSION": ("accept", "accept"),
+    "BROKER_HL7_MISSING_START": ("reject", "reject"),
     "BROKER_HTTP_PORT": ("8080", 8080),
     "BROKER_COOKIE_SECURE": ("true", True),
     "BROKER_STORAGE_DIR": ("/srv/dicom", None),
@@ -77,7 +78,7 @@ def test_sections_are_frozen() -> None:
         settings.dicom.port = 1  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("variable", ["BROKER_HL7_MISSING_ACCESSION"])
+@pytest.mark.parametrize("variable", ["BROKER_HL7_MISSING_ACCESSION", "BROKER_HL7_MISSING_START"])
 def test_intake_policies_take_only_their_words(
     variable: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
