@@ -326,6 +326,9 @@ _STRUCTURES: dict[tuple[str, str], str] = {
     ("ADT", "A04"): "ADT_A01",
     ("ADT", "A05"): "ADT_A01",
     ("ADT", "A08"): "ADT_A01",
+    ("ADT", "A28"): "ADT_A05",
+    ("ADT", "A29"): "ADT_A21",
+    ("ADT", "A31"): "ADT_A05",
     ("ADT", "A40"): "ADT_A39",
     ("ADT", "A47"): "ADT_A43",
 }

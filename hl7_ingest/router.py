@@ -43,6 +43,9 @@ SUPPORTED: dict[tuple[str, str], Decoder] = {
     ("ADT", "A04"): adt_command,  # RAD-1 register outpatient
     ("ADT", "A05"): adt_command,  # RAD-1 pre-admit
     ("ADT", "A08"): adt_command,  # RAD-12 update patient information
+    ("ADT", "A28"): adt_command,  # add person information (MPI): as a registration
+    ("ADT", "A29"): adt_command,  # delete person information: only a patient without orders
+    ("ADT", "A31"): adt_command,  # update person information (MPI): as A08
     ("ADT", "A40"): adt_command,  # RAD-12 merge patient - patient identifier list
     ("ADT", "A47"): adt_command,  # change patient identifier list
 }

@@ -63,14 +63,14 @@ class OrderMessage:
 
 @dataclass(frozen=True)
 class PatientRegistration:
-    """ADT A01/A04/A05: the patient exists (created, or demographics merged in)."""
+    """ADT A01/A04/A05/A28: the patient exists (created, or demographics merged in)."""
 
     patient: PatientData
 
 
 @dataclass(frozen=True)
 class PatientUpdate:
-    """ADT A08: new demographics for an existing (or new) patient; the worklist shows them."""
+    """ADT A08/A31: new demographics for an existing (or new) patient; the worklist shows them."""
 
     patient: PatientData
 
@@ -93,6 +93,18 @@ class PatientIdentifierChange:
     prior_issuer: str = ""
 
 
+@dataclass(frozen=True)
+class PatientDeletion:
+    """ADT A29 (delete person information): the patient is removed if it has no orders."""
+
+    patient: PatientData
+
+
 IntakeCommand = (
-    OrderMessage | PatientRegistration | PatientUpdate | PatientMerge | PatientIdentifierChange
+    OrderMessage
+    | PatientRegistration
+    | PatientUpdate
+    | PatientMerge
+    | PatientIdentifierChange
+    | PatientDeletion
 )

@@ -15,6 +15,7 @@ Values a message may leave out (SPEC_DIGEST 3.4 fallbacks):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -34,6 +35,7 @@ from app.domain.intake import (
     IntakeCommand,
     OrderGroup,
     OrderMessage,
+    PatientDeletion,
     PatientIdentifierChange,
     PatientMerge,
     PatientRegistration,
@@ -55,6 +57,7 @@ from app.models import (
 )
 from app.services import stations, worklist, write
 
+LOG = logging.getLogger(__name__)
 UPDATE = "update"
 NEW_ORDER = "NW"  # ORC-1 of a new order (RAD-4): the one that must carry its step
 SH_MAX = 16
@@ -81,6 +84,8 @@ def apply(session: Session, command: IntakeCommand, *, policy: IntakePolicy, act
         write.ensure_patient(session, command.patient, actor=actor)
     elif isinstance(command, PatientMerge):
         merge_patients(session, command, actor=actor)
+    elif isinstance(command, PatientDeletion):
+        delete_patient(session, command, actor=actor)
     else:
         change_identifier(session, command, actor=actor)
 
@@ -312,3 +317,15 @@ def change_identifier(session: Session, command: PatientIdentifierChange, *, act
         session, prior, new.patient_id, new.issuer_of_patient_id, actor=actor
     )
     write.ensure_patient(session, new, actor=actor)
+
+
+def delete_patient(session: Session, command: PatientDeletion, *, actor: Actor) -> None:
+    """A29 (delete person information, the undo of A28): a patient without orders is removed;
+    one with orders (any status: they are the record of what was done) is refused (207); an
+    unknown patient is nothing to delete."""
+    data = command.patient
+    patient = write.patient_by_identity(session, data.patient_id, data.issuer_of_patient_id)
+    if patient is None:
+        LOG.info("A29 %s: patient not known, nothing to delete", actor.context)
+        return
+    write.delete_patient_row(session, patient, actor=actor)

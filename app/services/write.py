@@ -234,6 +234,29 @@ def merge_patient_rows(
     session.flush()
 
 
+def has_orders(session: Session, patient: Patient) -> bool:
+    return _exists(session, ImagingServiceRequest.patient_pk == patient.id)
+
+
+def delete_patient_row(session: Session, patient: Patient, *, actor: Actor) -> None:
+    """Remove a patient that has no orders (HL7 A29); refuses one that has."""
+    assert patient.id is not None
+    if has_orders(session, patient):
+        raise InvalidTransitionError(
+            f"patient {patient.patient_id} has orders and cannot be deleted", field="PatientID"
+        )
+    audit(
+        session,
+        actor=actor,
+        action="delete",
+        entity=PATIENT,
+        entity_pk=patient.id,
+        before={"patient_id": patient.patient_id, "issuer": patient.issuer_of_patient_id},
+    )
+    session.delete(patient)
+    session.flush()
+
+
 def change_patient_identity(
     session: Session, patient: Patient, patient_id: str, issuer: str, *, actor: Actor
 ) -> None:

@@ -15,7 +15,7 @@ from app.db import SessionFactory, session_scope
 from app.domain.actor import Actor
 from app.domain.status import AuditSource
 from app.domain.worklist import parse_worklist_query
-from app.models import Hl7Message
+from app.models import AuditEvent, Hl7Message, Patient
 from app.services import stations, worklist
 from hl7_ingest.handler import Hl7Handler
 
@@ -193,3 +193,52 @@ def test_order_without_start_is_refused_when_configured(
     assert segs[1][:3] == ["MSA", "AE", control_id]
     assert error_of(segs)[:2] == (where, "101")
     assert items(session_factory) == []
+
+
+# --- 4. ADT person events (A28 add, A31 update, A29 delete) -----------------------------------
+
+
+def patients(factory: SessionFactory) -> dict[str, str]:
+    with session_scope(factory) as session:
+        return {p.patient_id: p.name for p in session.exec(select(Patient)).all()}
+
+
+def test_a31_updates_the_patient_and_its_items(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    assert lines(handler.handle(message("omi_o23_nw.hl7")))[1][1] == "AA"
+    assert lines(handler.handle(message("adt_a31.hl7")))[1][:3] == ["MSA", "AA", "MSG05301"]
+    found = items(session_factory, PatientID="PAT002")
+    assert len(found) == 2
+    assert {i["00100010"]["Value"][0]["Alphabetic"] for i in found} == {"SMITH-BROWN^JANE^^MRS"}
+
+
+def test_a28_adds_and_a29_deletes_a_person_without_orders(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    assert lines(handler.handle(message("adt_a28.hl7")))[1][:3] == ["MSA", "AA", "MSG05302"]
+    assert patients(session_factory) == {"PAT530": "DABROWSKI^ADAM"}
+    assert lines(handler.handle(message("adt_a29.hl7")))[1][:3] == ["MSA", "AA", "MSG05303"]
+    assert patients(session_factory) == {}
+    with session_scope(session_factory) as session:
+        deleted = session.exec(select(AuditEvent).where(AuditEvent.action == "delete")).all()
+    assert [(e.entity, e.context) for e in deleted] == [("patient", "MSG05303")]
+
+
+def test_a29_of_a_patient_with_orders_is_refused(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    assert lines(handler.handle(message("omi_o23_nw.hl7")))[1][1] == "AA"
+    a29 = message("adt_a29.hl7").replace(b"PAT530", b"PAT002")
+    segs = lines(handler.handle(a29))
+    assert segs[1][:3] == ["MSA", "AE", "MSG05303"]
+    assert error_of(segs) == ("PID^1^3", "207", "E")
+    assert "PAT002" in patients(session_factory)
+    assert len(items(session_factory, PatientID="PAT002")) == 2
+
+
+def test_a29_of_an_unknown_patient_changes_nothing(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    assert lines(handler.handle(message("adt_a29.hl7")))[1][:3] == ["MSA", "AA", "MSG05303"]
+    assert patients(session_factory) == {}

@@ -134,6 +134,9 @@ def test_supported_pairs() -> None:
         ("ADT", "A04"),
         ("ADT", "A05"),
         ("ADT", "A08"),
+        ("ADT", "A28"),
+        ("ADT", "A29"),
+        ("ADT", "A31"),
         ("ADT", "A40"),
         ("ADT", "A47"),
     }
@@ -150,7 +153,8 @@ def test_supported_pairs() -> None:
         (
             "broken_adt_a99.hl7",
             201,
-            "event 'A99' of ADT is not supported; supported: A01, A04, A05, A08, A40, A47",
+            "event 'A99' of ADT is not supported; supported: "
+            "A01, A04, A05, A08, A28, A29, A31, A40, A47",
         ),
     ],
 )

@@ -11,7 +11,8 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
 from app.config import Hl7Settings
-from app.domain.intake import OrderMessage
+from app.domain.intake import OrderMessage, PatientDeletion, PatientRegistration, PatientUpdate
+from app.domain.items import PatientData
 from hl7_ingest.ack import build_ack
 from hl7_ingest.errors import VALUE_TOO_LONG, AckCode, FieldWarning, MessageError
 from hl7_ingest.parse import decode, envelope
@@ -124,3 +125,29 @@ def test_an_error_ack_leaves_the_warnings_out(version: str) -> None:
     error = MessageError(102, "too long", "IPC^1^1")
     out = build_ack(env, AckCode.AE, settings=SETTINGS, error=error, warnings=WARNINGS)
     assert out.count("ERR|") == 1 and "IPC^1^7" not in out
+
+
+# --- 4. person events from master patient indexes ---------------------------------------------
+
+
+def test_a31_is_an_update_like_a08() -> None:
+    result = decoded("adt_a31.hl7")
+    assert result.command == PatientUpdate(
+        patient=PatientData(
+            patient_id="PAT002",
+            name="SMITH-BROWN^JANE^^MRS",
+            issuer_of_patient_id="HOSP",
+            birth_date="19851231",
+            sex="F",
+        )
+    )
+    text = decode((DATA / "adt_a31.hl7").read_bytes())
+    assert envelope(text.replace("^ADT_A05|", "|")).structure == "ADT_A05"
+
+
+def test_a28_registers_and_a29_deletes() -> None:
+    a28 = decoded("adt_a28.hl7").command
+    assert isinstance(a28, PatientRegistration)
+    assert (a28.patient.patient_id, a28.patient.name) == ("PAT530", "DABROWSKI^ADAM")
+    a29 = decoded("adt_a29.hl7").command
+    assert isinstance(a29, PatientDeletion) and a29.patient.patient_id == "PAT530"
