@@ -289,26 +289,31 @@ def _named_steps(
 
 
 def merge_patients(session: Session, command: PatientMerge, *, actor: Actor) -> None:
-    """A40: orders, steps and history of the prior patient move to the surviving one."""
+    """A40: orders, steps and history of the prior patient move to the surviving one.
+
+    A prior patient the broker does not know (it never had orders here) is nothing to merge:
+    the surviving patient is kept up to date and the message accepted (noted at INFO).
+    """
     prior = write.patient_by_identity(session, command.prior_patient_id, command.prior_issuer)
-    if prior is None:
-        raise NotFoundError(
-            f"no patient {command.prior_patient_id} to merge", field="PriorPatientID"
-        )
     surviving = write.ensure_patient(session, command.surviving, actor=actor)
-    if prior.id != surviving.id:
+    if prior is None:
+        LOG.info("A40 %s: prior patient not known here, nothing to merge", actor.context)
+    elif prior.id != surviving.id:
         write.merge_patient_rows(session, prior, surviving, actor=actor)
 
 
 def change_identifier(session: Session, command: PatientIdentifierChange, *, actor: Actor) -> None:
-    """A47: the patient known by MRG-1 is known by PID-3 from now on."""
+    """A47: the patient known by MRG-1 is known by PID-3 from now on.
+
+    A prior identifier the broker does not know is nothing to change: the patient under the new
+    identifier is kept up to date and the message accepted (noted at INFO).
+    """
+    new = command.patient
     prior = write.patient_by_identity(session, command.prior_patient_id, command.prior_issuer)
     if prior is None:
-        raise NotFoundError(
-            f"no patient {command.prior_patient_id} to re-identify",
-            field="PriorPatientID",
-        )
-    new = command.patient
+        LOG.info("A47 %s: prior identifier not known here, nothing to change", actor.context)
+        write.ensure_patient(session, new, actor=actor)
+        return
     if write.patient_by_identity(session, new.patient_id, new.issuer_of_patient_id) is not None:
         raise ConflictError(
             f"patient {new.patient_id} already exists; merge (A40) instead", field="PatientID"

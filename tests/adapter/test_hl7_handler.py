@@ -192,10 +192,12 @@ def test_a08_renames(handler: Hl7Handler, session_factory: SessionFactory) -> No
     assert names(session_factory) == {"PAT010": "MUSTERMANN-SCHMIDT^MAX^^PROF. DR."}
 
 
-def test_a40_with_unknown_prior_is_ae_204(handler: Hl7Handler) -> None:
+def test_a40_with_unknown_prior_is_accepted_and_merges_nothing(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
     ack = segments(handler.handle(message("adt_a40.hl7")))
-    assert ack["MSA"][1] == "AE"
-    assert ack["ERR"][2] == "MRG^1^1" and ack["ERR"][3].startswith("204")
+    assert ack["MSA"][1] == "AA" and "ERR" not in ack
+    assert names(session_factory) == {"PAT010": "MUSTERMANN^MAX"}
 
 
 def test_a40_moves_the_steps(handler: Hl7Handler, session_factory: SessionFactory) -> None:

@@ -3,6 +3,7 @@ RIS messages, what it still refuses, and the ACK it sends (and keeps in the mess
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,18 @@ def test_a29_of_an_unknown_patient_changes_nothing(
 ) -> None:
     assert lines(handler.handle(message("adt_a29.hl7")))[1][:3] == ["MSA", "AA", "MSG05303"]
     assert patients(session_factory) == {}
+
+
+# --- 5. A40 / A47 naming a prior patient the broker does not know -----------------------------
+
+
+def test_a47_with_unknown_prior_is_accepted_and_noted(
+    handler: Hl7Handler, session_factory: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    segs = lines(handler.handle(message("adt_a47.hl7")))
+    assert segs[1][:3] == ["MSA", "AA", "MSG03006"] and len(segs) == 2
+    assert patients(session_factory) == {"PAT011": "MUSTERMANN^MAX"}
+    (note,) = [r for r in caplog.records if "nothing to change" in r.getMessage()]
+    assert note.levelno == logging.INFO and "MSG03006" in note.getMessage()
+    assert "MUSTERMANN" not in caplog.text and "PAT010" not in caplog.text

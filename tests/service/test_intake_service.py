@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -202,11 +203,38 @@ def test_a40_moves_orders_and_history(factory: SessionFactory) -> None:
     assert sum(e.action == "create" for e in history) == 2  # the prior patient's history moved
 
 
-def test_a40_with_an_unknown_prior_patient(factory: SessionFactory) -> None:
-    with pytest.raises(NotFoundError), session_scope(factory) as session:
+def test_a40_with_an_unknown_prior_patient_merges_nothing(
+    factory: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    order("NW", group(), factory=factory)
+    caplog.set_level(logging.INFO, logger="app.services.intake")
+    with session_scope(factory) as session:
         intake.apply(
-            session, PatientMerge(JANE, prior_patient_id="GHOST"), policy=POLICY, actor=RIS
+            session,
+            PatientMerge(JANE, prior_patient_id="GHOST"),
+            policy=POLICY,
+            actor=Actor(AuditSource.HL7, "RIS", context="MSG-A40"),
         )
+    assert len(items(factory)) == 1  # the surviving patient's item is untouched
+    (record,) = [r for r in caplog.records if "nothing to merge" in r.getMessage()]
+    assert record.levelno == logging.INFO and "MSG-A40" in record.getMessage()
+    assert "GHOST" not in record.getMessage() and "JANE" not in record.getMessage()
+
+
+def test_a47_with_an_unknown_prior_identifier_changes_nothing(
+    factory: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    order("NW", group(), patient=PatientData("OLDID", "DOE^JANE"), factory=factory)
+    caplog.set_level(logging.INFO, logger="app.services.intake")
+    with session_scope(factory) as session:
+        intake.apply(
+            session,
+            PatientIdentifierChange(PatientData("NEWID", "DOE^JANE"), "GHOST"),
+            policy=POLICY,
+            actor=RIS,
+        )
+    assert [i["00100020"]["Value"] for i in items(factory)] == [["OLDID"]]
+    assert any("nothing to change" in r.getMessage() for r in caplog.records)
 
 
 def test_a47_changes_the_identifier(factory: SessionFactory) -> None:
