@@ -32,6 +32,7 @@ from hl7_ingest.errors import (
     AckCode,
     FieldWarning,
     Hl7Error,
+    MessageError,
     MessageRejected,
     ack_code,
 )
@@ -86,18 +87,40 @@ class Hl7Handler:
     def _handle(self, raw: bytes) -> tuple[str, str]:
         """The ACK's codec (the message's MSH-18, which the ACK echoes) and the ACK."""
         try:
-            text = parse.decode(raw)
-            env = parse.envelope(text)
+            decoded = parse.decode_text(raw)
+            env = parse.envelope(decoded.text)
         except MessageRejected as exc:
             outcome = self._answer(None, AckCode.AR, exc)
             self._log_failure(None, raw.decode("latin-1"), outcome)
             return "ascii", outcome.ack_text
+        except MessageError as exc:  # text valid neither in MSH-18's set nor as UTF-8
+            return self._undecodable(raw, exc)
+        text = decoded.text
+        if decoded.utf8_instead_of is not None:
+            LOG.warning(
+                "HL7 %s %s: MSH-18 says '%s' but the text is UTF-8; read as UTF-8",
+                _type(env),
+                env.control_id,
+                decoded.utf8_instead_of or "(none: ASCII)",
+            )
         codec = parse.charset_codec(env.charset)  # decode() already accepted this charset
         previous = self._previous_ack(env)
         if previous is not None:
             LOG.info("HL7 %s %s redelivered: same ACK, no change", _type(env), env.control_id)
             return codec, previous
         return codec, self._process(text, env).ack_text
+
+    def _undecodable(self, raw: bytes, error: MessageError) -> tuple[str, str]:
+        """AE for a message whose text cannot be decoded: its MSH (ASCII) is still read, so the
+        ACK names the message (MSA-2); the log keeps the bytes as Latin-1, nothing is applied."""
+        latin = parse.normalize_segments(raw.decode("latin-1"))
+        try:
+            env = parse.envelope(latin)
+        except MessageRejected as exc:
+            outcome = self._answer(None, AckCode.AR, exc)
+            self._log_failure(None, latin, outcome)
+            return "ascii", outcome.ack_text
+        return "ascii", self._fail(env, latin, AckCode.AE, error).ack_text
 
     def _previous_ack(self, env: parse.Envelope) -> str | None:
         return hl7_accept.earlier_ack(

@@ -22,6 +22,7 @@ from hl7_ingest.errors import (
     APPLICATION_INTERNAL_ERROR,
     REQUIRED_FIELD_MISSING,
     SEGMENT_SEQUENCE,
+    MessageError,
     MessageRejected,
 )
 
@@ -158,29 +159,61 @@ def normalize_segments(text: str) -> str:
     return "".join(s + "\r" for s in segments)
 
 
-def decode(raw: bytes) -> str:
+# MSH-18 values naming a single-byte set (or none: ASCII) that real senders put on UTF-8 text.
+SINGLE_BYTE = frozenset(k for k, (codec, _) in CHARSETS.items() if codec in ("ascii", "latin-1"))
+SINGLE_BYTE |= frozenset(k for k in CHARSETS if k.startswith("8859/"))
+
+
+@dataclass(frozen=True)
+class DecodedText:
+    """A decoded message; ``utf8_instead_of`` is the MSH-18 it was *not* read with (``None``
+    when the declared set was used, ``""`` when none was declared)."""
+
+    text: str
+    utf8_instead_of: str | None = None
+
+
+def decode_text(raw: bytes) -> DecodedText:
     """Decode a message with the character set its MSH-18 names; segments ``\\r``-terminated.
 
-    MSH is ASCII in every supported character set, so MSH-18 is read from the bytes first.
-    Bytes that do not decode in the declared set (e.g. Latin-1 bytes in a message that declares
-    none, i.e. ASCII) -> ``MessageRejected`` at ``MSH^1^18``. A message without MSH is decoded
-    as Latin-1 (never fails) so that ``envelope`` can report the missing MSH.
+    MSH is ASCII in every supported character set, so MSH-18 is read from the bytes first. An
+    MSH-18 value not in the table -> ``MessageRejected`` (AR) at ``MSH^1^18``.
+
+    Real senders label UTF-8 text ``8859/1`` (or send no MSH-18 at all): when MSH-18 names a
+    single-byte set (``SINGLE_BYTE``, or is empty) and the bytes are valid UTF-8 with at least
+    one multi-byte sequence, the text is read as UTF-8 (a Latin-1 text is valid UTF-8 only by
+    rare accident: every non-ASCII Latin-1 letter is a UTF-8 lead or continuation byte alone).
+    Bytes valid neither in the declared set nor as UTF-8 -> ``MessageError`` (AE) at
+    ``MSH^1^18``: never stored garbled. A message without MSH is decoded as Latin-1 (never
+    fails) so that ``envelope`` can report the missing MSH.
     """
     charset = _msh18_from_bytes(raw)
     if charset is None:
-        return normalize_segments(raw.decode("latin-1"))
+        return DecodedText(normalize_segments(raw.decode("latin-1")))
     codec = charset_codec(charset)
+    declared = charset.strip().upper()
+    if declared in SINGLE_BYTE and not raw.isascii():
+        try:
+            return DecodedText(normalize_segments(raw.decode("utf-8")), declared)
+        except UnicodeDecodeError:
+            pass  # not UTF-8: the declared set decides
     try:
         text = raw.decode(codec)
     except UnicodeDecodeError as exc:
-        declared = charset or "none (ASCII)"
-        raise MessageRejected(
+        named = charset or "none (ASCII)"
+        also = " nor as UTF-8" if declared in SINGLE_BYTE else ""
+        raise MessageError(
             APPLICATION_INTERNAL_ERROR,
             f"byte 0x{raw[exc.start]:02X} at offset {exc.start} is not valid in the declared "
-            f"character set {declared}",
+            f"character set {named}{also}; the message is not stored",
             MSH18_LOCATION,
         ) from None
-    return normalize_segments(text)
+    return DecodedText(normalize_segments(text))
+
+
+def decode(raw: bytes) -> str:
+    """The text of a message (see :func:`decode_text`)."""
+    return decode_text(raw).text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def test_ae_message_is_processed_again_once_fixed(
 
 @pytest.mark.parametrize(
     "name",
-    ["broken_oru_r01.hl7", "broken_no_msh.hl7", "broken_ascii_non_ascii.hl7", "broken_adt_a99.hl7"],
+    ["broken_oru_r01.hl7", "broken_no_msh.hl7", "broken_adt_a99.hl7"],
 )
 def test_unsupported_or_unreadable_is_ar(
     handler: Hl7Handler, session_factory: SessionFactory, name: str

@@ -258,3 +258,40 @@ def test_a47_with_unknown_prior_is_accepted_and_noted(
     (note,) = [r for r in caplog.records if "nothing to change" in r.getMessage()]
     assert note.levelno == logging.INFO and "MSG03006" in note.getMessage()
     assert "MUSTERMANN" not in caplog.text and "PAT010" not in caplog.text
+
+
+# --- 6. UTF-8 text labelled as a single-byte set ----------------------------------------------
+
+
+def test_utf8_labelled_8859_1_is_stored_without_mojibake(
+    handler: Hl7Handler, session_factory: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hl7_ingest.handler")
+    ack = handler.handle(message("orm_o01_utf8_labelled_8859_1.hl7"))
+    assert lines(ack)[1][:3] == ["MSA", "AA", "MSG05401"]
+    (item,) = items(session_factory, AccessionNumber="ACC5401")
+    assert item["00100010"]["Value"][0]["Alphabetic"] == "WĄSIK^ŁUKASZ"
+    assert item["00321060"]["Value"] == ["CT Głowy"]
+    (warning,) = caplog.records
+    assert warning.levelno == logging.WARNING
+    assert "MSG05401" in warning.getMessage() and "8859/1" in warning.getMessage()
+    assert "WĄSIK" not in caplog.text
+
+
+def test_utf8_without_msh18_is_stored_as_utf8(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    assert lines(handler.handle(message("adt_a31_utf8_no_msh18.hl7")))[1][1] == "AA"
+    assert patients(session_factory) == {"PAT542": "ŻÓŁTOWSKA^GRAŻYNA"}
+
+
+def test_text_valid_in_neither_set_is_ae_and_not_stored(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    raw = message("broken_ascii_non_ascii.hl7")
+    control_id = raw.split(b"\r")[0].split(b"|")[9].decode()
+    segs = lines(handler.handle(raw))
+    assert segs[1][:3] == ["MSA", "AE", control_id]
+    assert error_of(segs)[:2] == ("MSH^1^18", "207")
+    assert patients(session_factory) == {}
+    assert logged(session_factory, control_id).outcome == "AE"

@@ -14,8 +14,8 @@ from app.config import Hl7Settings
 from app.domain.intake import OrderMessage, PatientDeletion, PatientRegistration, PatientUpdate
 from app.domain.items import PatientData
 from hl7_ingest.ack import build_ack
-from hl7_ingest.errors import VALUE_TOO_LONG, AckCode, FieldWarning, MessageError
-from hl7_ingest.parse import decode, envelope
+from hl7_ingest.errors import VALUE_TOO_LONG, AckCode, FieldWarning, MessageError, ack_code
+from hl7_ingest.parse import decode, decode_text, envelope
 from hl7_ingest.router import Decoded, decode_message
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "hl7"
@@ -151,3 +151,34 @@ def test_a28_registers_and_a29_deletes() -> None:
     assert (a28.patient.patient_id, a28.patient.name) == ("PAT530", "DABROWSKI^ADAM")
     a29 = decoded("adt_a29.hl7").command
     assert isinstance(a29, PatientDeletion) and a29.patient.patient_id == "PAT530"
+
+
+# --- 6. UTF-8 labelled as a single-byte set ---------------------------------------------------
+
+
+def test_utf8_labelled_8859_1_is_read_as_utf8() -> None:
+    raw = (DATA / "orm_o01_utf8_labelled_8859_1.hl7").read_bytes()
+    result = decode_text(raw)
+    assert result.utf8_instead_of == "8859/1"
+    assert "PID|1||PAT541^^^HOSP^MR||WĄSIK^ŁUKASZ~MÜLLER^JOSÉ||" in result.text
+    assert "Ã" not in result.text  # no mojibake
+
+
+def test_utf8_without_msh18_is_read_as_utf8() -> None:
+    result = decode_text((DATA / "adt_a31_utf8_no_msh18.hl7").read_bytes())
+    assert result.utf8_instead_of == ""
+    assert "ŻÓŁTOWSKA^GRAŻYNA" in result.text
+
+
+def test_real_latin1_stays_latin1() -> None:
+    result = decode_text((DATA / "orm_latin1.hl7").read_bytes())
+    assert result.utf8_instead_of is None
+    assert "MÜLLER^JOSÉ" in result.text
+
+
+def test_ascii_labelled_text_valid_in_neither_is_refused_with_ae() -> None:
+    with pytest.raises(MessageError) as info:
+        decode_text((DATA / "broken_ascii_non_ascii.hl7").read_bytes())
+    assert (info.value.code, info.value.location) == (207, "MSH^1^18")
+    assert "nor as UTF-8" in info.value.text
+    assert ack_code(info.value) is AckCode.AE

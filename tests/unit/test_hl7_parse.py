@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hl7_ingest.errors import MessageRejected
+from hl7_ingest.errors import MessageError, MessageRejected
 from hl7_ingest.parse import (
     Envelope,
     Hl7Message,
@@ -66,16 +66,17 @@ def test_decode_plain_ascii_without_msh18() -> None:
     assert decode((msh() + "\rPID|1||P1||DOE\r").encode()) == msh() + "\rPID|1||P1||DOE\r"
 
 
-def test_decode_declared_ascii_with_latin1_bytes_is_rejected() -> None:
-    with pytest.raises(MessageRejected) as info:
+def test_decode_declared_ascii_with_latin1_bytes_is_refused() -> None:
+    # valid neither as ASCII nor as UTF-8: AE (not stored garbled), issue 10 part 3
+    with pytest.raises(MessageError) as info:
         decode((DATA / "broken_ascii_non_ascii.hl7").read_bytes())
     assert info.value.code == 207
     assert info.value.location == "MSH^1^18"
     assert "0xDC" in info.value.text
 
 
-def test_decode_bytes_invalid_in_declared_utf8_are_rejected() -> None:
-    with pytest.raises(MessageRejected) as info:
+def test_decode_bytes_invalid_in_declared_utf8_are_refused() -> None:
+    with pytest.raises(MessageError) as info:
         decode((msh("UNICODE UTF-8") + "\rPID|1||P1||M\xfcller\r").encode("latin-1"))
     assert (info.value.code, info.value.location) == (207, "MSH^1^18")
 
