@@ -186,7 +186,24 @@ _OMI_LOCATIONS: dict[str, str] = {
     "ScheduledProcedureStepLocation": "IPC^1^8",
     "ScheduledStationAETitle": "IPC^1^9",
 }
-_BY_TYPE = {"OMI": _OMI_LOCATIONS, "OMG": _OMG_LOCATIONS}
+_SIU_LOCATIONS: dict[str, str] = {
+    **_ORM_LOCATIONS,
+    "AccessionNumber": "SCH^1^2",
+    "RequestedProcedureID": "SCH^1^2",
+    "ScheduledProcedureStepID": "AIS^1^1",
+    "Modality": "AIG^1^4",
+    "ScheduledStationAETitle": "AIL^1^3",  # chosen by modality and AIL-3 (station table)
+    "ScheduledStationName": "AIG^1^3",
+    "ScheduledProcedureStepLocation": "AIL^1^3",
+    "ScheduledProcedureStepStartDate": "AIS^1^4",
+    "ScheduledProcedureStepStartTime": "AIS^1^4",
+    "RequestedProcedurePriority": "SCH^1^11",
+    "ScheduledProcedureStepDescription": "AIS^1^3",
+    "ScheduledProtocolCodeSequence": "AIS^1^3",
+    "RequestedProcedureDescription": "AIS^1^3",
+    "RequestedProcedureCodeSequence": "AIS^1^3",
+}
+_BY_TYPE = {"OMI": _OMI_LOCATIONS, "OMG": _OMG_LOCATIONS, "SIU": _SIU_LOCATIONS}
 _HL7_FIELD = re.compile(r"^([A-Z][A-Z0-9]{2})[-.^](\d+)$")
 _HL7_LOCATION = re.compile(r"^[A-Z][A-Z0-9]{2}(\^\d*)+$")
 

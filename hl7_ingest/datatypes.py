@@ -14,12 +14,15 @@ from datetime import date
 from typing import Any
 
 from app.domain.dicom_json import JsonDataset, element
+from app.domain.intake import descriptive_limit
 from app.domain.items import PatientData
 from app.domain.matching import normalize_person_name
 from hl7_ingest.errors import (
     DATA_TYPE_ERROR,
     REQUIRED_FIELD_MISSING,
     SEGMENT_SEQUENCE,
+    VALUE_TOO_LONG,
+    FieldWarning,
     MessageError,
 )
 from hl7_ingest.parse import Hl7Message, Segment, Separators, pick
@@ -98,6 +101,26 @@ def _is_date(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def fit_text(warnings: list[FieldWarning], keyword: str, text: str, where: str) -> str:
+    """Free text for a descriptive attribute: one line, cut to its VR's length.
+
+    A cut value is not an error (real RIS send 20-character station names): the message is
+    accepted and ``warnings`` gets a 104 (value too long) at ``where`` for the ACK (ERR W).
+    """
+    value = " ".join(text.split())
+    limit = descriptive_limit(keyword)
+    if len(value) <= limit:
+        return value
+    warnings.append(
+        FieldWarning(
+            VALUE_TOO_LONG,
+            f"{keyword} has {len(value)} characters, more than {limit}; stored cut to {limit}",
+            where,
+        )
+    )
+    return value[:limit]
 
 
 def coded(value: str, scheme: str, meaning: str) -> dict[str, Any]:

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.domain.dicom_json import JsonDataset, element
-from app.domain.intake import OrderGroup, OrderMessage, descriptive_limit
+from app.domain.intake import OrderGroup, OrderMessage
 from app.domain.items import OrderData, PatientData, ProcedureData, StepData
 from hl7_ingest.datatypes import (
     coded,
+    fit_text,
     hl7_datetime,
     issuer_item,
     location,
@@ -37,7 +38,6 @@ from hl7_ingest.errors import (
     APPLICATION_INTERNAL_ERROR,
     REQUIRED_FIELD_MISSING,
     SEGMENT_SEQUENCE,
-    VALUE_TOO_LONG,
     FieldWarning,
     MessageError,
 )
@@ -117,23 +117,7 @@ def _attach_tq1(order: _Order, tq1: Located) -> None:
 
 
 def _fit(ctx: _Context, keyword: str, text: str, where: str) -> str:
-    """Free text for a descriptive attribute: one line, cut to its VR's length.
-
-    A cut value is not an error (real RIS send 20-character station names): the order is
-    accepted and the ACK carries a warning (ERR severity W, 104) at ``where``.
-    """
-    value = " ".join(text.split())
-    limit = descriptive_limit(keyword)
-    if len(value) <= limit:
-        return value
-    ctx.warnings.append(
-        FieldWarning(
-            VALUE_TOO_LONG,
-            f"{keyword} has {len(value)} characters, more than {limit}; stored cut to {limit}",
-            where,
-        )
-    )
-    return value[:limit]
+    return fit_text(ctx.warnings, keyword, text, where)
 
 
 def _first_xcn(segment: Segment | None, field_no: int) -> str:

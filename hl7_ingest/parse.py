@@ -363,6 +363,10 @@ _STRUCTURES: dict[tuple[str, str], str] = {
     ("ADT", "A29"): "ADT_A21",
     ("ADT", "A31"): "ADT_A05",
     ("ADT", "A40"): "ADT_A39",
+    ("SIU", "S12"): "SIU_S12",
+    ("SIU", "S13"): "SIU_S12",
+    ("SIU", "S14"): "SIU_S12",
+    ("SIU", "S15"): "SIU_S12",
     ("ADT", "A47"): "ADT_A43",
 }
 

@@ -22,6 +22,7 @@ from hl7_ingest.errors import (
 )
 from hl7_ingest.orders import order_command
 from hl7_ingest.parse import Envelope, Hl7Message
+from hl7_ingest.siu import siu_command
 
 # decoder(message, envelope, warnings) -> command; appends what it changed to ``warnings``
 Decoder = Callable[[Hl7Message, Envelope, list[FieldWarning]], IntakeCommand]
@@ -39,6 +40,10 @@ SUPPORTED: dict[tuple[str, str], Decoder] = {
     ("ORM", "O01"): order_command,  # RAD-2/RAD-4/RAD-13, v2.3.1 (+ ZDS)
     ("OMI", "O23"): order_command,  # RAD-4/RAD-13 SWF.b, v2.5.1 (+ TQ1, IPC)
     ("OMG", "O19"): order_command,  # RAD-2 v2.5.1 / eye care
+    ("SIU", "S12"): siu_command,  # new appointment booking -> as NW
+    ("SIU", "S13"): siu_command,  # rescheduling -> as XO
+    ("SIU", "S14"): siu_command,  # modification -> as XO
+    ("SIU", "S15"): siu_command,  # cancellation -> as CA
     ("ADT", "A01"): adt_command,  # RAD-1 admit
     ("ADT", "A04"): adt_command,  # RAD-1 register outpatient
     ("ADT", "A05"): adt_command,  # RAD-1 pre-admit

@@ -16,7 +16,7 @@ from app.db import SessionFactory, session_scope
 from app.domain.actor import Actor
 from app.domain.status import AuditSource
 from app.domain.worklist import parse_worklist_query
-from app.models import AuditEvent, Hl7Message, Patient
+from app.models import AuditEvent, Hl7Message, Patient, ScheduledProcedureStep
 from app.services import stations, worklist
 from hl7_ingest.handler import Hl7Handler
 
@@ -55,7 +55,7 @@ def logged(factory: SessionFactory, control_id: str) -> Hl7Message:
 @pytest.fixture
 def handler(settings: Settings, session_factory: SessionFactory) -> Hl7Handler:
     with session_scope(session_factory) as session:
-        for modality in ("CT", "MR", "US"):
+        for modality in ("CT", "CR", "MR", "US"):
             stations.create_station(
                 session,
                 data=stations.StationData(modality, f"{modality}01"),
@@ -295,3 +295,51 @@ def test_text_valid_in_neither_set_is_ae_and_not_stored(
     assert error_of(segs)[:2] == ("MSH^1^18", "207")
     assert patients(session_factory) == {}
     assert logged(session_factory, control_id).outcome == "AE"
+
+
+# --- 7. SIU^S12-S15 ---------------------------------------------------------------------------
+
+
+def test_siu_books_reschedules_and_cancels(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    segs = lines(handler.handle(message("siu_s12.hl7")))
+    assert segs[0][8] == "ACK^S12^ACK" and segs[1][:3] == ["MSA", "AA", "MSG06001"]
+    (item,) = items(session_factory, AccessionNumber="ACC6001")
+    step = item["00400100"]["Value"][0]
+    assert step["00400001"]["Value"] == ["CT01"]  # station table by modality (AIG-4)
+    assert (step["00400002"]["Value"], step["00400003"]["Value"]) == (["20250320"], ["093000"])
+    assert step["00400020"]["Value"] == ["SCHEDULED"]
+    assert step["00400011"]["Value"] == ["CTROOM1"]
+    study_uid = item["0020000D"]["Value"][0]
+
+    assert lines(handler.handle(message("siu_s13.hl7")))[1][:3] == ["MSA", "AA", "MSG06003"]
+    (item,) = items(session_factory, AccessionNumber="ACC6001")
+    step = item["00400100"]["Value"][0]
+    assert (step["00400002"]["Value"], step["00400003"]["Value"]) == (["20250321"], ["110000"])
+    assert item["0020000D"]["Value"] == [study_uid]  # the same item, moved
+
+    assert lines(handler.handle(message("siu_s15.hl7")))[1][:3] == ["MSA", "AA", "MSG06004"]
+    assert items(session_factory, AccessionNumber="ACC6001") == []  # left the worklist
+    with session_scope(session_factory) as session:
+        step_row = session.exec(select(ScheduledProcedureStep)).one()
+    assert step_row.status == "CANCELED"
+
+
+def test_siu_v231_with_zds_and_sch11_start(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    assert lines(handler.handle(message("siu_s12_v231_zds.hl7")))[1][:3] == [
+        "MSA",
+        "AA",
+        "MSG06002",
+    ]
+    (item,) = items(session_factory, AccessionNumber="ACC6002")
+    assert item["0020000D"]["Value"] == ["1.2.840.113619.2.55.3.6002"]
+    assert item["00400100"]["Value"][0]["00400002"]["Value"] == ["20250320"]
+
+
+def test_siu_cancel_of_an_unknown_appointment_is_ae_204(handler: Hl7Handler) -> None:
+    segs = lines(handler.handle(message("siu_s15.hl7")))
+    assert segs[1][:3] == ["MSA", "AE", "MSG06004"]
+    assert error_of(segs)[1] == "204"

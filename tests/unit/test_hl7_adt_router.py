@@ -139,6 +139,10 @@ def test_supported_pairs() -> None:
         ("ADT", "A31"),
         ("ADT", "A40"),
         ("ADT", "A47"),
+        ("SIU", "S12"),
+        ("SIU", "S13"),
+        ("SIU", "S14"),
+        ("SIU", "S15"),
     }
 
 
@@ -148,7 +152,7 @@ def test_supported_pairs() -> None:
         (
             "broken_oru_r01.hl7",
             200,
-            "message type 'ORU' is not supported; supported: ADT, OMG, OMI, ORM",
+            "message type 'ORU' is not supported; supported: ADT, OMG, OMI, ORM, SIU",
         ),
         (
             "broken_adt_a99.hl7",

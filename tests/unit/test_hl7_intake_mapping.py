@@ -11,9 +11,10 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
 from app.config import Hl7Settings
+from app.domain.errors import MissingValueError
 from app.domain.intake import OrderMessage, PatientDeletion, PatientRegistration, PatientUpdate
 from app.domain.items import PatientData
-from hl7_ingest.ack import build_ack
+from hl7_ingest.ack import build_ack, error_for_domain
 from hl7_ingest.errors import VALUE_TOO_LONG, AckCode, FieldWarning, MessageError, ack_code
 from hl7_ingest.parse import decode, decode_text, envelope
 from hl7_ingest.router import Decoded, decode_message
@@ -182,3 +183,81 @@ def test_ascii_labelled_text_valid_in_neither_is_refused_with_ae() -> None:
     assert (info.value.code, info.value.location) == (207, "MSH^1^18")
     assert "nor as UTF-8" in info.value.text
     assert ack_code(info.value) is AckCode.AE
+
+
+# --- 7. SIU^S12-S15 ---------------------------------------------------------------------------
+
+
+def test_siu_s12_maps_to_a_new_order() -> None:
+    msg = decoded("siu_s12.hl7").command
+    assert isinstance(msg, OrderMessage)
+    assert (msg.order_control, msg.order_status) == ("NW", "")
+    assert msg.patient.patient_id == "PAT601" and msg.patient.name == "BAKER^ALICE^M"
+    (group,) = msg.groups
+    assert group.order.accession_number == "ACC6001"  # SCH-2.1 filler appointment ID
+    assert (group.order.placer_order_number, group.order.filler_order_number) == (
+        "PL6001",
+        "FL6001",
+    )  # SCH-26 / SCH-27
+    assert group.order.referring_physician_name == "JONES^MARK"
+    step = group.step
+    assert (step.modality, step.start_datetime) == ("CT", "20250320093000")  # AIG-4, AIS-4
+    assert (step.station_name, step.location) == ("CT Scanner 1", "CTROOM1")  # AIG-3.2, AIL-3
+    assert step.station_ae_titles == () and step.sps_id == ""  # station table, derived ID
+    assert step.performing_physician == "KOWALSKI^ANNA"  # AIP-3
+    assert step.description == "CT Head without contrast"  # AIS-3.2
+    assert group.procedure.priority == "ROUTINE"  # TQ1-9
+    assert group.procedure.attributes["00401002"]["Value"] == ["Suspected stroke follow-up"]
+
+
+def test_siu_v231_takes_start_from_sch11_and_uid_from_zds() -> None:
+    msg = decoded("siu_s12_v231_zds.hl7").command
+    assert isinstance(msg, OrderMessage)
+    (group,) = msg.groups
+    assert group.step.start_datetime == "20250320103000"  # SCH-11.4
+    assert group.procedure.study_instance_uid == "1.2.840.113619.2.55.3.6002"
+    assert group.procedure.priority == "STAT"  # SCH-11.6
+    assert group.step.modality == "CR"
+
+
+@pytest.mark.parametrize(("name", "control"), [("siu_s13.hl7", "XO"), ("siu_s15.hl7", "CA")])
+def test_siu_reschedule_and_cancel(name: str, control: str) -> None:
+    msg = decoded(name).command
+    assert isinstance(msg, OrderMessage) and msg.order_control == control
+    assert msg.groups[0].order.accession_number == "ACC6001"
+
+
+def test_siu_with_two_services_gives_two_steps_of_one_procedure() -> None:
+    text = decode((DATA / "siu_s12.hl7").read_bytes())
+    text += "RGS|2|A\rAIS|2|A|CTNECK^CT Neck^L|20250320100000\rAIG|2|A|CT01|CT\r"
+    msg = decode_message(text, envelope(text)).command
+    assert isinstance(msg, OrderMessage)
+    assert [(g.step.sps_id, g.step.start_datetime) for g in msg.groups] == [
+        ("1", "20250320093000"),
+        ("2", "20250320100000"),
+    ]
+    assert msg.groups[0].procedure == msg.groups[1].procedure
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "where"),
+    [
+        ("SCH|A1|F1\rPID|1||P1||DOE^J\rAIS|1||X^Y\r", 101, "AIG^1^4"),
+        ("PID|1||P1||DOE^J\rAIG|1||CT01|CT\r", 100, "SCH^1"),
+        ("SCH|A1|F1\rPID|1||P1\rAIG|1||CT01|CT\r", 101, "PID^1^5"),
+        ("SCH|A1|F1\rPID|1||P1||DOE^J\rAIS|1||X|2025-03-20\rAIG|1||A|CT\r", 102, "AIS^1^4"),
+    ],
+)
+def test_siu_errors(text: str, code: int, where: str) -> None:
+    head = "MSH|^~\\&|RIS|H|MWL|R|2025||SIU^S12|C1|P|2.5.1\r"
+    with pytest.raises(MessageError) as info:
+        decode_message(head + text, envelope(head + text))
+    assert (info.value.code, info.value.location) == (code, where)
+
+
+def test_siu_ack_names_siu_locations() -> None:
+    env = envelope(decode((DATA / "siu_s12.hl7").read_bytes()))
+    error = error_for_domain(MissingValueError("x", field="AccessionNumber"), env)
+    assert (error.code, error.location) == (101, "SCH^1^2")
+    ack = build_ack(env, AckCode.AA, settings=SETTINGS, now=NOW, control_id="A1")
+    assert ack.split("\r")[0].split("|")[8] == "ACK^S12^ACK"
