@@ -167,3 +167,21 @@ def test_merge_moves_steps_to_the_survivor(broker: BrokerProcess, tmp_path: Path
 
 def test_unsupported_message_is_rejected(broker: BrokerProcess, tmp_path: Path) -> None:
     assert send(broker.hl7_port, [fixture_text("broken_oru_r01.hl7")], tmp_path) == ["AR"]
+
+
+def test_siu_s12_books_a_worklist_item(broker: BrokerProcess, tmp_path: Path) -> None:
+    """A RIS that schedules with SIU: S12 books the step a modality then finds, S15 cancels it."""
+    assert send(broker.hl7_port, [fixture_text("siu_s12.hl7")], tmp_path) == ["AA"]
+    (item,) = worklist(broker, tmp_path, "CT01", "AccessionNumber=ACC6001")
+    assert item.PatientID == "PAT601" and str(item.PatientName) == "BAKER^ALICE^M"
+    assert item.StudyInstanceUID  # generated: the appointment carries none
+    step = item.ScheduledProcedureStepSequence[0]
+    assert step.Modality == "CT"  # AIG-4
+    assert (step.ScheduledProcedureStepStartDate, step.ScheduledProcedureStepStartTime) == (
+        "20250320",
+        "093000",
+    )  # AIS-4
+    assert str(step.ScheduledPerformingPhysicianName) == "KOWALSKI^ANNA"  # AIP-3
+    assert send(broker.hl7_port, [fixture_text("siu_s15.hl7")], tmp_path) == ["AA"]
+    assert worklist(broker, tmp_path, "CT01", "AccessionNumber=ACC6001") == []
+    assert rest_status(broker, "ACC6001") == "CANCELED"
