@@ -95,7 +95,8 @@ def decode_message(text: str, env: Envelope) -> Decoded:
     decoder = check_envelope(env)
     warnings: list[FieldWarning] = []
     command = decoder(Hl7Message(text), env, warnings)
-    return Decoded(command, tuple(warnings))
+    # a field every group shares (PV1-3, say) is reported once
+    return Decoded(command, tuple(dict.fromkeys(warnings)))
 
 
 def to_command(text: str, env: Envelope) -> IntakeCommand:

@@ -261,3 +261,12 @@ def test_siu_ack_names_siu_locations() -> None:
     assert (error.code, error.location) == (101, "SCH^1^2")
     ack = build_ack(env, AckCode.AA, settings=SETTINGS, now=NOW, control_id="A1")
     assert ack.split("\r")[0].split("|")[8] == "ACK^S12^ACK"
+
+
+def test_a_shared_field_cut_in_every_group_is_warned_once() -> None:
+    text = decode((DATA / "omi_o23_nw.hl7").read_bytes())
+    long_ward = "CARDIOLOGY INTENSIVE CARE UNIT NORTH WING BUILDING A FLOOR 3 EAST CORRIDOR"
+    text = text.replace("PV1|1|I|WARD3^12^A|", f"PV1|1|I|{long_ward}^12^A|")
+    result = decode_message(text, envelope(text))
+    assert isinstance(result.command, OrderMessage) and len(result.command.groups) == 2
+    assert [w.location for w in result.warnings] == ["PV1^1^3"]
