@@ -7,9 +7,9 @@ from sqlmodel import select
 
 from app.db import SessionFactory, session_scope
 from app.domain.actor import Actor
-from app.domain.errors import NotFoundError
-from app.domain.intake import PatientMerge, PatientRegistration
-from app.domain.items import PatientData
+from app.domain.errors import ValidationError
+from app.domain.intake import OrderGroup, OrderMessage, PatientRegistration
+from app.domain.items import OrderData, PatientData, ProcedureData, StepData
 from app.domain.status import AuditSource
 from app.models import AuditEvent, Hl7Message, Patient
 from app.services import hl7_accept, hl7_log, intake
@@ -60,18 +60,32 @@ def test_a_copy_gets_the_first_ack_and_changes_nothing(session_factory: SessionF
 
 
 def test_a_domain_error_commits_nothing(session_factory: SessionFactory) -> None:
-    merge = PatientMerge(surviving=PATIENT, prior_patient_id="NOBODY")
-    with pytest.raises(NotFoundError):
+    # the patient is written first, then the step finds no station: all of it rolls back
+    # (an A40 naming an unknown prior patient used to be the error here; it is accepted now)
+    order = OrderMessage(
+        order_control="NW",
+        order_status="",
+        patient=PATIENT,
+        groups=(
+            OrderGroup(
+                order=OrderData(accession_number="ACC1"),
+                procedure=ProcedureData(requested_procedure_id="", study_instance_uid=""),
+                step=StepData("", (), "20261201083000", "CT"),
+            ),
+        ),
+    )
+    with pytest.raises(ValidationError, match="no station is configured"):
         hl7_accept.accept(
             session_factory,
-            command=merge,
-            policy=POLICY,
+            command=order,
+            policy=intake.IntakePolicy(order_control={"NW": "SCHEDULED"}),
             actor=RIS,
             message=record("C1", "ACK-1"),
         )
     assert logged(session_factory) == []
     with session_scope(session_factory) as session:
         assert session.exec(select(Patient)).all() == []
+        assert session.exec(select(AuditEvent)).all() == []
 
 
 def test_refused_messages_are_logged_and_not_deduplicated(session_factory: SessionFactory) -> None:
