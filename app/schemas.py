@@ -422,3 +422,30 @@ class StepDetails(_View):
     hl7_messages: tuple[Hl7MessageSummary, ...] = Field(
         description="inbound HL7 messages that changed it (by MSH-3 and MSH-10)"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The staff board: one day's steps with order and patient, flat
+
+
+class BoardRow(_View):
+    step_id: int
+    order_id: int
+    patient_pk: int
+    patient_id: str
+    patient_name: str
+    birth_date: str
+    sex: str
+    accession_number: str
+    requested_procedure_id: str
+    procedure_description: str
+    study_instance_uid: str
+    sps_id: str
+    station_ae_titles: tuple[str, ...]
+    station_name: str
+    modality: str
+    start_date: str
+    start_time: str
+    status: SpsStatus
+    description: str
+    updated_at: datetime
