@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from app.domain.access import Role
 from app.domain.items import (
     OrderData,
     PatientData,
@@ -449,3 +450,47 @@ class BoardRow(_View):
     status: SpsStatus
     description: str
     updated_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# Users and API tokens
+
+
+class UserIn(_Input):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    role: Role = Role.VIEWER
+
+
+class UserPatch(_Input):
+    role: Role | None = None
+    active: bool | None = None
+    password: str | None = Field(default=None, min_length=1, max_length=1024)
+
+
+class UserView(_View):
+    id: int
+    username: str
+    role: Role
+    active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class TokenIn(_Input):
+    name: str = Field(min_length=1, max_length=64)
+    role: Role = Role.VIEWER
+
+
+class TokenView(_View):
+    id: int
+    name: str
+    role: Role
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class TokenCreated(TokenView):
+    secret: str = Field(description="send as 'Authorization: Bearer <secret>'; shown only now")
