@@ -1,22 +1,34 @@
 """Modality Worklist identifiers: request identifier -> query keys, item -> response identifier.
 
+Elements that are no key of the worklist model are ignored, for matching and in responses,
+without refusing the query: Query/Retrieve Level (0008,0052) (PS3.4 K.6.1 has no levels; some
+SCUs, dcmjs-dimse among them, send it anyway), private elements (odd groups: their meaning
+depends on a private creator the broker does not know) and group lengths (gggg,0000).
+
 Responses are built by walking the *request* identifier (PS3.4 K.4.1.1.3.2: a response holds no
 attribute that was not requested, except Specific Character Set), so each response carries
-exactly the requested keys:
+exactly the requested keys, by return key type (PS3.5 7.4, PS3.4 K.2.2.1.2) of the attribute in
+``app.domain.mwl_attributes``:
 
-- a requested attribute the item has: its value;
-- a requested attribute of the model the item lacks: zero length (Type 2 semantics);
-- a requested attribute outside the model: left out, and the response is Pending with warning
-  0xFF01 (as DCMTK's wlmscpfs does);
+- a requested attribute the item has a value for: its value;
+- Type 1 and 2 without a value: zero length;
+- Type 2C without a value: zero length when the item carries the element (its source said the
+  condition holds, value unknown), left out when it does not (nothing says the condition holds);
+- Type 1C and 3 without a value: left out (a 1C element may not be empty, and its condition
+  does not hold for an item that lacks it; a Type 3 key is optional);
+- a requested attribute outside the table: its value when the item carries it; otherwise left
+  out, and the response is Pending with warning 0xFF01 (an Optional Key not supported, as DCMTK's
+  wlmscpfs does);
 - a sequence requested with no item or one empty item: the whole stored sequence (universal);
-  with keys in its item: each stored item reduced to those keys;
+  with keys in its item: each stored item reduced to those keys (inside such items every
+  requested key is returned, zero length when unknown);
 - the Scheduled Procedure Step Sequence: exactly one item, the matched step.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,17 +48,32 @@ from app.domain.mwl_attributes import (
     SPS_SEQUENCE_TAG,
     STEP_ATTRIBUTES,
     TIMEZONE_OFFSET_TAG,
+    TOP_LEVEL_ATTRIBUTES,
+    Level,
+    MwlAttribute,
 )
 from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
 
 QUERY_RETRIEVE_LEVEL_TAG = 0x00080052
 UTF8 = "ISO_IR 192"
 _NOT_ANSWERED = frozenset({SPECIFIC_CHARACTER_SET_TAG, TIMEZONE_OFFSET_TAG})
-_STEP_TAGS = frozenset(a.tag for a in STEP_ATTRIBUTES)
-_TOP_TAGS = frozenset(t for t in BY_TAG if t not in _STEP_TAGS)
 _TEXT_VRS = STRING_VRS | {"PN"}
 
-Known = Callable[[int], bool]
+# The attributes a level of the identifier may ask for, by tag; None inside other sequences
+# (code items and the like), where any requested key is answered.
+Table = Mapping[int, MwlAttribute] | None
+_SPS_SEQUENCE = MwlAttribute(
+    SPS_SEQUENCE_TAG, "ScheduledProcedureStepSequence", "SQ", Level.STEP, "1"
+)
+_TOP_TABLE: dict[int, MwlAttribute] = {a.tag: a for a in TOP_LEVEL_ATTRIBUTES}
+_TOP_TABLE[SPS_SEQUENCE_TAG] = _SPS_SEQUENCE
+_STEP_TABLE: dict[int, MwlAttribute] = {a.tag: a for a in STEP_ATTRIBUTES}
+
+
+def is_ignored(tag: int) -> bool:
+    """Elements that are no key of the worklist model: Query/Retrieve Level, private elements
+    and group lengths. They are neither matched nor answered, and raise no warning."""
+    return tag == QUERY_RETRIEVE_LEVEL_TAG or (tag >> 16) % 2 == 1 or tag & 0xFFFF == 0
 
 
 @dataclass
@@ -55,6 +82,7 @@ class MwlRequest:
 
     keys: dict[str, str] = field(default_factory=dict)
     unsupported_keys: list[int] = field(default_factory=list)  # non-empty, not matched on
+    ignored: list[int] = field(default_factory=list)  # no keys of the model (``is_ignored``)
     charset: list[str] | None = None  # the request's Specific Character Set, if any
 
 
@@ -76,6 +104,9 @@ def _has_value(elem: DataElement) -> bool:
 
 def _collect(ds: Dataset, allowed: frozenset[str] | None, request: MwlRequest) -> None:
     for elem in ds:
+        if is_ignored(int(elem.tag)):
+            request.ignored.append(int(elem.tag))
+            continue
         keyword = elem.keyword
         if elem.VR == "SQ":
             if elem.tag == SPS_SEQUENCE_TAG:
@@ -93,12 +124,9 @@ def _collect(ds: Dataset, allowed: frozenset[str] | None, request: MwlRequest) -
 def parse_request(identifier: Dataset) -> MwlRequest:
     """Matching keys by keyword, plus the keys the broker does not match on.
 
-    Raises ``InvalidQueryError`` for identifiers that do not fit the single-level MWL model.
+    Query/Retrieve Level, private elements and group lengths are ignored (``is_ignored``).
+    Raises ``InvalidQueryError`` for a Scheduled Procedure Step Sequence with several items.
     """
-    if QUERY_RETRIEVE_LEVEL_TAG in identifier:
-        raise InvalidQueryError(
-            "Query/Retrieve Level is not part of the worklist model", field="QueryRetrieveLevel"
-        )
     request = MwlRequest()
     if "SpecificCharacterSet" in identifier:
         charset = identifier.SpecificCharacterSet
@@ -166,38 +194,60 @@ def _is_universal_sequence(requested: DataElement) -> bool:
 
 
 def _build_sequence(
-    requested: DataElement, stored: dict[str, Any] | None, known: Known
+    requested: DataElement, stored: dict[str, Any] | None
 ) -> tuple[DataElement, bool]:
     tag = int(requested.tag)
     stored_items = (stored or {}).get("Value") or []
     if _is_universal_sequence(requested):
         return DataElement(tag, "SQ", Sequence([_full_dataset(i) for i in stored_items])), False
     template = requested.value[0]
-    sub_known: Known = (lambda t: t in _STEP_TAGS) if tag == SPS_SEQUENCE_TAG else (lambda _t: True)
+    sub_table: Table = _STEP_TABLE if tag == SPS_SEQUENCE_TAG else None
     warn = False
     items = []
     for stored_item in stored_items:
-        sub, sub_warn = _reduce(template, stored_item, sub_known)
+        sub, sub_warn = _reduce(template, stored_item, sub_table)
         items.append(sub)
         warn = warn or sub_warn
     return DataElement(tag, "SQ", Sequence(items)), warn
 
 
-def _reduce(template: Dataset, item: JsonDataset, known: Known) -> tuple[Dataset, bool]:
-    """The stored ``item`` reduced to the keys of ``template``; True when a key was left out."""
+def _has_stored_value(stored: dict[str, Any] | None) -> bool:
+    if not stored:
+        return False
+    values = stored.get("Value") or []
+    return any(v not in (None, "", {}) for v in values)
+
+
+def _answered(attribute: MwlAttribute | None, stored: dict[str, Any] | None) -> bool:
+    """Whether a requested key of the table goes into the response (PS3.5 7.4)."""
+    if attribute is None or _has_stored_value(stored):
+        return True
+    if attribute.return_type in ("1", "2"):
+        return True  # zero length when unknown
+    if attribute.return_type == "2C":
+        return stored is not None  # carried empty: the condition holds, value unknown
+    return False  # 1C and 3 without a value: left out
+
+
+def _reduce(template: Dataset, item: JsonDataset, table: Table) -> tuple[Dataset, bool]:
+    """The stored ``item`` reduced to the keys of ``template``; True when a key was left out
+    because the broker does not support it (outside ``table`` and not in the item)."""
     out = Dataset()
     warn = False
     for requested in template:
         tag = int(requested.tag)
-        if tag in _NOT_ANSWERED:
+        if tag in _NOT_ANSWERED or is_ignored(tag):
             continue
         stored = item.get(f"{tag:08X}")
-        if stored is None and not known(tag):
+        attribute = table.get(tag) if table is not None else None
+        if table is not None and attribute is None and stored is None:
             warn = True
+            continue
+        if not _answered(attribute, stored):
             continue
         vr = _vr_of(tag, stored)
         if vr == "SQ" or requested.VR == "SQ":
-            elem, sub_warn = _build_sequence(requested, stored, known)
+            elem, sub_warn = _build_sequence(requested, stored)
             warn = warn or sub_warn
             out.add(elem)
         else:
@@ -276,7 +326,7 @@ def build_response(
     identifier: Dataset, item: JsonDataset, requested_charset: list[str] | None
 ) -> tuple[Dataset, bool]:
     """The response identifier for one matched item, and whether a key was left out."""
-    response, warn = _reduce(identifier, item, lambda t: t in _TOP_TAGS or t == SPS_SEQUENCE_TAG)
+    response, warn = _reduce(identifier, item, _TOP_TABLE)
     charset = choose_charset(response, requested_charset)
     if charset:
         response.SpecificCharacterSet = charset if len(charset) > 1 else charset[0]

@@ -72,10 +72,39 @@ class TestParseRequest:
         request = parse_request(ds)
         assert set(request.unsupported_keys) == {0x00401003, 0x00321064}
 
-    def test_query_retrieve_level_is_refused(self) -> None:
-        with pytest.raises(InvalidQueryError) as info:
-            parse_request(request_ds(QueryRetrieveLevel="STUDY"))
-        assert info.value.field == "QueryRetrieveLevel"
+    def test_query_retrieve_level_is_ignored(self) -> None:
+        request = parse_request(request_ds(QueryRetrieveLevel="STUDY", PatientID="P1"))
+        assert request.keys == {"PatientID": "P1"}
+        assert request.unsupported_keys == []
+        assert request.ignored == [0x00080052]
+
+    def test_private_elements_are_ignored_at_both_levels(self) -> None:
+        ds = request_ds(PatientName="DOE*")
+        ds.add_new(0x00090010, "LO", "ACME")
+        ds.add_new(0x00091001, "LO", "SOMETHING")
+        ds.add_new(0x00091002, "UN", b"")
+        step = sps(Modality="CT")
+        step.add_new(0x00190010, "LO", "ACME")
+        step.add_new(0x00191001, "SH", "X")
+        ds.ScheduledProcedureStepSequence = [step]
+        request = parse_request(ds)
+        assert request.keys == {"PatientName": "DOE*", "Modality": "CT"}
+        assert request.unsupported_keys == []
+        assert set(request.ignored) == {0x00090010, 0x00091001, 0x00091002, 0x00190010, 0x00191001}
+
+    def test_group_length_is_ignored(self) -> None:
+        ds = request_ds(PatientID="")
+        ds.add_new(0x00100000, "UL", 12)
+        request = parse_request(ds)
+        assert request.unsupported_keys == []
+        assert request.ignored == [0x00100000]
+
+    def test_unknown_public_element_is_not_matched_on(self) -> None:
+        ds = request_ds(PatientID="P1")
+        ds.add_new(0x00089998, "LO", "X")  # even group, in no dictionary
+        request = parse_request(ds)
+        assert request.keys == {"PatientID": "P1"}
+        assert request.unsupported_keys == [0x00089998]  # ignored for matching: 0xFF01
 
     def test_two_step_items_are_refused(self) -> None:
         ds = request_ds()
@@ -146,6 +175,86 @@ class TestBuildResponse:
         response, warn = build_response(ds, stored_item(), None)
         assert warn
         assert len(response.ScheduledProcedureStepSequence[0]) == 0
+
+    def test_ignored_elements_are_left_out_without_a_warning(self) -> None:
+        ds = request_ds(QueryRetrieveLevel="", PatientID="")
+        ds.add_new(0x00090010, "LO", "ACME")
+        ds.add_new(0x00091001, "UN", b"")
+        ds.add_new(0x00100000, "UL", 0)
+        ds.ScheduledProcedureStepSequence = [sps(Modality="")]
+        ds.ScheduledProcedureStepSequence[0].add_new(0x00191001, "SH", "")
+        response, warn = build_response(ds, stored_item(), None)
+        assert not warn
+        assert [e.keyword for e in response] == ["PatientID", "ScheduledProcedureStepSequence"]
+        assert [e.keyword for e in response.ScheduledProcedureStepSequence[0]] == ["Modality"]
+
+    def test_unknown_public_element_is_left_out_with_a_warning(self) -> None:
+        ds = request_ds(PatientID="")
+        ds.add_new(0x00089998, "LO", "")
+        response, warn = build_response(ds, stored_item(), None)
+        assert warn
+        assert [e.keyword for e in response] == ["PatientID"]
+
+    def test_type_1c_without_a_value_is_left_out(self) -> None:
+        item = mwl_item()
+        item["00321060"] = {"vr": "LO"}  # stored empty, as the read model keeps 1C columns
+        ds = request_ds(PatientID="", RequestedProcedureDescription="")
+        ds.RequestedProcedureCodeSequence = []  # absent from the item
+        step = sps(ScheduledProcedureStepID="", ScheduledProtocolCodeSequence=[])
+        ds.ScheduledProcedureStepSequence = [step]
+        response, warn = build_response(ds, item, None)
+        assert not warn  # the keys are supported; the item just has no value
+        assert [e.keyword for e in response] == ["PatientID", "ScheduledProcedureStepSequence"]
+        step_out = response.ScheduledProcedureStepSequence[0]
+        assert [e.keyword for e in step_out] == ["ScheduledProcedureStepID"]
+
+    def test_type_1c_with_a_value_is_returned(self) -> None:
+        ds = request_ds(RequestedProcedureDescription="")
+        ds.RequestedProcedureCodeSequence = [sps(CodeValue="", CodeMeaning="")]
+        response, _ = build_response(ds, stored_item(), None)
+        assert response.RequestedProcedureDescription == "CT of the head"
+        assert response.RequestedProcedureCodeSequence[0].CodeMeaning == "Head CT"
+
+    def test_type_2_without_a_value_is_zero_length(self) -> None:
+        ds = request_ds(AdmissionID="", PatientWeight="", ReferencedStudySequence=[])
+        ds.ScheduledProcedureStepSequence = [sps(ScheduledStationName="")]
+        response, warn = build_response(ds, mwl_item(), None)
+        assert not warn
+        assert response.AdmissionID == ""
+        assert response["PatientWeight"].is_empty
+        assert len(response.ReferencedStudySequence) == 0
+        assert response.ScheduledProcedureStepSequence[0].ScheduledStationName == ""
+
+    def test_type_3_without_a_value_is_left_out(self) -> None:
+        item = mwl_item(extra={"00401002": {"vr": "LO"}})  # carried empty: still no value
+        ds = request_ds(PatientID="", StudyDate="", ReasonForTheRequestedProcedure="")
+        ds.PatientSize = None
+        ds.IssuerOfAccessionNumberSequence = []
+        ds.ScheduledProcedureStepSequence = [sps(CommentsOnTheScheduledProcedureStep="")]
+        response, warn = build_response(ds, item, None)
+        assert not warn
+        assert [e.keyword for e in response] == ["PatientID", "ScheduledProcedureStepSequence"]
+        assert len(response.ScheduledProcedureStepSequence[0]) == 0
+
+    def test_type_3_with_a_value_is_returned(self) -> None:
+        item = mwl_item(extra={"00080020": {"vr": "DA", "Value": ["20261130"]}})
+        response, _ = build_response(request_ds(StudyDate=""), item, None)
+        assert response.StudyDate == "20261130"
+
+    def test_type_2c_is_zero_length_only_when_the_item_carries_it(self) -> None:
+        step = sps(PreMedication="", RequestedContrastAgent="")
+        ds = request_ds()
+        ds.ScheduledProcedureStepSequence = [step]
+        carried = mwl_item(step_extra={"00400012": {"vr": "LO"}})
+        response, warn = build_response(ds, carried, None)
+        assert not warn
+        out = response.ScheduledProcedureStepSequence[0]
+        assert [e.keyword for e in out] == ["PreMedication"]
+        assert out.PreMedication == ""
+        with_agent = mwl_item(step_extra={"00321070": {"vr": "LO", "Value": ["IODINE"]}})
+        out = build_response(ds, with_agent, None)[0].ScheduledProcedureStepSequence[0]
+        assert [e.keyword for e in out] == ["RequestedContrastAgent"]
+        assert out.RequestedContrastAgent == "IODINE"
 
     def test_unicode_answer_is_utf8(self) -> None:
         response, _ = build_response(request_ds(PatientName=""), stored_item(), None)
