@@ -16,13 +16,20 @@ exactly the requested keys, by return key type (PS3.5 7.4, PS3.4 K.2.2.1.2) of t
   condition holds, value unknown), left out when it does not (nothing says the condition holds);
 - Type 1C and 3 without a value: left out (a 1C element may not be empty, and its condition
   does not hold for an item that lacks it; a Type 3 key is optional);
-- a requested attribute outside the table: its value when the item carries it; otherwise left
-  out, and the response is Pending with warning 0xFF01 (an Optional Key not supported, as DCMTK's
-  wlmscpfs does);
+- a requested attribute outside the table: its value when the item carries it (items keep every
+  attribute they were given), otherwise left out, like a Type 3 key;
 - a sequence requested with no item or one empty item: the whole stored sequence (universal);
   with keys in its item: each stored item reduced to those keys (inside such items every
   requested key is returned, zero length when unknown);
 - the Scheduled Procedure Step Sequence: exactly one item, the matched step.
+
+Status of each match (PS3.4 Table K.4-1): 0xFF01 ("one or more Optional Keys were not supported")
+when the request holds a key with a value the broker does not match on, so the matches may be
+more than the modality asked for; 0xFF00 otherwise. Return keys never cause 0xFF01: each one is
+answered by the rules above (an absent one is absent from the item), and ignored elements are no
+Optional Keys of the model. (dcmjs-dimse 0.3.3 releases the association on the first response
+that is not 0xFF00 and loses the remaining matches; wlmscpfs answers its default worklist query
+with 0xFF01.)
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from app.domain.mwl_attributes import (
     MwlAttribute,
 )
 from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
+from dicom_scp.status import DimseStatus
 
 QUERY_RETRIEVE_LEVEL_TAG = 0x00080052
 UTF8 = "ISO_IR 192"
@@ -94,6 +102,11 @@ def _text(value: Any) -> str:
     if isinstance(value, PersonName):
         return str(value)
     return str(value)
+
+
+def pending_status(request: MwlRequest) -> DimseStatus:
+    """The status of each match of ``request`` (see the module notes)."""
+    return DimseStatus.PENDING_WARNING if request.unsupported_keys else DimseStatus.PENDING
 
 
 def _has_value(elem: DataElement) -> bool:
@@ -193,22 +206,14 @@ def _is_universal_sequence(requested: DataElement) -> bool:
     return not items or (len(items) == 1 and len(items[0]) == 0)
 
 
-def _build_sequence(
-    requested: DataElement, stored: dict[str, Any] | None
-) -> tuple[DataElement, bool]:
+def _build_sequence(requested: DataElement, stored: dict[str, Any] | None) -> DataElement:
     tag = int(requested.tag)
     stored_items = (stored or {}).get("Value") or []
     if _is_universal_sequence(requested):
-        return DataElement(tag, "SQ", Sequence([_full_dataset(i) for i in stored_items])), False
+        return DataElement(tag, "SQ", Sequence([_full_dataset(i) for i in stored_items]))
     template = requested.value[0]
     sub_table: Table = _STEP_TABLE if tag == SPS_SEQUENCE_TAG else None
-    warn = False
-    items = []
-    for stored_item in stored_items:
-        sub, sub_warn = _reduce(template, stored_item, sub_table)
-        items.append(sub)
-        warn = warn or sub_warn
-    return DataElement(tag, "SQ", Sequence(items)), warn
+    return DataElement(tag, "SQ", Sequence([_reduce(template, i, sub_table) for i in stored_items]))
 
 
 def _has_stored_value(stored: dict[str, Any] | None) -> bool:
@@ -218,10 +223,13 @@ def _has_stored_value(stored: dict[str, Any] | None) -> bool:
     return any(v not in (None, "", {}) for v in values)
 
 
-def _answered(attribute: MwlAttribute | None, stored: dict[str, Any] | None) -> bool:
-    """Whether a requested key of the table goes into the response (PS3.5 7.4)."""
-    if attribute is None or _has_stored_value(stored):
-        return True
+def _answered(table: Table, tag: int, stored: dict[str, Any] | None) -> bool:
+    """Whether a requested key goes into the response (PS3.5 7.4, PS3.4 K.2.2.1.2)."""
+    if table is None or _has_stored_value(stored):
+        return True  # inside other sequences every requested key is answered
+    attribute = table.get(tag)
+    if attribute is None:
+        return stored is not None  # outside the table: as the item carries it
     if attribute.return_type in ("1", "2"):
         return True  # zero length when unknown
     if attribute.return_type == "2C":
@@ -229,30 +237,22 @@ def _answered(attribute: MwlAttribute | None, stored: dict[str, Any] | None) -> 
     return False  # 1C and 3 without a value: left out
 
 
-def _reduce(template: Dataset, item: JsonDataset, table: Table) -> tuple[Dataset, bool]:
-    """The stored ``item`` reduced to the keys of ``template``; True when a key was left out
-    because the broker does not support it (outside ``table`` and not in the item)."""
+def _reduce(template: Dataset, item: JsonDataset, table: Table) -> Dataset:
+    """The stored ``item`` reduced to the keys of ``template`` that are answered."""
     out = Dataset()
-    warn = False
     for requested in template:
         tag = int(requested.tag)
         if tag in _NOT_ANSWERED or is_ignored(tag):
             continue
         stored = item.get(f"{tag:08X}")
-        attribute = table.get(tag) if table is not None else None
-        if table is not None and attribute is None and stored is None:
-            warn = True
-            continue
-        if not _answered(attribute, stored):
+        if not _answered(table, tag, stored):
             continue
         vr = _vr_of(tag, stored)
         if vr == "SQ" or requested.VR == "SQ":
-            elem, sub_warn = _build_sequence(requested, stored)
-            warn = warn or sub_warn
-            out.add(elem)
+            out.add(_build_sequence(requested, stored))
         else:
             out.add(DataElement(tag, vr, _json_value(vr, stored or {})))
-    return out, warn
+    return out
 
 
 def _strings(ds: Dataset) -> list[str]:
@@ -324,10 +324,10 @@ def choose_charset(ds: Dataset, requested: list[str] | None) -> list[str] | None
 
 def build_response(
     identifier: Dataset, item: JsonDataset, requested_charset: list[str] | None
-) -> tuple[Dataset, bool]:
-    """The response identifier for one matched item, and whether a key was left out."""
-    response, warn = _reduce(identifier, item, _TOP_TABLE)
+) -> Dataset:
+    """The response identifier for one matched item."""
+    response = _reduce(identifier, item, _TOP_TABLE)
     charset = choose_charset(response, requested_charset)
     if charset:
         response.SpecificCharacterSet = charset if len(charset) > 1 else charset[0]
-    return response, warn
+    return response

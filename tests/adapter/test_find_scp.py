@@ -133,12 +133,21 @@ class TestFind:
         ]
         assert sorted(steps) == ["S1", "S2"]
 
-    def test_unsupported_key_gives_pending_warning(self, scp: Scp, assoc: Association) -> None:
+    def test_key_not_matched_on_gives_pending_warning(self, scp: Scp, assoc: Association) -> None:
         scp.add()
-        identifier = query(PatientID="", PatientMotherBirthName="")
+        identifier = query(PatientID="", PatientMotherBirthName="SMITH")
         responses = run(assoc, identifier)
-        assert responses[0][0] == 0xFF01
+        assert [s for s, _ in responses] == [0xFF01, 0x0000]  # not narrowed by the key
         assert responses[0][1] is not None and "PatientMotherBirthName" not in responses[0][1]
+
+    def test_unknown_return_key_is_left_out_without_warning(
+        self, scp: Scp, assoc: Association
+    ) -> None:
+        scp.add()
+        responses = run(assoc, query(PatientID="", PatientMotherBirthName=""))
+        assert [s for s, _ in responses] == [0xFF00, 0x0000]
+        assert responses[0][1] is not None
+        assert [e.keyword for e in responses[0][1]] == ["PatientID"]
 
     def test_completed_steps_are_not_offered(self, scp: Scp, assoc: Association) -> None:
         scp.add(sps_id="DONE", status="COMPLETED")
