@@ -63,6 +63,7 @@ from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
 from dicom_scp.status import DimseStatus
 
 QUERY_RETRIEVE_LEVEL_TAG = 0x00080052
+PREGNANCY_STATUS_TAG = 0x001021C0
 UTF8 = "ISO_IR 192"
 _NOT_ANSWERED = frozenset({SPECIFIC_CHARACTER_SET_TAG, TIMEZONE_OFFSET_TAG})
 _TEXT_VRS = STRING_VRS | {"PN"}
@@ -112,6 +113,8 @@ def pending_status(request: MwlRequest) -> DimseStatus:
 def _has_value(elem: DataElement) -> bool:
     if elem.VR == "SQ":
         return any(_has_value(sub) for item in elem.value for sub in item)
+    if int(elem.tag) == PREGNANCY_STATUS_TAG and elem.value == 0:
+        return False  # no Enumerated Value (1-4): dcmjs-dimse writes an empty US key as 0
     return _text(elem.value).strip() not in ("", "*")
 
 

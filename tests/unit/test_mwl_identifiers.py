@@ -122,6 +122,12 @@ class TestPendingStatus:
         ds = request_ds(PatientID="P1", InstitutionName="GENERAL*")
         assert pending_status(parse_request(ds)) == 0xFF01
 
+    def test_pregnancy_status_zero_is_universal(self) -> None:
+        # dcmjs-dimse sends its default key PregnancyStatus "" as US 0, which is no value
+        # of the Enumerated Values 1-4; 4 (unknown) is a real key the broker does not match on.
+        assert pending_status(parse_request(request_ds(PregnancyStatus=0))) == 0xFF00
+        assert pending_status(parse_request(request_ds(PregnancyStatus=4))) == 0xFF01
+
     def test_unsupported_step_key_with_a_value_warns(self) -> None:
         ds = request_ds()
         ds.ScheduledProcedureStepSequence = [sps(ScheduledStationName="A2")]
