@@ -19,8 +19,9 @@ exactly the requested keys, by return key type (PS3.5 7.4, PS3.4 K.2.2.1.2) of t
 - a requested attribute outside the table: its value when the item carries it (items keep every
   attribute they were given), otherwise left out, like a Type 3 key;
 - a sequence requested with no item or one empty item: the whole stored sequence (universal);
-  with keys in its item: each stored item reduced to those keys (inside such items every
-  requested key is returned, zero length when unknown);
+  with keys in its item: each stored item reduced to those of its keys it carries (an item of
+  a code or reference sequence has no Type 2 attributes to return empty, and a key it lacks is
+  left out rather than sent empty);
 - the Scheduled Procedure Step Sequence: exactly one item, the matched step.
 
 Status of each match (PS3.4 Table K.4-1): 0xFF01 ("one or more Optional Keys were not supported")
@@ -69,7 +70,7 @@ _NOT_ANSWERED = frozenset({SPECIFIC_CHARACTER_SET_TAG, TIMEZONE_OFFSET_TAG})
 _TEXT_VRS = STRING_VRS | {"PN"}
 
 # The attributes a level of the identifier may ask for, by tag; None inside other sequences
-# (code items and the like), where any requested key is answered.
+# (code items and the like), where a requested key is answered as the stored item carries it.
 Table = Mapping[int, MwlAttribute] | None
 _SPS_SEQUENCE = MwlAttribute(
     SPS_SEQUENCE_TAG, "ScheduledProcedureStepSequence", "SQ", Level.STEP, "1"
@@ -228,11 +229,11 @@ def _has_stored_value(stored: dict[str, Any] | None) -> bool:
 
 def _answered(table: Table, tag: int, stored: dict[str, Any] | None) -> bool:
     """Whether a requested key goes into the response (PS3.5 7.4, PS3.4 K.2.2.1.2)."""
-    if table is None or _has_stored_value(stored):
-        return True  # inside other sequences every requested key is answered
-    attribute = table.get(tag)
+    if _has_stored_value(stored):
+        return True
+    attribute = table.get(tag) if table is not None else None
     if attribute is None:
-        return stored is not None  # outside the table: as the item carries it
+        return stored is not None  # outside the table, or in other sequences: as carried
     if attribute.return_type in ("1", "2"):
         return True  # zero length when unknown
     if attribute.return_type == "2C":

@@ -187,6 +187,13 @@ class TestBuildResponse:
         code = response.RequestedProcedureCodeSequence[0]
         assert [e.keyword for e in code] == ["CodeValue"]
 
+    def test_keys_an_item_of_another_sequence_lacks_are_left_out(self) -> None:
+        ds = request_ds()
+        ds.RequestedProcedureCodeSequence = [sps(CodeValue="", CodingSchemeVersion="")]
+        response = build_response(ds, stored_item(), None)
+        (code,) = response.RequestedProcedureCodeSequence
+        assert [e.keyword for e in code] == ["CodeValue"]  # not an empty 1C version
+
     def test_keys_outside_the_table_are_left_out_when_the_item_lacks_them(self) -> None:
         ds = request_ds(PatientID="", PatientMotherBirthName="")
         response = build_response(ds, stored_item(), None)
