@@ -113,7 +113,9 @@ def pending_status(request: MwlRequest) -> DimseStatus:
 
 def _has_value(elem: DataElement) -> bool:
     if elem.VR == "SQ":
-        return any(_has_value(sub) for item in elem.value for sub in item)
+        return any(
+            _has_value(sub) for item in elem.value for sub in item if not is_ignored(int(sub.tag))
+        )
     if int(elem.tag) == PREGNANCY_STATUS_TAG and elem.value == 0:
         return False  # no Enumerated Value (1-4): dcmjs-dimse writes an empty US key as 0
     return _text(elem.value).strip() not in ("", "*")

@@ -92,6 +92,13 @@ class TestParseRequest:
         assert request.unsupported_keys == []
         assert set(request.ignored) == {0x00090010, 0x00091001, 0x00091002, 0x00190010, 0x00191001}
 
+    def test_private_elements_in_a_sequence_item_give_it_no_value(self) -> None:
+        code = sps(CodeValue="")
+        code.add_new(0x00290010, "LO", "ACME")
+        ds = request_ds(PatientID="")
+        ds.RequestedProcedureCodeSequence = [code]
+        assert parse_request(ds).unsupported_keys == []
+
     def test_group_length_is_ignored(self) -> None:
         ds = request_ds(PatientID="")
         ds.add_new(0x00100000, "UL", 12)
