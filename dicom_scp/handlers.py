@@ -104,10 +104,9 @@ def _stream_matches(
                         None,
                     )
                     return
-                response, left_out = mwl.build_response(identifier, item, request.charset)
-                warn = left_out or bool(request.unsupported_keys)
+                response = mwl.build_response(identifier, item, request.charset)
                 sent += 1
-                yield int(DimseStatus.PENDING_WARNING if warn else DimseStatus.PENDING), response
+                yield int(mwl.pending_status(request)), response
     except Exception:
         LOG.exception("C-FIND from %s failed after %d matches", _peer(event), sent)
         yield status_dataset(DimseStatus.UNABLE_TO_PROCESS, "worklist query failed"), None
