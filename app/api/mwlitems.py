@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import SchedulerDep, SessionDep, SettingsDep
+from app.api.limits import DbOffset
 from app.domain.dicom_json import validate_json_dataset
 from app.domain.errors import InvalidQueryError, ValidationError
 from app.domain.items import item_from_json
@@ -71,7 +72,7 @@ def search_items(
     session: SessionDep,
     settings: SettingsDep,
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: DbOffset = 0,
 ) -> JSONResponse:
     keys = {k: v for k, v in request.query_params.items() if k not in _PAGING}
     unknown = sorted(set(keys) - set(SUPPORTED_MATCHING_KEYS))

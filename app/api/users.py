@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import SESSION_COOKIE, AdminDep, SessionDep, require
+from app.api.limits import DbId
 from app.domain.access import Role
 from app.services import users
 
@@ -89,7 +90,7 @@ def create_user(body: UserIn, session: SessionDep, principal: AdminDep) -> UserO
     summary="Change role, active or password; deactivating or a new password ends sessions",
 )
 def update_user(
-    pk: int, body: UserPatch, session: SessionDep, principal: AdminDep, request: Request
+    pk: DbId, body: UserPatch, session: SessionDep, principal: AdminDep, request: Request
 ) -> UserOut:
     actor = principal.actor()
     view = users.get_user(session, pk=pk)
@@ -107,7 +108,7 @@ def update_user(
 
 
 @router.delete("/api/users/{pk}", status_code=204, summary="Remove a user and their sessions")
-def delete_user(pk: int, session: SessionDep, principal: AdminDep) -> Response:
+def delete_user(pk: DbId, session: SessionDep, principal: AdminDep) -> Response:
     users.delete_user(session, pk=pk, actor=principal.actor())
     return Response(status_code=204)
 
@@ -124,6 +125,6 @@ def create_token(body: TokenIn, session: SessionDep, principal: AdminDep) -> Tok
 
 
 @router.delete("/api/tokens/{pk}", status_code=204, summary="Revoke an API token")
-def revoke_token(pk: int, session: SessionDep, principal: AdminDep) -> Response:
+def revoke_token(pk: DbId, session: SessionDep, principal: AdminDep) -> Response:
     users.revoke_token(session, pk=pk, actor=principal.actor())
     return Response(status_code=204)
