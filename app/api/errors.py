@@ -9,6 +9,7 @@ refuses most of these before a route runs; these handlers are the net behind it.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -81,3 +82,29 @@ def install(app: FastAPI) -> None:
     for kind in INPUT_ERRORS:
         app.add_exception_handler(kind, _input_error)
     app.add_exception_handler(Exception, _unexpected)
+    _document_422(app)
+
+
+def _document_422(app: FastAPI) -> None:
+    """Make the schema tell the truth about 422: FastAPI documents only its own parameter
+    and body errors (``detail``: a list), but a service's ``ValidationError`` is a 422 too,
+    with ``detail`` a sentence and the ``field`` it is about."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        error = schema.get("components", {}).get("schemas", {}).get("HTTPValidationError")
+        if error is not None:
+            properties = error.setdefault("properties", {})
+            listed = properties.get("detail", {"type": "array"})
+            properties["detail"] = {
+                "anyOf": [listed, {"type": "string"}],
+                "title": "Detail",
+                "description": "parameter and body errors, or one sentence from the service",
+            }
+            properties["field"] = {"type": "string", "title": "Field"}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
