@@ -48,7 +48,7 @@ CHECKS = [
     response_headers_conformance,
 ]
 # An endless server-sent event stream: a request never ends, so it cannot be fuzzed this way
-# (tests/adapter/rest covers it with a reader that disconnects).
+# (tests/adapter/test_events_stream.py covers it with a reader that disconnects).
 SKIPPED = {("GET", "/api/events")}
 
 
