@@ -111,9 +111,10 @@ class RequestLimitMiddleware:
     def _check_length(self, value: str | None) -> tuple[int, str] | None:
         if value is None:
             return None
-        if not value.strip().isdigit():
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()):
             return 400, "Content-Length is not a number"
-        if int(value) > self.max_body_bytes:
+        if int(text) > self.max_body_bytes:
             return self._too_large()
         return None
 

@@ -6,6 +6,8 @@ without ``DbId``/``DbOffset`` fails here instead of answering 500 in production.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.api.limits import DB_INT_MAX, MAX_JSON_DEPTH
+from app.api.limits import DB_INT_MAX, MAX_JSON_DEPTH, RequestLimitMiddleware
 from app.config import Settings
 from app.db import create_db_engine, create_session_factory
 from app.main import create_app
@@ -307,3 +309,29 @@ def test_the_server_keeps_serving_after_refusals(client: TestClient) -> None:
     created = client.post("/api/patients", json={"patient_id": "OK1", "name": "DOE^JANE"})
     assert created.status_code == 201
     assert client.get(f"/api/patients/{created.json()['id']}").json()["patient_id"] == "OK1"
+
+
+@pytest.mark.parametrize("length", [b"abc", b"-1", b"\xb2", b"1e3"])
+def test_a_content_length_that_is_not_a_number_is_400(length: bytes) -> None:
+    """Servers (h11, httptools) refuse these first; the middleware does not count on that."""
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the app must not see the request")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/orders",
+        "query_string": b"",
+        "headers": [(b"content-length", length)],
+    }
+    asyncio.run(RequestLimitMiddleware(app, max_body_bytes=1024)(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"]) == {"detail": "Content-Length is not a number"}
