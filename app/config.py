@@ -203,6 +203,11 @@ class HttpSettings(_Section):
     login_window_seconds: int = Field(
         default=300, ge=1, description="window of the login rate limit, seconds"
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="largest REST request body, bytes; a bigger one gets 413 before it is parsed",
+    )
 
 
 class StorageSettings(_Section):
@@ -288,6 +293,7 @@ ENV: dict[str, tuple[str | None, str]] = {
     "cookie_secure": ("http", "cookie_secure"),
     "login_max_failures": ("http", "login_max_failures"),
     "login_window_seconds": ("http", "login_window_seconds"),
+    "http_max_body_bytes": ("http", "max_body_bytes"),
     "storage_dir": ("storage", "dir"),
     "ris_hl7_endpoint": ("outbox", "ris_hl7_endpoint"),
     "ris_hl7_message": ("outbox", "ris_hl7_message"),

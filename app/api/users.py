@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.api.deps import SESSION_COOKIE, AdminDep, SessionDep, require
+from app.api.limits import DbId
 from app.domain.access import Role
 from app.schemas import TokenCreated, TokenIn, TokenView, UserIn, UserPatch, UserView
 from app.services import users
@@ -37,7 +38,7 @@ def create_user(body: UserIn, session: SessionDep, principal: AdminDep) -> UserV
     summary="Change role, active or password; deactivating or a new password ends sessions",
 )
 def update_user(
-    pk: int, body: UserPatch, session: SessionDep, principal: AdminDep, request: Request
+    pk: DbId, body: UserPatch, session: SessionDep, principal: AdminDep, request: Request
 ) -> UserView:
     actor = principal.actor()
     view = users.get_user(session, pk=pk)
@@ -55,7 +56,7 @@ def update_user(
 
 
 @router.delete("/api/users/{pk}", status_code=204, summary="Remove a user and their sessions")
-def delete_user(pk: int, session: SessionDep, principal: AdminDep) -> Response:
+def delete_user(pk: DbId, session: SessionDep, principal: AdminDep) -> Response:
     users.delete_user(session, pk=pk, actor=principal.actor())
     return Response(status_code=204)
 
@@ -72,6 +73,6 @@ def create_token(body: TokenIn, session: SessionDep, principal: AdminDep) -> Tok
 
 
 @router.delete("/api/tokens/{pk}", status_code=204, summary="Revoke an API token")
-def revoke_token(pk: int, session: SessionDep, principal: AdminDep) -> Response:
+def revoke_token(pk: DbId, session: SessionDep, principal: AdminDep) -> Response:
     users.revoke_token(session, pk=pk, actor=principal.actor())
     return Response(status_code=204)
