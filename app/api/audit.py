@@ -21,7 +21,14 @@ DB_INT_MAX = 2**31 - 1
 def list_events(
     session: SessionDep,
     entity: Literal[
-        "", "patient", "order", "requested_procedure", "scheduled_procedure_step", "mpps", "station"
+        "",
+        "patient",
+        "order",
+        "requested_procedure",
+        "scheduled_procedure_step",
+        "mpps",
+        "station",
+        "worklist_policy",
     ] = "",
     entity_pk: int | None = Query(None, ge=1, le=DB_INT_MAX),
     source: Literal["", "REST", "WEB", "HL7", "DICOM", "CLI", "SYSTEM"] = "",
