@@ -32,9 +32,7 @@ def value_at(settings: Settings, variable: str) -> object:
 
 
 @pytest.mark.parametrize("variable", sorted(SAMPLES))
-def test_each_variable_lands_in_its_section(
-    variable: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_each_variable_lands_in_its_section(variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
     raw, expected = SAMPLES[variable]
     monkeypatch.setenv(variable, raw)
     found = value_at(load_settings(_env_file=None), variable)
