@@ -20,10 +20,9 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[
 
 from app.config import DicomSettings, parse_endpoint
 from app.delivery import OutboxMessageView
+from app.domain.reports import MPPS_CREATE, ForwardedMpps
 
 MPPS_UID = str(ModalityPerformedProcedureStep)
-MPPS_CREATE = "mpps-create"
-MPPS_SET = "mpps-set"
 WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
 
 # The data sets carry patient data: pynetdicom must not print them.
@@ -70,12 +69,12 @@ def _build_ae(settings: DicomSettings) -> AE:
 
 def _request(assoc: Association, view: OutboxMessageView) -> Dataset:
     """Send the N-CREATE or N-SET of ``view``; return the response status data set."""
-    instance_uid = str(view.payload["sop_instance_uid"])
-    dataset = Dataset.from_json(view.payload["dataset"])
+    forwarded = ForwardedMpps.from_payload(view.payload)
+    dataset = Dataset.from_json(forwarded.dataset)
     if view.kind == MPPS_CREATE:
-        status, _ = assoc.send_n_create(dataset, MPPS_UID, instance_uid)
+        status, _ = assoc.send_n_create(dataset, MPPS_UID, forwarded.sop_instance_uid)
     else:
-        status, _ = assoc.send_n_set(dataset, MPPS_UID, instance_uid)
+        status, _ = assoc.send_n_set(dataset, MPPS_UID, forwarded.sop_instance_uid)
     return status
 
 
@@ -91,7 +90,7 @@ def _check(status: Dataset, view: OutboxMessageView) -> None:
 
 def forward(settings: DicomSettings, view: OutboxMessageView) -> None:
     """Deliver one outbox message of channel ``dicom``; raise unless the SCP took it."""
-    if view.kind not in (MPPS_CREATE, MPPS_SET):
+    if view.kind not in ForwardedMpps.KINDS:
         raise ValueError(f"the dicom channel does not send '{view.kind}'")
     called, host, port = parse_target(view.destination)
     assoc = _build_ae(settings).associate(host, port, ae_title=called)

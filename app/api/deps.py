@@ -45,6 +45,9 @@ cookie_scheme = APIKeyCookie(
 
 
 def get_session(request: Request) -> Iterator[Session]:
+    """The request's unit of work, committed before the response goes out (``scope=
+    "function"`` below): a 2xx is never sent for a change that then fails to commit, and a
+    client that reads right after its write sees it."""
     with session_scope(request.app.state.session_factory) as session:
         yield session
 
@@ -54,7 +57,7 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 

@@ -207,13 +207,6 @@ class PerformedSummary:
 
 
 @dataclass(frozen=True)
-class DiscontinuationReason:
-    code_value: str
-    coding_scheme: str
-    code_meaning: str
-
-
-@dataclass(frozen=True)
 class StartPerformedStep:
     """N-CREATE (PS3.4 F.7.2.1), validated: the whole data set and what the service needs."""
 
@@ -251,15 +244,4 @@ def summary_of(attributes: JsonDataset) -> PerformedSummary:
         modality=string_of(attributes, "00080060")[:16],
         start_datetime=(string_of(attributes, "00400244") + string_of(attributes, "00400245"))[:14],
         end_datetime=(string_of(attributes, "00400250") + string_of(attributes, "00400251"))[:14],
-    )
-
-
-def discontinuation_reason(attributes: JsonDataset) -> DiscontinuationReason | None:
-    """Performed Procedure Step Discontinuation Reason Code Sequence (0040,0281), first item."""
-    items = sequence_items(attributes, DISCONTINUATION_REASON_KEY)
-    if not items:
-        return None
-    code = items[0]
-    return DiscontinuationReason(
-        string_of(code, "00080100"), string_of(code, "00080102"), string_of(code, "00080104")
     )

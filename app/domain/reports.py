@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from app.domain.mpps import MppsStatus
+from app.domain.dicom_json import JsonDataset, sequence_items, string_of
+from app.domain.mpps import DISCONTINUATION_REASON_KEY, MppsStatus
 
 MPPS_STATUS = "mpps-status"  # outbox kind of a StatusReport payload
+MPPS_CREATE = "mpps-create"  # outbox kinds of a ForwardedMpps payload
+MPPS_SET = "mpps-set"
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:
@@ -95,6 +98,19 @@ class CodedReason:
             code_meaning=_text(data, "code_meaning"),
         )
 
+    @classmethod
+    def of_mpps(cls, attributes: JsonDataset) -> CodedReason | None:
+        """The first item of the MPPS's Discontinuation Reason Code Sequence (0040,0281)."""
+        items = sequence_items(attributes, DISCONTINUATION_REASON_KEY)
+        if not items:
+            return None
+        code = items[0]
+        return cls(
+            code_value=string_of(code, "00080100"),
+            coding_scheme=string_of(code, "00080102"),
+            code_meaning=string_of(code, "00080104"),
+        )
+
 
 @dataclass(frozen=True)
 class StatusReport:
@@ -150,3 +166,25 @@ class StatusReport:
                 CodedReason.from_payload(reason) if isinstance(reason, Mapping) else None
             ),
         )
+
+
+@dataclass(frozen=True)
+class ForwardedMpps:
+    """An N-CREATE (kind ``mpps-create``) or N-SET (``mpps-set``) for a downstream MPPS SCP,
+    as the outbox keeps it: the SOP Instance UID and the attribute or modification list."""
+
+    KINDS: ClassVar[tuple[str, str]] = (MPPS_CREATE, MPPS_SET)
+
+    sop_instance_uid: str
+    dataset: JsonDataset
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"sop_instance_uid": self.sop_instance_uid, "dataset": self.dataset}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ForwardedMpps:
+        """``ValueError`` when the payload lacks the UID or the data set."""
+        uid, dataset = _text(payload, "sop_instance_uid"), payload.get("dataset")
+        if not uid or not isinstance(dataset, Mapping):
+            raise ValueError("an MPPS forward payload needs sop_instance_uid and dataset")
+        return cls(uid, dict(dataset))

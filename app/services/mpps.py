@@ -20,10 +20,9 @@ from sqlmodel import Session, col, select
 
 from app.config import OutboxSettings
 from app.domain.actor import Actor
-from app.domain.dicom_json import JsonDataset, sequence_items, string_of
+from app.domain.dicom_json import JsonDataset
 from app.domain.errors import ValidationError
 from app.domain.mpps import (
-    DISCONTINUATION_REASON_KEY,
     DuplicateInstanceError,
     MppsStatus,
     NoSuchInstanceError,
@@ -34,7 +33,10 @@ from app.domain.mpps import (
     summary_of,
 )
 from app.domain.reports import (
+    MPPS_CREATE,
+    MPPS_SET,
     CodedReason,
+    ForwardedMpps,
     ReportedOrder,
     ReportedPatient,
     ReportedProcedure,
@@ -102,7 +104,7 @@ def create(
         status=row.status,
     )
     _follow(session, row, steps, command.status, delivery, actor)
-    _forward(session, uid, "mpps-create", command.attributes, delivery)
+    _forward(session, uid, MPPS_CREATE, command.attributes, delivery)
     session.flush()
     return view(session, row)
 
@@ -136,7 +138,7 @@ def update(
     )
     if changed_status:
         _follow(session, row, _linked_steps(session, row.id), status, delivery, actor)
-    _forward(session, uid, "mpps-set", command.modifications, delivery)
+    _forward(session, uid, MPPS_SET, command.modifications, delivery)
     session.flush()
     return view(session, row)
 
@@ -267,7 +269,7 @@ def _follow(
                 channel=outbox.HL7,
                 destination=delivery.ris_endpoint,
                 ordering_key=f"order:{order_pk}",
-                kind="mpps-status",
+                kind=StatusReport.KIND,
                 payload=payload,
             )
 
@@ -294,7 +296,7 @@ def _status_reports(
     """One StatusReport per order the steps belong to, its procedures in step order."""
     heads: dict[int, StatusReport] = {}
     procedures: dict[int, list[ReportedProcedure]] = {}
-    reason = _reason(row.attributes) if status is MppsStatus.DISCONTINUED else None
+    reason = CodedReason.of_mpps(row.attributes) if status is MppsStatus.DISCONTINUED else None
     at = row.end_datetime if status is not MppsStatus.IN_PROGRESS else row.start_datetime
     for step in steps:
         procedure = session.get_one(RequestedProcedure, step.procedure_pk)
@@ -331,18 +333,6 @@ def _status_reports(
     return {pk: replace(head, procedures=tuple(procedures[pk])) for pk, head in heads.items()}
 
 
-def _reason(attributes: JsonDataset) -> CodedReason | None:
-    items = sequence_items(attributes, DISCONTINUATION_REASON_KEY)
-    if not items:
-        return None
-    code = items[0]
-    return CodedReason(
-        code_value=string_of(code, "00080100"),
-        coding_scheme=string_of(code, "00080102"),
-        code_meaning=string_of(code, "00080104"),
-    )
-
-
 def _forward(
     session: Session, uid: str, kind: str, dataset: JsonDataset, delivery: Delivery
 ) -> None:
@@ -353,7 +343,7 @@ def _forward(
             destination=target,
             ordering_key=f"mpps:{uid}:{target}",
             kind=kind,
-            payload={"sop_instance_uid": uid, "dataset": dataset},
+            payload=ForwardedMpps(uid, dataset).to_payload(),
         )
 
 
