@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from app.domain.status import SpsStatus
+from app.domain.worklist_policy import PolicyKind
 
 DEFAULT_DATA_DIR = Path("data")
 
@@ -133,6 +134,11 @@ class WorklistSettings(_Section):
     )
     max_results: int = Field(
         default=1000, ge=0, description="most C-FIND matches per query; 0 = no limit"
+    )
+    default_policy: PolicyKind = Field(
+        default=PolicyKind.NONE,
+        description="worklist policy of calling AEs without one of their own: none, "
+        "calling_ae or restrict",
     )
 
 
@@ -280,6 +286,7 @@ ENV: dict[str, tuple[str | None, str]] = {
     "max_pdu_size": ("dicom", "max_pdu_size"),
     "mwl_name_case_insensitive": ("worklist", "name_case_insensitive"),
     "mwl_max_results": ("worklist", "max_results"),
+    "mwl_default_policy": ("worklist", "default_policy"),
     "hl7_port": ("hl7", "port"),
     "hl7_order_control": ("hl7", "order_control"),
     "hl7_missing_study_uid": ("hl7", "missing_study_uid"),

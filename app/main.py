@@ -22,6 +22,7 @@ from app.api import (
     patients,
     stations,
     users,
+    worklist_policies,
 )
 from app.api import events as event_stream
 from app.api.deps import require
@@ -66,6 +67,7 @@ def create_app(
         patients.router,
         orders.router,
         stations.router,
+        worklist_policies.router,
         hl7.router,
         outbox.router,
         mpps.router,

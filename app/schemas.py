@@ -309,6 +309,31 @@ class StationView(_View):
 
 
 # ---------------------------------------------------------------------------------------------
+# Worklist policies per calling AE
+
+
+class WorklistPolicyIn(_Input):
+    calling_ae_title: AeTitle = Field(min_length=1, examples=["CT01"])
+    policy: Literal["none", "calling_ae", "restrict"] = Field(
+        description="none: the query as sent; calling_ae: the calling AE is the Scheduled "
+        "Station AE Title when the query names none; restrict: only the stations and/or "
+        "modalities below (no lists: the calling AE's own station)",
+        examples=["calling_ae"],
+    )
+    station_ae_titles: list[AeTitle] = Field(default_factory=list, max_length=64)
+    modalities: list[CS] = Field(default_factory=list, max_length=64, examples=[["CT"]])
+
+
+class WorklistPolicyView(_View):
+    id: int
+    calling_ae_title: str
+    policy: str
+    station_ae_titles: tuple[str, ...]
+    modalities: tuple[str, ...]
+    updated_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
 # Performed procedure steps (MPPS)
 
 

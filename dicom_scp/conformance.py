@@ -38,6 +38,7 @@ from app.domain.mwl_attributes import (
 )
 from app.domain.status import FINAL_STATUSES, SpsStatus
 from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
+from app.domain.worklist_policy import PolicyKind
 from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_scp.status import DimseStatus, NStatus
 
@@ -59,6 +60,7 @@ DICOM_SETTINGS: tuple[str, ...] = (
     "max_pdu_size",
     "mwl_name_case_insensitive",
     "mwl_max_results",
+    "mwl_default_policy",
     "ris_hl7_endpoint",
     "ris_hl7_message",
     "mpps_forward",
@@ -662,6 +664,49 @@ def _charset_behaviour() -> list[str]:
     )
 
 
+_DEFAULT_POLICY_EFFECT: dict[PolicyKind, str] = {
+    PolicyKind.NONE: "a calling AE without a policy of its own gets every matching item "
+    "(the query as sent)",
+    PolicyKind.CALLING_AE: "a calling AE without a policy of its own that sends no Scheduled "
+    "Station AE Title gets only the items scheduled on its own AE title",
+    PolicyKind.RESTRICT: "a calling AE without a policy of its own gets only the items "
+    "scheduled on its own AE title, whatever station it asks for",
+}
+
+
+def _worklist_policies(settings: Settings) -> list[str]:
+    default = settings.worklist.default_policy
+    lines = _section(
+        "##### 3.5.2.8 Worklist Policies per Calling AE",
+        "Modalities often send no Scheduled Station AE Title (0040,0001) (PS3.2 advises a "
+        "user-initiated query not to include it) and would then get every station's "
+        "worklist. The broker therefore keeps a worklist policy per Calling AE Title "
+        "(REST `/api/worklist-policies`; the title is compared exactly, leading and trailing "
+        "spaces not significant) that changes the query before it is matched:",
+    )
+    lines += _bullets(
+        [
+            "`none`: the query is matched as sent.",
+            "`calling_ae`: a query whose Scheduled Station AE Title is absent, zero length or "
+            "`*` is matched as if it held the Calling AE Title (exactly, wild card characters "
+            "in the title included). A query that names a station (a value or a wild card "
+            "pattern) is matched as sent.",
+            "`restrict`: whatever the query asks, only items scheduled on one of the policy's "
+            "station AE titles and/or with one of its modalities are returned; a policy with "
+            "neither list restricts the AE to its own AE title as station. The query's own "
+            "Scheduled Station AE Title key must match one of the allowed station values of "
+            "the item, so a query for another station or modality gets no matches (Success "
+            "without Pending responses).",
+        ]
+    )
+    return lines + _paragraphs(
+        f"Calling AEs without a policy of their own get `{_env_name('mwl_default_policy')}` "
+        f"(here `{default.value}`): {_DEFAULT_POLICY_EFFECT[default]}. The returned attributes "
+        "are not changed by a policy: a response carries exactly the requested keys, and "
+        "Scheduled Station AE Title holds the item's stored value(s).",
+    )
+
+
 MPPS_STATUS_USE: dict[NStatus, str] = {
     NStatus.SUCCESS: "N-CREATE, N-SET or N-GET done",
     NStatus.INVALID_ATTRIBUTE_VALUE: "N-CREATE with a status other than IN PROGRESS or an "
@@ -817,6 +862,7 @@ def render(settings: Settings) -> str:
         _return_keys(),
         _sps_status(),
         _charset_behaviour(),
+        _worklist_policies(settings),
         _mpps(settings),
         _communication(settings),
         _extensions(),

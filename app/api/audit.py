@@ -21,7 +21,14 @@ MAX_LIMIT = 1000
 def list_events(
     session: SessionDep,
     entity: Literal[
-        "", "patient", "order", "requested_procedure", "scheduled_procedure_step", "mpps", "station"
+        "",
+        "patient",
+        "order",
+        "requested_procedure",
+        "scheduled_procedure_step",
+        "mpps",
+        "station",
+        "worklist_policy",
     ] = "",
     entity_pk: DbId | None = None,
     source: Literal["", "REST", "WEB", "HL7", "DICOM", "CLI", "SYSTEM"] = "",

@@ -13,6 +13,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_ALLOWED_CALLING_AES": ("CT01, MR01", ("CT01", "MR01")),
     "BROKER_MWL_MAX_RESULTS": ("5", 5),
     "BROKER_MWL_NAME_CASE_INSENSITIVE": ("false", False),
+    "BROKER_MWL_DEFAULT_POLICY": ("calling_ae", "calling_ae"),
     "BROKER_HL7_PORT": ("2576", 2576),
     "BROKER_HL7_ORDER_CONTROL": ('{"nw": "SCHEDULED"}', {"NW": "SCHEDULED"}),
     "BROKER_HTTP_PORT": ("8080", 8080),
