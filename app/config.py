@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from app.domain.status import SpsStatus
+from app.domain.worklist_policy import PolicyKind
 
 DEFAULT_DATA_DIR = Path("data")
 
@@ -134,6 +135,11 @@ class WorklistSettings(_Section):
     max_results: int = Field(
         default=1000, ge=0, description="most C-FIND matches per query; 0 = no limit"
     )
+    default_policy: PolicyKind = Field(
+        default=PolicyKind.NONE,
+        description="worklist policy of calling AEs without one of their own: none, "
+        "calling_ae or restrict",
+    )
 
 
 class Hl7Settings(_Section):
@@ -225,6 +231,11 @@ class HttpSettings(_Section):
     login_window_seconds: int = Field(
         default=300, ge=1, description="window of the login rate limit, seconds"
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="largest REST request body, bytes; a bigger one gets 413 before it is parsed",
+    )
 
 
 class StorageSettings(_Section):
@@ -297,6 +308,7 @@ ENV: dict[str, tuple[str | None, str]] = {
     "max_pdu_size": ("dicom", "max_pdu_size"),
     "mwl_name_case_insensitive": ("worklist", "name_case_insensitive"),
     "mwl_max_results": ("worklist", "max_results"),
+    "mwl_default_policy": ("worklist", "default_policy"),
     "hl7_port": ("hl7", "port"),
     "hl7_order_control": ("hl7", "order_control"),
     "hl7_missing_study_uid": ("hl7", "missing_study_uid"),
@@ -312,6 +324,7 @@ ENV: dict[str, tuple[str | None, str]] = {
     "cookie_secure": ("http", "cookie_secure"),
     "login_max_failures": ("http", "login_max_failures"),
     "login_window_seconds": ("http", "login_window_seconds"),
+    "http_max_body_bytes": ("http", "max_body_bytes"),
     "storage_dir": ("storage", "dir"),
     "ris_hl7_endpoint": ("outbox", "ris_hl7_endpoint"),
     "ris_hl7_message": ("outbox", "ris_hl7_message"),

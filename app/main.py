@@ -22,9 +22,11 @@ from app.api import (
     patients,
     stations,
     users,
+    worklist_policies,
 )
 from app.api import events as event_stream
 from app.api.deps import require
+from app.api.limits import RequestLimitMiddleware
 from app.config import Settings
 from app.db import SessionFactory
 from app.domain.access import Role
@@ -53,6 +55,7 @@ def create_app(
     app.state.listeners = listeners if listeners is not None else {}
     app.state.events = events if events is not None else EventBus()
     errors.install(app)
+    app.add_middleware(RequestLimitMiddleware, max_body_bytes=settings.http.max_body_bytes)
     auth.install(app, settings, session_factory)
     # Open: health and sign-in. users.router requires admin on its own.
     for router in (health.router, auth.router, users.router):
@@ -64,6 +67,7 @@ def create_app(
         patients.router,
         orders.router,
         stations.router,
+        worklist_policies.router,
         hl7.router,
         outbox.router,
         mpps.router,

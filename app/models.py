@@ -177,6 +177,25 @@ class Station(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class CallingAePolicy(SQLModel, table=True):
+    """The worklist policy of one calling AE title (``app.domain.worklist_policy``).
+
+    AEs without a row get ``BROKER_MWL_DEFAULT_POLICY``. The lists are used by ``restrict``.
+    """
+
+    __tablename__ = "worklist_policy"
+
+    id: int | None = Field(default=None, primary_key=True)
+    calling_ae_title: str = Field(max_length=16, unique=True)
+    policy: str = Field(max_length=16)
+    station_ae_titles: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    modalities: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class Hl7Message(SQLModel, table=True):
     """Every inbound HL7 message, raw, with its outcome and the ACK sent.
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from app.domain.access import Role
 from app.domain.items import (
     OrderData,
     PatientData,
@@ -308,6 +309,31 @@ class StationView(_View):
 
 
 # ---------------------------------------------------------------------------------------------
+# Worklist policies per calling AE
+
+
+class WorklistPolicyIn(_Input):
+    calling_ae_title: AeTitle = Field(min_length=1, examples=["CT01"])
+    policy: Literal["none", "calling_ae", "restrict"] = Field(
+        description="none: the query as sent; calling_ae: the calling AE is the Scheduled "
+        "Station AE Title when the query names none; restrict: only the stations and/or "
+        "modalities below (no lists: the calling AE's own station)",
+        examples=["calling_ae"],
+    )
+    station_ae_titles: list[AeTitle] = Field(default_factory=list, max_length=64)
+    modalities: list[CS] = Field(default_factory=list, max_length=64, examples=[["CT"]])
+
+
+class WorklistPolicyView(_View):
+    id: int
+    calling_ae_title: str
+    policy: str
+    station_ae_titles: tuple[str, ...]
+    modalities: tuple[str, ...]
+    updated_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
 # Performed procedure steps (MPPS)
 
 
@@ -422,3 +448,74 @@ class StepDetails(_View):
     hl7_messages: tuple[Hl7MessageSummary, ...] = Field(
         description="inbound HL7 messages that changed it (by MSH-3 and MSH-10)"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The staff board: one day's steps with order and patient, flat
+
+
+class BoardRow(_View):
+    step_id: int
+    order_id: int
+    patient_pk: int
+    patient_id: str
+    patient_name: str
+    birth_date: str
+    sex: str
+    accession_number: str
+    requested_procedure_id: str
+    procedure_description: str
+    study_instance_uid: str
+    sps_id: str
+    station_ae_titles: tuple[str, ...]
+    station_name: str
+    modality: str
+    start_date: str
+    start_time: str
+    status: SpsStatus
+    description: str
+    updated_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# Users and API tokens
+
+
+class UserIn(_Input):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    role: Role = Role.VIEWER
+
+
+class UserPatch(_Input):
+    role: Role | None = None
+    active: bool | None = None
+    password: str | None = Field(default=None, min_length=1, max_length=1024)
+
+
+class UserView(_View):
+    id: int
+    username: str
+    role: Role
+    active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class TokenIn(_Input):
+    name: str = Field(min_length=1, max_length=64)
+    role: Role = Role.VIEWER
+
+
+class TokenView(_View):
+    id: int
+    name: str
+    role: Role
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class TokenCreated(TokenView):
+    secret: str = Field(description="send as 'Authorization: Bearer <secret>'; shown only now")

@@ -28,13 +28,17 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_
 from app.config import ENV, Settings
 from app.domain.mwl_attributes import (
     BY_KEYWORD,
+    BY_TAG,
     MWL_ATTRIBUTES,
     SPS_SEQUENCE_TAG,
+    TABLE_K6_1,
     Level,
+    ModelKey,
     MwlAttribute,
 )
 from app.domain.status import FINAL_STATUSES, SpsStatus
 from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
+from app.domain.worklist_policy import PolicyKind
 from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_scp.status import DimseStatus, NStatus
 
@@ -56,6 +60,7 @@ DICOM_SETTINGS: tuple[str, ...] = (
     "max_pdu_size",
     "mwl_name_case_insensitive",
     "mwl_max_results",
+    "mwl_default_policy",
     "ris_hl7_endpoint",
     "ris_hl7_message",
     "mpps_forward",
@@ -98,14 +103,15 @@ STATUS_USE: dict[DimseStatus, tuple[str, str]] = {
     ),
     DimseStatus.PENDING: (
         "Pending",
-        "One per matching worklist item, with its identifier; every key of the request was "
-        "supported.",
+        "One per matching worklist item, with its identifier, when every key with a value was "
+        "matched on. Return keys (zero length) and elements that are no key of the model "
+        "(Query/Retrieve Level, private elements, group lengths) never cause a warning.",
     ),
     DimseStatus.PENDING_WARNING: (
         "Pending (warning)",
-        "One per matching item, when the request holds a non-empty key the broker does not "
-        "match on (ignored for matching) or a requested attribute outside the worklist model "
-        "that the item does not have (left out of the response).",
+        "One per matching item, when the request holds a key with a value the broker does not "
+        "match on (an Optional Key not supported: ignored for matching, so the matches may be "
+        "more than asked for).",
     ),
     DimseStatus.CANCEL: (
         "Cancel",
@@ -118,8 +124,8 @@ STATUS_USE: dict[DimseStatus, tuple[str, str]] = {
     ),
     DimseStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS: (
         "Error: identifier does not match SOP class",
-        "The identifier does not fit the worklist model: Query/Retrieve Level (0008,0052) "
-        "present, more than one Scheduled Procedure Step Sequence item, an invalid DA/TM value "
+        "The identifier does not fit the worklist model: more than one Scheduled Procedure "
+        "Step Sequence item, an invalid DA/TM value "
         "or range, an SPS Status that is not a Defined Term, or an identifier that cannot be "
         "decoded. Error Comment (0000,0902) and, when known, Offending Element (0000,0901).",
     ),
@@ -438,7 +444,8 @@ def _matching_keys() -> list[str]:
             "Study Instance UID accepts a list of UIDs separated by `\\`; any may match.",
             "A non-empty key the broker does not match on (any key not in this table, or a "
             "sequence other than the Scheduled Procedure Step Sequence with values) is ignored "
-            "for matching and the Pending responses carry 0xFF01. Specific Character Set "
+            "for matching and the Pending responses carry 0xFF01; elements that are no key of "
+            "the model are ignored without a warning (3.5.2.5). Specific Character Set "
             "(0008,0005) and Timezone Offset From UTC (0008,0201) are never matched on.",
             "Fuzzy semantic matching of person names is not supported.",
         ]
@@ -505,34 +512,127 @@ def _return_rows() -> list[tuple[str, str, str, str, str, str]]:
 
 
 def _type3(attributes: Iterable[MwlAttribute]) -> str:
-    return ", ".join(a.keyword for a in attributes if not a.always_returned)
+    return ", ".join(a.keyword for a in attributes if a.return_type == "3")
+
+
+_UNMATCHED = "universal only: a value is ignored for matching (0xFF01)"
+
+# What a response holds for a requested key the item has no value for, by return type.
+NO_VALUE_ANSWER = {
+    "1": "never without a value (an item is refused without one, or one is generated)",
+    "2": "zero length",
+    "2C": "zero length when the item was given the element empty (the condition holds, value "
+    "unknown); left out when the item does not have it",
+    "1C": "left out (the condition does not hold for an item without a value)",
+    "3": "left out",
+}
+
+
+def _broker_matching(row: ModelKey) -> str:
+    if row.matching == "-":
+        return "not a matching key (a return key only)"
+    if row.tag is None:
+        return _UNMATCHED
+    if row.tag == SPS_SEQUENCE_TAG:
+        return "sequence matching on the keys of its single item; universal"
+    attribute = BY_TAG.get(row.tag)
+    if attribute is not None and attribute.keyword in SUPPORTED_MATCHING_KEYS:
+        return f"{SUPPORTED_MATCHING_KEYS[attribute.keyword]}; universal"
+    if row.remark == "Universal Matching only":
+        return "universal only (as PS3.4 requires); a value is ignored (0xFF01)"
+    if row.name.endswith("Sequence"):
+        return "universal only: a sequence with values in its item is ignored (0xFF01)"
+    return _UNMATCHED
+
+
+def _no_value_answer(row: ModelKey) -> str:
+    if row.tag is None:
+        return "returned as the item carries it; left out when the item does not have it"
+    attribute = BY_TAG.get(row.tag)
+    if attribute is None and row.tag != SPS_SEQUENCE_TAG:
+        return "returned as the item carries it; left out when the item does not have it"
+    if row.tag == SPS_SEQUENCE_TAG:
+        return "always one item, the matched step"
+    return NO_VALUE_ANSWER[row.return_type]
+
+
+def _model_rows() -> list[tuple[str, str, str, str, str, str]]:
+    rows = []
+    for row in TABLE_K6_1:
+        name = ">" * row.depth + row.name
+        if row.remark and row.tag is not None:
+            name += f" ({row.remark})"
+        rows.append(
+            (
+                name,
+                _tag(row.tag) if row.tag is not None else "",
+                row.matching,
+                _broker_matching(row),
+                row.return_type,
+                _no_value_answer(row),
+            )
+        )
+    return rows
 
 
 def _return_keys() -> list[str]:
     lines = _section(
         "##### 3.5.2.5 Return Keys",
-        "Each response holds exactly the attributes of the request (PS3.4 K.4.1.1.3.2), plus "
-        "Specific Character Set when needed. The Scheduled Procedure Step Sequence "
-        f"{_tag(SPS_SEQUENCE_TAG)} is returned with exactly one item, the matched step "
-        "(attributes marked `>` below live in that item).",
+        "Each response holds exactly the attributes of the request (PS3.4 K.4.1.1.3.2) that "
+        "are answered by the rules below, plus Specific Character Set when needed. The "
+        f"Scheduled Procedure Step Sequence {_tag(SPS_SEQUENCE_TAG)} is returned with exactly "
+        "one item, the matched step (attributes marked `>` below live in that item).",
     )
     lines += _bullets(
         [
-            "Type 1 and 2 keys are always returned; a Type 2 key the item has no value for is "
-            "returned with zero length.",
-            f"Type 3 keys supported: {_type3(MWL_ATTRIBUTES)}. They are returned with their "
-            "value when the item has one; a requested Type 3 key without a value is returned "
-            "with zero length.",
-            "A requested attribute outside the table is returned when the item carries it (items "
-            "may hold further attributes); otherwise it is left out and the response is Pending "
-            "with warning 0xFF01.",
+            "A requested key the item has a value for is returned with that value.",
+            "A requested key the item has no value for is answered by its return key type "
+            "(PS3.5 7.4, PS3.4 K.2.2.1.2): Type 1 always has a value; Type 2 is returned with "
+            "zero length; Type 2C with zero length only when the item was given the element "
+            "empty, else left out; Type 1C and Type 3 are left out (a Type 1C element may not "
+            "be empty, and its condition does not hold for an item without a value).",
+            f"Type 3 keys supported: {_type3(MWL_ATTRIBUTES)}; and any other attribute an item "
+            "carries (items keep every attribute they were given): it is returned as the item "
+            "carries it, and left out when the item does not have it.",
             "A sequence requested with zero length or with one empty item is universal: the "
-            "whole stored sequence is returned. A sequence requested with keys in its item "
-            "returns each stored item reduced to those keys.",
+            "whole stored sequence is returned (a Type 1C or 3 sequence the item lacks is left "
+            "out, a Type 2 one is returned empty). A sequence requested with keys in its item "
+            "returns each stored item reduced to those of the keys it carries.",
         ]
     )
     headers = ("Attribute", "Keyword", "Tag", "Level", "Return type", "Matching key")
-    return lines + _table(headers, _return_rows())
+    lines += _table(headers, _return_rows())
+    lines += _paragraphs(
+        "Every key of PS3.4 Table K.6-1, with its matching key type there (R required, "
+        "O optional, - never a matching key), how the broker matches it, its return key type "
+        "and what a response holds when the item has no value for it. Rows without a tag stand "
+        "for the table's 'all other Attributes' of a module; keys of those the broker keeps in "
+        "columns are listed by name.",
+    )
+    headers = ("Attribute (K.6-1)", "Tag", "K.6-1", "Broker matching", "Return type", "No value")
+    lines += _table(headers, _model_rows())
+    return lines + _ignored_elements()
+
+
+def _ignored_elements() -> list[str]:
+    return _paragraphs(
+        "Elements that are no key of the worklist model are ignored for matching, left out of "
+        "the response and do not refuse the query: Query/Retrieve Level (0008,0052) (the "
+        "worklist model has no levels, PS3.4 K.6.1; dcmjs-dimse's default worklist query and "
+        "some modalities send it), private elements (odd groups, whatever their private "
+        "creator) and group lengths (gggg,0000). Pregnancy Status (0010,21C0) with the value 0, "
+        "which is no Enumerated Value (some toolkits, dcmjs-dimse among them, send an empty US "
+        "key as 0), is taken as universal matching.",
+        "Status of the Pending responses (PS3.4 Table K.4-1): 0xFF01, 'one or more Optional "
+        "Keys were not supported', only when the request holds a key with a value the broker "
+        "does not match on, because the matches may then be more than the modality asked for. "
+        "Requested return keys never cause 0xFF01: each is answered by the rules above (items "
+        "keep every attribute they were given, so an absent one is absent from the item), and "
+        "ignored elements are no Optional Keys of the model. DCMTK's wlmscpfs answers 0xFF01 "
+        "for both; the broker does not, because some SCUs end the query at the first status "
+        "that is not 0xFF00 (dcmjs-dimse 0.3.3 releases the association there and loses the "
+        "remaining matches).",
+    )
 
 
 def _sps_status() -> list[str]:
@@ -561,6 +661,49 @@ def _charset_behaviour() -> list[str]:
         "Character Set. Otherwise the broker answers in the request's character set when every "
         f"value of the response can be encoded in it, else in UTF-8 (`{UTF8}`). The broker "
         "stores text as Unicode; see section 7 for the character sets supported.",
+    )
+
+
+_DEFAULT_POLICY_EFFECT: dict[PolicyKind, str] = {
+    PolicyKind.NONE: "a calling AE without a policy of its own gets every matching item "
+    "(the query as sent)",
+    PolicyKind.CALLING_AE: "a calling AE without a policy of its own that sends no Scheduled "
+    "Station AE Title gets only the items scheduled on its own AE title",
+    PolicyKind.RESTRICT: "a calling AE without a policy of its own gets only the items "
+    "scheduled on its own AE title, whatever station it asks for",
+}
+
+
+def _worklist_policies(settings: Settings) -> list[str]:
+    default = settings.worklist.default_policy
+    lines = _section(
+        "##### 3.5.2.8 Worklist Policies per Calling AE",
+        "Modalities often send no Scheduled Station AE Title (0040,0001) (PS3.2 advises a "
+        "user-initiated query not to include it) and would then get every station's "
+        "worklist. The broker therefore keeps a worklist policy per Calling AE Title "
+        "(REST `/api/worklist-policies`; the title is compared exactly, leading and trailing "
+        "spaces not significant) that changes the query before it is matched:",
+    )
+    lines += _bullets(
+        [
+            "`none`: the query is matched as sent.",
+            "`calling_ae`: a query whose Scheduled Station AE Title is absent, zero length or "
+            "`*` is matched as if it held the Calling AE Title (exactly, wild card characters "
+            "in the title included). A query that names a station (a value or a wild card "
+            "pattern) is matched as sent.",
+            "`restrict`: whatever the query asks, only items scheduled on one of the policy's "
+            "station AE titles and/or with one of its modalities are returned; a policy with "
+            "neither list restricts the AE to its own AE title as station. The query's own "
+            "Scheduled Station AE Title key must match one of the allowed station values of "
+            "the item, so a query for another station or modality gets no matches (Success "
+            "without Pending responses).",
+        ]
+    )
+    return lines + _paragraphs(
+        f"Calling AEs without a policy of their own get `{_env_name('mwl_default_policy')}` "
+        f"(here `{default.value}`): {_DEFAULT_POLICY_EFFECT[default]}. The returned attributes "
+        "are not changed by a policy: a response carries exactly the requested keys, and "
+        "Scheduled Station AE Title holds the item's stored value(s).",
     )
 
 
@@ -719,6 +862,7 @@ def render(settings: Settings) -> str:
         _return_keys(),
         _sps_status(),
         _charset_behaviour(),
+        _worklist_policies(settings),
         _mpps(settings),
         _communication(settings),
         _extensions(),

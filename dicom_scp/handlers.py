@@ -19,7 +19,7 @@ from app.config import WorklistSettings
 from app.db import SessionFactory
 from app.domain.errors import DomainError
 from app.domain.worklist import parse_worklist_query
-from app.services import worklist
+from app.services import worklist_policies
 from app.services.mpps import Delivery
 from dicom_scp import mwl
 from dicom_scp.status import DimseStatus, find_failure, status_dataset
@@ -89,7 +89,12 @@ def _stream_matches(
     sent = 0
     try:
         with ctx.session_factory() as session:
-            for item in worklist.find(session, query=query):
+            for item in worklist_policies.find(
+                session,
+                query=query,
+                calling_ae=_peer(event),
+                default=ctx.worklist.default_policy,
+            ):
                 if event.is_cancelled:
                     LOG.info("C-FIND from %s cancelled after %d matches", _peer(event), sent)
                     yield int(DimseStatus.CANCEL), None
@@ -104,10 +109,9 @@ def _stream_matches(
                         None,
                     )
                     return
-                response, left_out = mwl.build_response(identifier, item, request.charset)
-                warn = left_out or bool(request.unsupported_keys)
+                response = mwl.build_response(identifier, item, request.charset)
                 sent += 1
-                yield int(DimseStatus.PENDING_WARNING if warn else DimseStatus.PENDING), response
+                yield int(mwl.pending_status(request)), response
     except Exception:
         LOG.exception("C-FIND from %s failed after %d matches", _peer(event), sent)
         yield status_dataset(DimseStatus.UNABLE_TO_PROCESS, "worklist query failed"), None

@@ -8,29 +8,36 @@ from typing import Literal
 from fastapi import APIRouter, Query
 
 from app.api.deps import SessionDep
+from app.api.limits import DbId, DbOffset
 from app.schemas import AuditView
 from app.services import audit
 
 router = APIRouter(prefix="/api/audit", tags=["audit trail"])
 
 MAX_LIMIT = 1000
-DB_INT_MAX = 2**31 - 1
 
 
 @router.get("", summary="Find audit events (newest first)")
 def list_events(
     session: SessionDep,
     entity: Literal[
-        "", "patient", "order", "requested_procedure", "scheduled_procedure_step", "mpps", "station"
+        "",
+        "patient",
+        "order",
+        "requested_procedure",
+        "scheduled_procedure_step",
+        "mpps",
+        "station",
+        "worklist_policy",
     ] = "",
-    entity_pk: int | None = Query(None, ge=1, le=DB_INT_MAX),
+    entity_pk: DbId | None = None,
     source: Literal["", "REST", "WEB", "HL7", "DICOM", "CLI", "SYSTEM"] = "",
     actor: str = Query("", max_length=128, description="user, token:NAME, calling AE, MSH-3"),
     context: str = Query("", max_length=199, description="HL7 MSH-10 or MPPS SOP Instance UID"),
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
-    offset: int = Query(0, ge=0, le=DB_INT_MAX),
+    offset: DbOffset = 0,
 ) -> list[AuditView]:
     return audit.list_events(
         session,

@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Query
 
 from app.api.deps import SessionDep
+from app.api.limits import DbId, DbOffset
 from app.schemas import Hl7MessageSummary, Hl7MessageView
 from app.services import hl7_log
 
@@ -25,7 +26,7 @@ def list_messages(
     outcome: Literal["", "AA", "AE", "AR"] = "",
     since: datetime | None = None,
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: DbOffset = 0,
 ) -> list[Hl7MessageSummary]:
     return hl7_log.list_messages(
         session,
@@ -40,5 +41,5 @@ def list_messages(
 
 
 @router.get("/{pk}", summary="One message, raw, with the ACK sent")
-def get_message(pk: int, session: SessionDep) -> Hl7MessageView:
+def get_message(pk: DbId, session: SessionDep) -> Hl7MessageView:
     return hl7_log.get_message(session, pk=pk)

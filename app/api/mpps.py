@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
 from app.api.deps import SchedulerDep, SessionDep, SettingsDep
+from app.api.limits import DbId, DbOffset
 from app.schemas import LinkIn, MppsSummary, MppsView
 from app.services import mpps
 
@@ -21,9 +22,11 @@ def list_mpps(
     status: Literal["", "IN PROGRESS", "COMPLETED", "DISCONTINUED"] = "",
     unlinked: bool = Query(False, description="only those awaiting reconciliation"),
     station: str = Query("", description="Performed Station AE Title"),
-    step: int | None = Query(None, description="only those performing this scheduled step (id)"),
+    step: Annotated[
+        DbId | None, Query(description="only those performing this scheduled step (id)")
+    ] = None,
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: DbOffset = 0,
 ) -> list[MppsSummary]:
     return list(
         mpps.list_mpps(

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import SchedulerDep, SessionDep, SettingsDep
+from app.api.limits import DbOffset
 from app.domain.dicom_json import validate_json_dataset
 from app.domain.errors import InvalidQueryError, ValidationError
 from app.domain.items import item_from_json
@@ -41,8 +42,14 @@ _ITEM_BODY: dict[str, Any] = {
 }
 
 
+class DicomJSONResponse(JSONResponse):
+    """JSON as ``application/dicom+json`` (PS3.18 F); documents the media type in OpenAPI."""
+
+    media_type = DICOM_JSON
+
+
 def _dicom_json(content: Any, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(content=content, status_code=status_code, media_type=DICOM_JSON)
+    return DicomJSONResponse(content=content, status_code=status_code)
 
 
 async def _read_item(request: Request) -> dict[str, Any]:
@@ -58,20 +65,28 @@ async def _read_item(request: Request) -> dict[str, Any]:
     return validate_json_dataset(body)
 
 
-@router.post("", summary="Create or update one worklist item", openapi_extra=_ITEM_BODY)
+@router.post(
+    "",
+    summary="Create or update one worklist item",
+    openapi_extra=_ITEM_BODY,
+    response_class=DicomJSONResponse,
+    responses={201: {"description": "Created", "content": {DICOM_JSON: {}}}},
+)
 async def post_item(request: Request, session: SessionDep, principal: SchedulerDep) -> JSONResponse:
     data = item_from_json(await _read_item(request))
     stored = worklist.upsert_item(session, data=data, actor=principal.actor())
     return _dicom_json(stored.item, 201 if stored.created else 200)
 
 
-@router.get("", summary="Search worklist items by attribute keyword")
+@router.get(
+    "", summary="Search worklist items by attribute keyword", response_class=DicomJSONResponse
+)
 def search_items(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: DbOffset = 0,
 ) -> JSONResponse:
     keys = {k: v for k, v in request.query_params.items() if k not in _PAGING}
     unknown = sorted(set(keys) - set(SUPPORTED_MATCHING_KEYS))
@@ -93,7 +108,7 @@ def search_items(
     return _dicom_json(items)
 
 
-@router.get("/{study_uid}/{sps_id}", summary="One worklist item")
+@router.get("/{study_uid}/{sps_id}", summary="One worklist item", response_class=DicomJSONResponse)
 def get_item(study_uid: str, sps_id: str, session: SessionDep) -> JSONResponse:
     return _dicom_json(worklist.get_item(session, study_uid=study_uid, sps_id=sps_id))
 
@@ -106,7 +121,11 @@ def delete_item(
     return Response(status_code=204)
 
 
-@router.post("/{study_uid}/{sps_id}/status/{status}", summary="Set the SPS Status")
+@router.post(
+    "/{study_uid}/{sps_id}/status/{status}",
+    summary="Set the SPS Status",
+    response_class=DicomJSONResponse,
+)
 def set_status(
     study_uid: str, sps_id: str, status: SpsStatus, session: SessionDep, principal: SchedulerDep
 ) -> JSONResponse:

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import SchedulerDep, SessionDep
+from app.api.limits import DbId, DbOffset
 from app.domain.status import SpsStatus
 from app.schemas import CancelIn, OrderIn, OrderUpdate, OrderView, StepDetails, StepUpdate, StepView
 from app.services import orders
@@ -42,7 +43,7 @@ def list_orders(
         SpsStatus | None, Query(description="orders having a step in this status")
     ] = None,
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: DbOffset = 0,
 ) -> list[OrderView]:
     return orders.list_orders(
         session,
@@ -55,27 +56,27 @@ def list_orders(
 
 
 @router.get("/api/orders/{pk}", summary="One order")
-def get_order(pk: int, session: SessionDep) -> OrderView:
+def get_order(pk: DbId, session: SessionDep) -> OrderView:
     return orders.get_order(session, pk=pk)
 
 
 @router.patch("/api/orders/{pk}", summary="Change order fields; fields not sent stay")
 def update_order(
-    pk: int, body: OrderUpdate, session: SessionDep, principal: SchedulerDep
+    pk: DbId, body: OrderUpdate, session: SessionDep, principal: SchedulerDep
 ) -> OrderView:
     return orders.update_order(session, pk=pk, changes=body.changes(), actor=principal.actor())
 
 
 @router.post("/api/orders/{pk}/cancel", summary="Cancel every step of the order not yet final")
 def cancel_order(
-    pk: int, session: SessionDep, principal: SchedulerDep, body: CancelIn | None = None
+    pk: DbId, session: SessionDep, principal: SchedulerDep, body: CancelIn | None = None
 ) -> OrderView:
     reason = body.reason if body is not None else ""
     return orders.cancel_order(session, pk=pk, actor=principal.actor(), reason=reason)
 
 
 @router.get("/api/steps/{pk}", summary="One scheduled procedure step")
-def get_step(pk: int, session: SessionDep) -> StepView:
+def get_step(pk: DbId, session: SessionDep) -> StepView:
     return orders.get_step(session, pk=pk)
 
 
@@ -83,13 +84,13 @@ def get_step(pk: int, session: SessionDep) -> StepView:
     "/api/steps/{pk}/details",
     summary="A step with its order, patient, history, MPPS and HL7 messages",
 )
-def get_step_details(pk: int, session: SessionDep) -> StepDetails:
+def get_step_details(pk: DbId, session: SessionDep) -> StepDetails:
     return orders.step_details(session, pk=pk)
 
 
 @router.patch("/api/steps/{pk}", summary="Reschedule or correct a step (not its status)")
 def update_step(
-    pk: int, body: StepUpdate, session: SessionDep, principal: SchedulerDep
+    pk: DbId, body: StepUpdate, session: SessionDep, principal: SchedulerDep
 ) -> StepView:
     changes = StepChanges(**body.model_dump(exclude_none=True))
     return orders.update_step(session, pk=pk, changes=changes, actor=principal.actor())
@@ -97,6 +98,6 @@ def update_step(
 
 @router.post("/api/steps/{pk}/status/{status}", summary="Move a step to another status")
 def set_step_status(
-    pk: int, status: SpsStatus, session: SessionDep, principal: SchedulerDep
+    pk: DbId, status: SpsStatus, session: SessionDep, principal: SchedulerDep
 ) -> StepView:
     return orders.set_step_status(session, pk=pk, status=status, actor=principal.actor())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from app.api.deps import SchedulerDep, SessionDep
+from app.api.limits import DbId, DbOffset
 from app.schemas import PatientIn, PatientUpdate, PatientView
 from app.services import patients
 
@@ -24,7 +25,7 @@ def list_patients(
     patient_id: str = "",
     name: str = "",
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
-    offset: int = Query(0, ge=0),
+    offset: DbOffset = 0,
 ) -> list[PatientView]:
     return patients.list_patients(
         session, patient_id=patient_id, name=name, limit=limit, offset=offset
@@ -32,12 +33,12 @@ def list_patients(
 
 
 @router.get("/{pk}", summary="One patient")
-def get_patient(pk: int, session: SessionDep) -> PatientView:
+def get_patient(pk: DbId, session: SessionDep) -> PatientView:
     return patients.get_patient(session, pk=pk)
 
 
 @router.patch("/{pk}", summary='Change demographics; fields not sent stay, "" clears')
 def update_patient(
-    pk: int, body: PatientUpdate, session: SessionDep, principal: SchedulerDep
+    pk: DbId, body: PatientUpdate, session: SessionDep, principal: SchedulerDep
 ) -> PatientView:
     return patients.update_patient(session, pk=pk, changes=body.changes(), actor=principal.actor())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.api.deps import AdminDep, SessionDep
+from app.api.limits import DbId
 from app.schemas import StationIn, StationView
 from app.services import stations
 
@@ -26,18 +27,18 @@ def create_station(body: StationIn, session: SessionDep, principal: AdminDep) ->
 
 
 @router.get("/{pk}", summary="One station")
-def get_station(pk: int, session: SessionDep) -> StationView:
+def get_station(pk: DbId, session: SessionDep) -> StationView:
     return stations.get_station(session, pk=pk)
 
 
 @router.put("/{pk}", summary="Replace a station route")
 def update_station(
-    pk: int, body: StationIn, session: SessionDep, principal: AdminDep
+    pk: DbId, body: StationIn, session: SessionDep, principal: AdminDep
 ) -> StationView:
     return stations.update_station(session, pk=pk, data=_data(body), actor=principal.actor())
 
 
 @router.delete("/{pk}", status_code=204, summary="Remove a station route")
-def delete_station(pk: int, session: SessionDep, principal: AdminDep) -> Response:
+def delete_station(pk: DbId, session: SessionDep, principal: AdminDep) -> Response:
     stations.delete_station(session, pk=pk, actor=principal.actor())
     return Response(status_code=204)

@@ -93,6 +93,11 @@ class WorklistQuery:
     requested_procedure_id: TextKey | None = None
     study_instance_uids: tuple[str, ...] | None = None
     final_steps_by_default: bool = False  # the worklist SCP hides finished steps; REST does not
+    # Set by a worklist policy (``app.domain.worklist_policy``), never by the query's keys: the
+    # item must be scheduled on one of these stations (the same station value the AE title key
+    # matches) and/or for one of these modalities, whatever the keys ask. ``None``: no limit.
+    allowed_stations: tuple[str, ...] | None = None
+    allowed_modalities: tuple[str, ...] | None = None
 
     @property
     def include_final(self) -> bool:
@@ -106,6 +111,13 @@ class WorklistQuery:
             for f in fields(self)
             if f.name != "final_steps_by_default"
         )
+
+    def _station_matches(self, stored: tuple[str, ...]) -> bool:
+        if self.allowed_stations is not None:
+            stored = tuple(v for v in stored if v.strip() in self.allowed_stations)
+            if not stored:
+                return False
+        return self.station_ae_title is None or self.station_ae_title.matches_any(stored)
 
     def matches(self, r: WorklistRecord) -> bool:
         if not self.include_final and r.sps_status in FINAL_STATUSES:
@@ -122,7 +134,11 @@ class WorklistQuery:
         for key, stored in text_keys:
             if key is not None and not key.matches(stored):
                 return False
-        if self.station_ae_title and not self.station_ae_title.matches_any(r.station_ae_titles):
+        if not self._station_matches(r.station_ae_titles):
+            return False
+        if self.allowed_modalities is not None and r.modality.strip() not in (
+            self.allowed_modalities
+        ):
             return False
         if self.patient_name and not self.patient_name.matches(r.patient_name):
             return False

@@ -8,7 +8,6 @@ Read-only. One query joins step, procedure, order and patient; the day is a rang
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import or_
@@ -24,33 +23,10 @@ from app.models import (
     ScheduledProcedureStep,
     ScheduledStationAETitle,
 )
+from app.schemas import BoardRow
 from app.services.sql import LIKE_ESCAPE, like_pattern
 
 MAX_ROWS = 2000  # a day of one department is far below this; a bound keeps a page responsive
-
-
-@dataclass(frozen=True)
-class BoardRow:
-    step_id: int
-    order_id: int
-    patient_pk: int
-    patient_id: str
-    patient_name: str
-    birth_date: str
-    sex: str
-    accession_number: str
-    requested_procedure_id: str
-    procedure_description: str
-    study_instance_uid: str
-    sps_id: str
-    station_ae_titles: tuple[str, ...]
-    station_name: str
-    modality: str
-    start_date: str
-    start_time: str
-    status: SpsStatus
-    description: str
-    updated_at: datetime
 
 
 def _check_day(day: str) -> None:

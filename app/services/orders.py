@@ -151,7 +151,7 @@ def update_order(session: Session, *, pk: int, changes: dict[str, str], actor: A
     order = _order_row(session, pk)
     if "accession_number" in changes:
         _check_accession_free(session, changes["accession_number"], order_pk=pk)
-    write.update_order_row(session, order, changes, actor=actor)
+    write.update_row(session, order, write.ORDER, changes, actor=actor)
     session.flush()
     return get_order(session, pk=pk)
 

@@ -108,10 +108,14 @@ def joined() -> Any:
 
 
 def _station_condition(query: WorklistQuery) -> ColumnElement[bool] | None:
-    condition = text_key_condition(col(ScheduledStationAETitle.ae_title), query.station_ae_title)
-    if condition is None:
+    title = col(ScheduledStationAETitle.ae_title)
+    parts = [text_key_condition(title, query.station_ae_title)]
+    if query.allowed_stations is not None:  # a worklist policy: on the same station value
+        parts.append(title.in_(query.allowed_stations))
+    conditions = [c for c in parts if c is not None]
+    if not conditions:
         return None
-    titles = select(ScheduledStationAETitle.sps_pk).where(condition)
+    titles = select(ScheduledStationAETitle.sps_pk).where(*conditions)
     return col(ScheduledProcedureStep.id).in_(titles)
 
 
@@ -138,6 +142,8 @@ def query_conditions(query: WorklistQuery) -> list[ColumnElement[bool]]:
         )
     if query.study_instance_uids is not None:
         conditions.append(col(rp.study_instance_uid).in_(query.study_instance_uids))
+    if query.allowed_modalities is not None:
+        conditions.append(col(sps.modality).in_(query.allowed_modalities))
     if not query.include_final:
         conditions.append(col(sps.status).not_in([s.value for s in FINAL_STATUSES]))
     return [c for c in conditions if c is not None]

@@ -25,6 +25,7 @@ from app.domain.access import Principal, Role
 from app.domain.actor import Actor
 from app.domain.errors import ConflictError, NotFoundError, ValidationError
 from app.models import ApiToken, AppUser, WebSession, utcnow
+from app.schemas import TokenView, UserView
 from app.services.write import audit
 
 TOKEN_PREFIX = "mwl_"
@@ -37,27 +38,6 @@ TOUCH_INTERVAL = timedelta(seconds=60)
 _HASHER = PasswordHasher()  # argon2id
 # Verified against when the user does not exist, so failures take the same time either way.
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
-
-
-@dataclass(frozen=True)
-class UserView:
-    id: int
-    username: str
-    role: Role
-    active: bool
-    created_at: datetime
-    last_login_at: datetime | None
-
-
-@dataclass(frozen=True)
-class TokenView:
-    id: int
-    name: str
-    role: Role
-    created_by: str
-    created_at: datetime
-    revoked_at: datetime | None
-    last_used_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -79,22 +59,12 @@ class SessionStart:
 
 def _user_view(user: AppUser) -> UserView:
     assert user.id is not None
-    return UserView(
-        user.id, user.username, Role(user.role), user.active, user.created_at, user.last_login_at
-    )
+    return UserView.model_validate(user)
 
 
 def _token_view(token: ApiToken) -> TokenView:
     assert token.id is not None
-    return TokenView(
-        token.id,
-        token.name,
-        Role(token.role),
-        token.created_by,
-        token.created_at,
-        token.revoked_at,
-        token.last_used_at,
-    )
+    return TokenView.model_validate(token)
 
 
 def sha256(secret: str) -> str:

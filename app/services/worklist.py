@@ -100,9 +100,9 @@ def upsert_item(session: Session, *, data: WorklistItemData, actor: Actor) -> St
             **write.order_values(data.order),
             "attributes": {**order.attributes, **data.order.attributes},
         }
-        write.update_order_row(session, order, order_values, actor=actor)
-        write.update_procedure_row(
-            session, procedure, write.procedure_values(data.procedure), actor=actor
+        write.update_row(session, order, write.ORDER, order_values, actor=actor)
+        write.update_row(
+            session, procedure, write.PROCEDURE, write.procedure_values(data.procedure), actor=actor
         )
     step = session.exec(
         select(ScheduledProcedureStep).where(

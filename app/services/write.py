@@ -307,14 +307,15 @@ def create_order_row(
     return order
 
 
-def update_order_row(
-    session: Session, order: ImagingServiceRequest, values: Mapping[str, Any], *, actor: Actor
+def update_row(
+    session: Session, row: Any, entity: str, values: Mapping[str, Any], *, actor: Actor
 ) -> None:
-    changed = assign(order, values)
+    """Set ``values`` on an order or requested procedure row, audited with before and after."""
+    changed = assign(row, values)
     if changed:
-        session.add(order)
-        assert order.id is not None
-        _audit_update(session, actor, ORDER, order.id, changed)
+        session.add(row)
+        assert row.id is not None
+        _audit_update(session, actor, entity, row.id, changed)
 
 
 def create_procedure_row(
@@ -346,16 +347,6 @@ def create_procedure_row(
         },
     )
     return procedure
-
-
-def update_procedure_row(
-    session: Session, procedure: RequestedProcedure, values: Mapping[str, Any], *, actor: Actor
-) -> None:
-    changed = assign(procedure, values)
-    if changed:
-        session.add(procedure)
-        assert procedure.id is not None
-        _audit_update(session, actor, PROCEDURE, procedure.id, changed)
 
 
 # ---------------------------------------------------------------------------------------------

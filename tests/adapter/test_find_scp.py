@@ -133,12 +133,21 @@ class TestFind:
         ]
         assert sorted(steps) == ["S1", "S2"]
 
-    def test_unsupported_key_gives_pending_warning(self, scp: Scp, assoc: Association) -> None:
+    def test_key_not_matched_on_gives_pending_warning(self, scp: Scp, assoc: Association) -> None:
         scp.add()
-        identifier = query(PatientID="", PatientMotherBirthName="")
+        identifier = query(PatientID="", PatientMotherBirthName="SMITH")
         responses = run(assoc, identifier)
-        assert responses[0][0] == 0xFF01
+        assert [s for s, _ in responses] == [0xFF01, 0x0000]  # not narrowed by the key
         assert responses[0][1] is not None and "PatientMotherBirthName" not in responses[0][1]
+
+    def test_unknown_return_key_is_left_out_without_warning(
+        self, scp: Scp, assoc: Association
+    ) -> None:
+        scp.add()
+        responses = run(assoc, query(PatientID="", PatientMotherBirthName=""))
+        assert [s for s, _ in responses] == [0xFF00, 0x0000]
+        assert responses[0][1] is not None
+        assert [e.keyword for e in responses[0][1]] == ["PatientID"]
 
     def test_completed_steps_are_not_offered(self, scp: Scp, assoc: Association) -> None:
         scp.add(sps_id="DONE", status="COMPLETED")
@@ -174,9 +183,50 @@ class TestBadRequests:
         assert "not a calendar date" in status.ErrorComment
         assert [s for s, _ in run(assoc, step_query())] == [0xFF00, 0x0000]
 
-    def test_query_retrieve_level_is_refused(self, scp: Scp, assoc: Association) -> None:
-        responses = run(assoc, query(QueryRetrieveLevel="PATIENT", PatientID=""))
-        assert [s for s, _ in responses] == [0xA900]
+    def test_query_retrieve_level_and_private_tags_are_ignored(
+        self, scp: Scp, assoc: Association
+    ) -> None:
+        scp.add(patient_id="P1", sps_id="S1", study_uid="1.2.3.4.1", accession="A1")
+        scp.add(patient_id="P2", sps_id="S2", study_uid="1.2.3.4.2", accession="A2")
+        identifier = step_query(ScheduledProcedureStepID="", Modality="CT")
+        identifier.PatientID = "P2"
+        identifier.QueryRetrieveLevel = "STUDY"
+        identifier.add_new(0x00090010, "LO", "ACME")
+        identifier.add_new(0x00091001, "LO", "")
+        identifier.ScheduledProcedureStepSequence[0].add_new(0x00191001, "LO", "")
+        responses = run(assoc, identifier)
+        assert [s for s, _ in responses] == [0xFF00, 0x0000]  # no Optional Key unsupported
+        ds = responses[0][1]
+        assert ds is not None
+        assert [e.keyword for e in ds] == [
+            "AccessionNumber",
+            "PatientName",
+            "PatientID",
+            "ScheduledProcedureStepSequence",
+        ]
+        assert ds.PatientID == "P2"
+        assert [e.keyword for e in ds.ScheduledProcedureStepSequence[0]] == [
+            "Modality",
+            "ScheduledProcedureStepID",
+        ]
+        assert ds.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID == "S2"
+
+    def test_return_keys_by_type(self, scp: Scp, assoc: Association) -> None:
+        scp.add()  # no code sequences, no study date, no admission
+        identifier = step_query(ScheduledProcedureStepDescription="", PreMedication="")
+        identifier.ScheduledProcedureStepSequence[0].ScheduledProtocolCodeSequence = []
+        identifier.RequestedProcedureCodeSequence = []
+        identifier.StudyDate = ""
+        identifier.AdmissionID = ""
+        responses = run(assoc, identifier)
+        assert [s for s, _ in responses] == [0xFF00, 0x0000]
+        ds = responses[0][1]
+        assert ds is not None
+        assert "RequestedProcedureCodeSequence" not in ds  # 1C, not in the item
+        assert "StudyDate" not in ds  # 3, not in the item
+        assert ds.AdmissionID == ""  # 2: zero length
+        (step,) = ds.ScheduledProcedureStepSequence
+        assert [e.keyword for e in step] == ["ScheduledProcedureStepDescription"]  # 1C with value
 
     def test_database_failure_is_a_failure_status(self, scp: Scp, assoc: Association) -> None:
         scp.engine.dispose()

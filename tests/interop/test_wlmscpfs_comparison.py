@@ -68,6 +68,13 @@ EXTRA_QUERIES: dict[str, list[str]] = {
     "physician-wildcard": [_sps("ScheduledPerformingPhysicianName=J*")],
     "modality-and-station": [_sps("Modality=CR"), _sps("ScheduledStationAETitle=AB45")],
     "universal": ["PatientName"],
+    # Elements that are no key of the model: both servers ignore them and still match.
+    "qr-level-and-private-tags": [
+        "QueryRetrieveLevel=STUDY",
+        "(0009,0010)=ACME",
+        "(0009,1001)",
+        _sps("Modality=CT"),
+    ],
 }
 IDENTITY_ARGS = ["AccessionNumber", "PatientID", "StudyInstanceUID"]
 

@@ -16,7 +16,8 @@ from app.models import (
     ScheduledProcedureStep,
     ScheduledStationAETitle,
 )
-from app.services.board import BoardRow, day_board
+from app.schemas import BoardRow
+from app.services.board import day_board
 
 
 def add(

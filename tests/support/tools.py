@@ -73,14 +73,18 @@ def findscu(
     keys: Sequence[str] = (),
     query_file: Path | None = None,
     debug: bool = False,
+    calling_ae: str | None = None,
 ) -> FindResult:
     """Run ``findscu -W -X`` and read the extracted responses (``rsp0001.dcm``...) in order.
 
-    ``debug`` (``-d``) makes findscu print every response's DIMSE status and status detail.
+    ``debug`` (``-d``) makes findscu print every response's DIMSE status and status detail;
+    ``calling_ae`` is findscu's own AE title (``-aet``; DCMTK's default is FINDSCU).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     args = [require_tool("findscu"), "-d" if debug else "-v", "-W", "-X", "-od", str(out_dir)]
     args += ["-aec", called_ae]
+    if calling_ae is not None:
+        args += ["-aet", calling_ae]
     for key in keys:
         args += ["-k", key]
     args += ["127.0.0.1", str(port)]

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from app.config import Settings
+from app.domain.mwl_attributes import TABLE_K6_1
 from app.domain.worklist import SUPPORTED_MATCHING_KEYS
 from dicom_scp.conformance import render
 from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
@@ -99,3 +100,15 @@ def test_implementation_identity_is_pynetdicoms(default_text: str) -> None:
 
     assert str(PYNETDICOM_IMPLEMENTATION_UID) in default_text
     assert PYNETDICOM_IMPLEMENTATION_VERSION in default_text
+
+
+def test_every_table_k6_1_key_is_stated_with_matching_and_return_type(default_text: str) -> None:
+    section = default_text.split("Every key of PS3.4 Table K.6-1", 1)[1]
+    rows = [line for line in section.split("\n\n", 2)[1].splitlines() if line.startswith("| ")]
+    for key in TABLE_K6_1:
+        name = ">" * key.depth + key.name
+        stated = [r for r in rows if r.startswith(f"| {name} |") or r.startswith(f"| {name} (")]
+        assert len(stated) == 1, key.name
+        cells = [c.strip() for c in stated[0].strip("|").split("|")]
+        assert cells[2] == key.matching and cells[4] == key.return_type, cells
+        assert cells[3] and cells[5], cells  # how it is matched; what an item without it gives

@@ -10,7 +10,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from app.domain.dicom_json import pn_from_json, pn_to_json, validate_json_dataset
 from app.domain.errors import ValidationError
 from app.domain.items import item_from_json
-from app.domain.mwl_attributes import MWL_ATTRIBUTES, Level, level_of
+from app.domain.mwl_attributes import MWL_ATTRIBUTES, TABLE_K6_1, Level, level_of
 from app.domain.worklist import SUPPORTED_MATCHING_KEYS
 from tests.support.items import mwl_item
 
@@ -120,3 +120,15 @@ def test_person_name_json_round_trip() -> None:
     value = "Yamada^Tarou=山田^太郎=やまだ^たろう"
     assert pn_from_json(pn_to_json(value)) == value
     assert pn_to_json("DOE^JANE") == {"Alphabetic": "DOE^JANE"}
+
+
+def test_table_k6_1_holds_every_kept_attribute_with_its_return_type() -> None:
+    rows = {row.tag: row for row in TABLE_K6_1 if row.tag is not None}
+    assert len(rows) == len([r for r in TABLE_K6_1 if r.tag is not None])  # no tag twice
+    for attribute in MWL_ATTRIBUTES:
+        row = rows[attribute.tag]
+        assert row.return_type == attribute.return_type, attribute.keyword
+        assert (row.depth == 1) == (attribute.level is Level.STEP), attribute.keyword
+    assert rows[0x00400100].matching == "R"
+    required = {row.name for row in TABLE_K6_1 if row.matching == "R"}
+    assert len(required) == 8  # PS3.4 Table K.6-1: seven keys and the SPS Sequence
