@@ -11,6 +11,7 @@ from a variable's name to its place, and ``Settings(dicom_port=0)`` takes the fl
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,26 @@ class Hl7Settings(_Section):
         default=1_048_576, ge=1024, description="largest MLLP frame accepted"
     )
     idle_timeout: float = Field(
-        default=300.0, gt=0, description="seconds before an idle MLLP connection is closed"
+        default=60.0, gt=0, description="seconds before an idle MLLP connection is closed"
+    )
+    max_connections: int = Field(
+        default=200, ge=1, description="MLLP connections open at a time; more are closed at once"
+    )
+    max_connections_per_address: int = Field(
+        default=20, ge=1, description="MLLP connections open at a time from one source address"
+    )
+    db_down: str = Field(
+        default="close",
+        description="database unavailable: 'close' the connection without an ACK (the sender "
+        "resends) or answer 'ae' (AE 207)",
+    )
+    allowed_senders: str = Field(
+        default="",
+        description="comma-separated MSH-3 or MSH-3^MSH-4 accepted (empty: any); others get AR",
+    )
+    allowed_addresses: str = Field(
+        default="",
+        description="comma-separated IP addresses or CIDR networks that may connect (empty: any)",
     )
     message_retention_days: int = Field(
         default=90, ge=1, description="days inbound HL7 messages are kept in the message log"
@@ -212,6 +232,42 @@ class Hl7Settings(_Section):
         if value not in ("reject", "accept"):
             raise ValueError("is 'reject' or 'accept'")
         return value
+
+    @field_validator("db_down")
+    @classmethod
+    def _check_db_down(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("close", "ae"):
+            raise ValueError("is 'close' or 'ae'")
+        return value
+
+    @field_validator("allowed_addresses")
+    @classmethod
+    def _check_addresses(cls, value: str) -> str:
+        for item in _items(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"'{item}' is not an IP address or CIDR network") from None
+        return value
+
+    @property
+    def sender_allow_list(self) -> frozenset[tuple[str, str | None]]:
+        """(MSH-3, MSH-4 or ``None`` for any facility) pairs; empty: every sender."""
+        pairs: set[tuple[str, str | None]] = set()
+        for item in _items(self.allowed_senders):
+            app, _, facility = item.partition("^")
+            pairs.add((app.strip(), facility.strip() if facility else None))
+        return frozenset(pairs)
+
+    @property
+    def address_allow_list(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The networks that may connect; empty: every address."""
+        return tuple(ipaddress.ip_network(i, strict=False) for i in _items(self.allowed_addresses))
+
+
+def _items(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 class HttpSettings(_Section):
@@ -316,6 +372,11 @@ ENV: dict[str, tuple[str | None, str]] = {
     "hl7_missing_start": ("hl7", "missing_start"),
     "hl7_max_frame_bytes": ("hl7", "max_frame_bytes"),
     "hl7_idle_timeout": ("hl7", "idle_timeout"),
+    "hl7_max_connections": ("hl7", "max_connections"),
+    "hl7_max_connections_per_address": ("hl7", "max_connections_per_address"),
+    "hl7_db_down": ("hl7", "db_down"),
+    "hl7_allowed_senders": ("hl7", "allowed_senders"),
+    "hl7_allowed_addresses": ("hl7", "allowed_addresses"),
     "hl7_message_retention_days": ("hl7", "message_retention_days"),
     "hl7_sending_application": ("hl7", "sending_application"),
     "hl7_sending_facility": ("hl7", "sending_facility"),

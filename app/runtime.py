@@ -157,6 +157,9 @@ class Broker:
             port=hl7.port,
             max_frame_bytes=hl7.max_frame_bytes,
             idle_timeout=hl7.idle_timeout,
+            max_connections=hl7.max_connections,
+            max_connections_per_address=hl7.max_connections_per_address,
+            allowed_networks=hl7.address_allow_list,
         )
         self.ports["hl7"] = self._hl7.start()
         threading.Thread(target=self._purge_loop, name="hl7-retention", daemon=True).start()

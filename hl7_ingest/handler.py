@@ -3,13 +3,19 @@
 The order of things is what makes intake safe:
 
 1. A message that cannot be decoded or routed is answered AR (and logged).
-2. A redelivered message (same MSH-3, MSH-4, MSH-10 as an accepted one) gets the ACK it got
-   the first time, and changes nothing.
+2. A redelivered message (same MSH-3, MSH-4, MSH-10 as an accepted one, and the same content
+   by :func:`hl7_ingest.parse.canonical`) gets the ACK it got the first time, and changes
+   nothing. A *different* message reusing an accepted MSH-10 is answered AE 205 (duplicate key
+   identifier) at ``MSH^1^10`` and changes nothing: never a silent AA.
 3. The change and the log row holding the AA are written in one transaction
    (:func:`app.services.hl7_accept.accept`); the AA is sent only after that commit. If the
    commit fails, nothing was applied and the sender gets no AA, so an ACKed message is never
    missing after a restart.
 4. A message that is understood but cannot be applied gets AE with an ERR naming the field.
+5. While the database cannot be reached nothing is applied and the answer is never AA nor AR:
+   by ``BROKER_HL7_DB_DOWN`` the connection is closed without an answer (``close``: the sender
+   resends) or the message is answered AE 207 (``ae``).
+6. A sender outside ``BROKER_HL7_ALLOWED_SENDERS`` (when set) is answered AR; nothing applied.
 
 The log keeps the raw message and the ACK sent. At INFO only control IDs and outcomes are logged:
 messages carry patient data.
@@ -29,6 +35,7 @@ from app.services import hl7_accept, hl7_log, intake
 from hl7_ingest import ack, parse, router
 from hl7_ingest.errors import (
     APPLICATION_INTERNAL_ERROR,
+    DUPLICATE_KEY_IDENTIFIER,
     AckCode,
     FieldWarning,
     Hl7Error,
@@ -36,6 +43,7 @@ from hl7_ingest.errors import (
     MessageRejected,
     ack_code,
 )
+from hl7_ingest.server import CloseConnection, current_peer
 
 LOG = logging.getLogger(__name__)
 
@@ -53,6 +61,7 @@ class Hl7Handler:
     def __init__(self, settings: Hl7Settings, session_factory: SessionFactory) -> None:
         self.settings = settings
         self.session_factory = session_factory
+        self.allowed_senders = settings.sender_allow_list
         self.policy = intake.IntakePolicy(
             order_control=settings.order_control,
             generate_missing_study_uid=settings.missing_study_uid == "generate",
@@ -66,6 +75,8 @@ class Hl7Handler:
         """Always returns an ACK; an unexpected failure is logged and answered AE/AR."""
         try:
             codec, ack_text = self._handle(raw)
+        except hl7_accept.DatabaseUnavailable as exc:
+            codec, ack_text = "ascii", self._database_down(raw, exc)
         except Exception:
             LOG.exception("HL7 message could not be processed")
             text = "internal error; see the broker log"
@@ -73,6 +84,22 @@ class Hl7Handler:
             codec = "ascii"
             ack_text = ack.build_ack(None, AckCode.AR, settings=self.settings, error=error)
         return ack_text.encode(codec, errors="replace")
+
+    def _database_down(self, raw: bytes, exc: Exception) -> str:
+        """Nothing was applied: close without an answer (``CloseConnection``) or AE 207."""
+        env = _envelope_or_none(raw)
+        control_id = env.control_id if env else "?"
+        if self.settings.db_down == "close":
+            LOG.warning(
+                "HL7 %s from %s: %s; closing without an ACK so that the sender resends",
+                control_id,
+                current_peer() or "?",
+                exc,
+            )
+            raise CloseConnection(str(exc)) from exc
+        LOG.warning("HL7 %s from %s: %s; answered AE 207", control_id, current_peer() or "?", exc)
+        error = MessageError(APPLICATION_INTERNAL_ERROR, "database unavailable, resend", "")
+        return ack.build_ack(env, AckCode.AE, settings=self.settings, error=error)
 
     def reject(self, reason: str) -> bytes:
         """The AR for a frame the transport could not deliver (oversized)."""
@@ -90,9 +117,7 @@ class Hl7Handler:
             decoded = parse.decode_text(raw)
             env = parse.envelope(decoded.text)
         except MessageRejected as exc:
-            outcome = self._answer(None, AckCode.AR, exc)
-            self._log_failure(None, raw.decode("latin-1"), outcome)
-            return "ascii", outcome.ack_text
+            return "ascii", self._unreadable(raw.decode("latin-1"), exc)
         except MessageError as exc:  # text valid neither in MSH-18's set nor as UTF-8
             return self._undecodable(raw, exc)
         text = decoded.text
@@ -104,11 +129,50 @@ class Hl7Handler:
                 decoded.utf8_instead_of or "(none: ASCII)",
             )
         codec = parse.charset_codec(env.charset)  # decode() already accepted this charset
-        previous = self._previous_ack(env)
+        if not self._sender_allowed(env):
+            error = MessageRejected(
+                APPLICATION_INTERNAL_ERROR,
+                f"sending application {env.sending_application}^{env.sending_facility} is not "
+                "allowed (BROKER_HL7_ALLOWED_SENDERS)",
+                "MSH^1^3",
+            )
+            return codec, self._fail(env, text, AckCode.AR, error).ack_text
+        previous = self._previous(env)
         if previous is not None:
-            LOG.info("HL7 %s %s redelivered: same ACK, no change", _type(env), env.control_id)
-            return codec, previous
+            return codec, self._redelivered(env, text, previous.ack, previous.raw).ack_text
         return codec, self._process(text, env).ack_text
+
+    def _sender_allowed(self, env: parse.Envelope) -> bool:
+        allowed = self.allowed_senders
+        if not allowed:
+            return True
+        app, facility = env.sending_application, env.sending_facility
+        return (app, None) in allowed or (app, facility) in allowed
+
+    def _redelivered(self, env: parse.Envelope, text: str, ack_text: str, raw: str) -> _Outcome:
+        """The same ACK for the same message; AE 205 for another one reusing its MSH-10."""
+        if parse.canonical(raw) == parse.canonical(text):
+            LOG.info("HL7 %s %s redelivered: same ACK, no change", _type(env), env.control_id)
+            return _Outcome(AckCode.AA, ack_text)
+        error = MessageError(
+            DUPLICATE_KEY_IDENTIFIER,
+            f"message control id {env.control_id} was already used by another message from "
+            f"{env.sending_application}^{env.sending_facility}; not applied",
+            "MSH^1^10",
+        )
+        return self._fail(env, text, AckCode.AE, error)
+
+    def _unreadable(self, text: str, exc: MessageRejected) -> str:
+        outcome = self._answer(None, AckCode.AR, exc)
+        LOG.info(
+            "HL7 message from %s answered AR: %d %s (%s)",
+            current_peer() or "?",
+            exc.code,
+            exc.location,
+            exc.text,
+        )
+        self._log_failure(None, text, outcome)
+        return outcome.ack_text
 
     def _undecodable(self, raw: bytes, error: MessageError) -> tuple[str, str]:
         """AE for a message whose text cannot be decoded: its MSH (ASCII) is still read, so the
@@ -117,13 +181,11 @@ class Hl7Handler:
         try:
             env = parse.envelope(latin)
         except MessageRejected as exc:
-            outcome = self._answer(None, AckCode.AR, exc)
-            self._log_failure(None, latin, outcome)
-            return "ascii", outcome.ack_text
+            return "ascii", self._unreadable(latin, exc)
         return "ascii", self._fail(env, latin, AckCode.AE, error).ack_text
 
-    def _previous_ack(self, env: parse.Envelope) -> str | None:
-        return hl7_accept.earlier_ack(
+    def _previous(self, env: parse.Envelope) -> hl7_accept.EarlierMessage | None:
+        return hl7_accept.earlier_message(
             self.session_factory,
             sending_application=env.sending_application,
             sending_facility=env.sending_facility,
@@ -148,8 +210,8 @@ class Hl7Handler:
             error = ack.error_for_domain(exc, env)
             return self._fail(env, text, ack_code(error), error)
         if isinstance(result, hl7_accept.AlreadyAccepted):
-            # The same message committed on another connection meanwhile: answer as it did.
-            return _Outcome(AckCode.AA, result.ack)
+            # A message with this MSH-10 committed on another connection meanwhile.
+            return self._redelivered(env, text, result.ack, result.raw)
         LOG.info(
             "HL7 %s %s accepted%s",
             _type(env),
@@ -164,9 +226,10 @@ class Hl7Handler:
     def _fail(self, env: parse.Envelope, text: str, code: AckCode, error: Hl7Error) -> _Outcome:
         outcome = self._answer(env, code, error)
         LOG.info(
-            "HL7 %s %s answered %s: %d %s",
+            "HL7 %s %s from %s answered %s: %d %s",
             _type(env),
             env.control_id,
+            current_peer() or "?",
             code.value,
             error.code,
             error.location,
@@ -206,8 +269,17 @@ class Hl7Handler:
         record = self._record(env, text, outcome)
         try:
             hl7_accept.record_refused(self.session_factory, message=record)
+        except hl7_accept.DatabaseUnavailable as exc:
+            LOG.warning("HL7 message log write failed: %s", exc)
         except Exception:  # the peer still gets its answer when the log is unavailable
             LOG.exception("HL7 message log write failed")
+
+
+def _envelope_or_none(raw: bytes) -> parse.Envelope | None:
+    try:
+        return parse.envelope(parse.normalize_segments(raw.decode("latin-1")))
+    except Exception:
+        return None
 
 
 def _type(env: parse.Envelope) -> str:

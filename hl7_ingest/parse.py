@@ -122,6 +122,8 @@ def _msh18_from_bytes(raw: bytes) -> str | None:
     if not start.startswith(b"MSH") or len(start) < 8:
         return None
     line = SEGMENT_BREAK.split(start.decode("latin-1"), maxsplit=1)[0]
+    if len(line) < 8:  # "MSH\r...", "MSH|\r...": envelope() rejects it
+        return None
     field_sep, encoding = line[3], line[4:8].split(line[3])[0]
     after = line[4:].split(field_sep)  # after[0] is MSH-2, so MSH-n is after[n - 2]
     if len(after) < 17:
@@ -209,6 +211,24 @@ def decode_text(raw: bytes) -> DecodedText:
             MSH18_LOCATION,
         ) from None
     return DecodedText(normalize_segments(text))
+
+
+def canonical(text: str) -> str:
+    """A message's content for comparing a redelivery with the accepted original.
+
+    Segment terminators (``\r``, ``\n``, ``\r\n``), empty segments and trailing whitespace
+    of each segment do not count, nor does MSH-7 (date/time of message: an interface engine
+    may stamp a resend anew). Everything else, including MSH-10 and every other MSH field,
+    must be equal.
+    """
+    lines = [s.rstrip() for s in SEGMENT_BREAK.split(text.strip("\x0b\x1c\ufeff")) if s.strip()]
+    if lines and lines[0].startswith("MSH") and len(lines[0]) > 3:
+        sep = lines[0][3]
+        fields = lines[0].split(sep)  # fields[6] is MSH-7 (fields[1] is MSH-2)
+        if len(fields) > 6:
+            fields[6] = ""
+        lines[0] = sep.join(fields)
+    return "\r".join(lines)
 
 
 def decode(raw: bytes) -> str:

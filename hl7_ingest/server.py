@@ -5,6 +5,14 @@ answered on the same connection, strictly in order, one at a time per connection
 persistent (many messages each) and served concurrently. ``handler`` does blocking work (database),
 so it runs in a thread pool, never on the event loop. This layer moves bytes: it never looks at, nor
 logs, the content (it is patient data).
+
+Protection of the process (one file descriptor per connection, shared with DICOM and REST):
+at most ``max_connections`` connections at a time and ``max_connections_per_address`` from one
+source address; a connection over a cap, or from an address outside ``allowed_networks`` (when
+given), is closed at once (and logged); connections already open keep working.
+
+The handler may raise :class:`CloseConnection` to close the connection without an answer (the
+sender resends later); :func:`current_peer` tells it which peer it is answering (for logs).
 """
 
 from __future__ import annotations
@@ -12,10 +20,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
+import functools
+import ipaddress
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from hl7_ingest.mllp import FrameDecoder, FrameEvent, Garbage, Oversized, frame
@@ -30,6 +42,18 @@ ACCEPT_RETRY_DELAY = 1.0
 
 Handler = Callable[[bytes], bytes]
 Reject = Callable[[str], bytes | None]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_PEER: contextvars.ContextVar[str] = contextvars.ContextVar("mllp_peer", default="")
+
+
+class CloseConnection(Exception):
+    """Raised by a handler: close the connection without an answer (the reason is logged)."""
+
+
+def current_peer() -> str:
+    """The ``host:port`` of the peer whose message the handler is processing ("" outside)."""
+    return _PEER.get()
 
 
 class MllpServer:
@@ -45,6 +69,9 @@ class MllpServer:
         max_frame_bytes: int,
         idle_timeout: float,
         max_workers: int = 8,
+        max_connections: int = 200,
+        max_connections_per_address: int = 20,
+        allowed_networks: Sequence[Network] = (),
     ) -> None:
         self._handler = handler
         self._reject = reject
@@ -53,6 +80,11 @@ class MllpServer:
         self._max_frame_bytes = max_frame_bytes
         self._idle_timeout = idle_timeout
         self._max_workers = max_workers
+        self._max_connections = max_connections
+        self._max_per_address = max_connections_per_address
+        self._allowed_networks = tuple(allowed_networks)
+        self._per_address: Counter[str] = Counter()
+        self._task_address: dict[asyncio.Task[None], str] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,14 +179,42 @@ class MllpServer:
         """Accept pending connections; each is registered before anything else can run."""
         for _ in range(ACCEPT_BATCH):
             try:
-                conn, _ = listener.accept()
+                conn, address = listener.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as exc:  # EMFILE, ENOBUFS...: pause accepting, never die
                 logger.error("MLLP accept failed (%s); retrying in %s s", exc, ACCEPT_RETRY_DELAY)
                 self._pause_accepting(listener)
                 return
-            self._start_connection(conn)
+            refusal = self._refusal(address)
+            if refusal:
+                logger.warning(
+                    "MLLP connection from %s refused: %s", _address_text(address), refusal
+                )
+                _drop(conn)
+                continue
+            self._start_connection(conn, _host(address))
+
+    def _refusal(self, address: object) -> str:
+        """Why a new connection from ``address`` must be closed at once ("" when it may stay)."""
+        host = _host(address)
+        if self._allowed_networks:
+            try:
+                ip = ipaddress.ip_address(host.split("%", 1)[0])
+            except ValueError:
+                return "unreadable source address"
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            if not any(ip in network for network in self._allowed_networks):
+                return "source address not allowed (BROKER_HL7_ALLOWED_ADDRESSES)"
+        if len(self._connections) >= self._max_connections:
+            return f"{self._max_connections} connections open (BROKER_HL7_MAX_CONNECTIONS)"
+        if self._per_address[host] >= self._max_per_address:
+            return (
+                f"{self._max_per_address} connections open from this address "
+                "(BROKER_HL7_MAX_CONNECTIONS_PER_ADDRESS)"
+            )
+        return ""
 
     def _pause_accepting(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -166,13 +226,20 @@ class MllpServer:
 
         loop.call_later(ACCEPT_RETRY_DELAY, resume)
 
-    def _start_connection(self, conn: socket.socket) -> None:
+    def _start_connection(self, conn: socket.socket, host: str) -> None:
         task = asyncio.get_running_loop().create_task(self._on_connection(conn))
         self._connections[task] = conn
+        self._task_address[task] = host
+        self._per_address[host] += 1
         task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._connections.pop(task, None)
+        host = self._task_address.pop(task, None)
+        if host is not None:
+            self._per_address[host] -= 1
+            if self._per_address[host] <= 0:
+                del self._per_address[host]
 
     async def _close_connections(self) -> None:
         connections = dict(self._connections)
@@ -233,8 +300,14 @@ class MllpServer:
 
     async def _answer(self, payload: bytes, writer: asyncio.StreamWriter, peer: str) -> bool:
         loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        context.run(_PEER.set, peer)
+        call = functools.partial(context.run, self._handler, payload)
         try:
-            ack = await loop.run_in_executor(self._executor, self._handler, payload)
+            ack = await loop.run_in_executor(self._executor, call)
+        except CloseConnection as exc:
+            logger.warning("MLLP %s: closing without an answer: %s", peer, exc)
+            return False
         except Exception:
             logger.exception("MLLP handler failed for a message from %s; closing", peer)
             return False
@@ -280,6 +353,25 @@ async def _close_writer(writer: asyncio.StreamWriter) -> None:
 async def _send(writer: asyncio.StreamWriter, payload: bytes) -> None:
     writer.write(frame(payload))
     await writer.drain()
+
+
+def _host(address: object) -> str:
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return str(address)
+
+
+def _address_text(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+def _drop(conn: socket.socket) -> None:
+    """Close a just-accepted connection at once, without reading from it."""
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+    conn.close()
 
 
 def _peer(conn: socket.socket) -> str:

@@ -11,14 +11,54 @@ instead of joining the caller's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import IntegrityError
 
 from app.db import SessionFactory, session_scope
 from app.domain.actor import Actor
 from app.domain.intake import IntakeCommand
 from app.services import hl7_log, intake
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached (connection refused or lost, pool exhausted): nothing was
+    applied and nothing logged; the sender must resend later."""
+
+
+# Errors that mean "cannot reach the database", not "this message is wrong".
+_UNAVAILABLE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,  # QueuePool limit reached, connection timed out
+    ConnectionError,
+)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from exc
+
+
+def _guarded(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _reachable():
+            return function(*args, **kwargs)
+
+    call.__name__ = function.__name__
+    call.__doc__ = function.__doc__
+    return call
 
 
 @dataclass(frozen=True)
@@ -30,9 +70,41 @@ class Accepted:
 
 @dataclass(frozen=True)
 class AlreadyAccepted:
-    """The same message was accepted before: the ACK it got then; nothing changed now."""
+    """A message with the same MSH-3, MSH-4 and MSH-10 was accepted before: the ACK it got then
+    and its raw text (the caller decides whether the content is the same); nothing changed now."""
 
     ack: str
+    raw: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class EarlierMessage:
+    """The accepted message logged under an MSH-3 + MSH-4 + MSH-10."""
+
+    raw: str
+    ack: str
+
+
+@_guarded
+def earlier_message(
+    session_factory: SessionFactory,
+    *,
+    sending_application: str,
+    sending_facility: str,
+    control_id: str,
+) -> EarlierMessage | None:
+    """The raw text and ACK of an accepted message with this MSH-3, MSH-4 and MSH-10.
+
+    Raises :class:`DatabaseUnavailable` when the database cannot be reached.
+    """
+    with session_scope(session_factory) as session:
+        found = hl7_log.accepted_message(
+            session,
+            sending_application=sending_application,
+            sending_facility=sending_facility,
+            control_id=control_id,
+        )
+    return None if found is None else EarlierMessage(*found)
 
 
 def earlier_ack(
@@ -52,6 +124,7 @@ def earlier_ack(
         )
 
 
+@_guarded
 def accept(
     session_factory: SessionFactory,
     *,
@@ -64,15 +137,16 @@ def accept(
     send) in one transaction.
 
     Raises the service's ``DomainError`` when the command cannot be applied (nothing is
-    committed). When a copy of the message committed first meanwhile, returns its ACK as
-    :class:`AlreadyAccepted`.
+    committed). When a message with the same MSH-3/4/10 committed first meanwhile, returns its
+    ACK and raw text as :class:`AlreadyAccepted`. Raises :class:`DatabaseUnavailable` when the
+    database cannot be reached (nothing committed).
     """
     try:
         with session_scope(session_factory) as session:
             intake.apply(session, command, policy=policy, actor=actor)
             hl7_log.record(session, message=message)
     except IntegrityError:
-        previous = earlier_ack(
+        previous = earlier_message(
             session_factory,
             sending_application=message.sending_application,
             sending_facility=message.sending_facility,
@@ -80,10 +154,11 @@ def accept(
         )
         if previous is None:
             raise
-        return AlreadyAccepted(previous)
+        return AlreadyAccepted(previous.ack, previous.raw)
     return Accepted(message.ack)
 
 
+@_guarded
 def record_refused(session_factory: SessionFactory, *, message: hl7_log.MessageRecord) -> None:
     """Log a message answered AE or AR (not deduplicated: a resend is processed again)."""
     with session_scope(session_factory) as session:

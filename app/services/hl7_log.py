@@ -49,6 +49,21 @@ def accepted_ack(
     ).first()
 
 
+def accepted_message(
+    session: Session, *, sending_application: str, sending_facility: str, control_id: str
+) -> tuple[str, str] | None:
+    """The raw text and the ACK of the accepted message with this MSH-3, MSH-4 and MSH-10."""
+    row = session.exec(
+        select(Hl7Message.raw, Hl7Message.ack).where(
+            Hl7Message.sending_application == sending_application,
+            Hl7Message.sending_facility == sending_facility,
+            Hl7Message.control_id == control_id,
+            Hl7Message.outcome == ACCEPTED,
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
 def record(session: Session, *, message: MessageRecord) -> int:
     row = Hl7Message(**vars(message))
     session.add(row)
