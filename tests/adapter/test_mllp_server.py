@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from hl7_ingest.mllp import END_BLOCK, START_BLOCK, frame
-from hl7_ingest.server import MllpServer
+from hl7_ingest.server import CloseConnection, MllpServer, current_peer
 from tests.support.net import wait_until
 
 CLIENT_TIMEOUT = 5.0
@@ -82,6 +84,7 @@ def make_server() -> Iterator[ServerFactory]:
         max_frame_bytes: int = 1 << 20,
         idle_timeout: float = 30.0,
         max_workers: int = 8,
+        **limits: Any,
     ) -> tuple[MllpServer, int]:
         server = MllpServer(
             handler,
@@ -91,6 +94,7 @@ def make_server() -> Iterator[ServerFactory]:
             max_frame_bytes=max_frame_bytes,
             idle_timeout=idle_timeout,
             max_workers=max_workers,
+            **limits,
         )
         servers.append(server)
         return server, server.start()
@@ -392,3 +396,107 @@ def test_bind_failure_raises_from_start() -> None:
         assert server.running
     finally:
         server.stop()
+
+
+def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == LOGGER and "refused" in r.message]
+
+
+def test_connection_over_the_cap_is_closed_and_open_ones_keep_working(
+    make_server: ServerFactory, clients: Callable[[int], Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    _, port = make_server(max_connections=2, max_connections_per_address=10)
+    first, second = clients(port), clients(port)
+    for client in (first, second):  # both are registered by the server before the third
+        client.send_frame(b"hello")
+        assert client.recv_frame() == ack(b"hello")
+    extra = clients(port)
+    assert extra.closed_by_server()
+    assert any("BROKER_HL7_MAX_CONNECTIONS" in m for m in refusals(caplog))
+    first.send_frame(b"still served")
+    assert first.recv_frame() == ack(b"still served")
+    second.close()
+    wait_until(lambda: _served(port), what="a slot freed by a closed connection")
+
+
+def _served(port: int) -> bool:
+    client = Client(port)
+    try:
+        client.send_frame(b"again")
+        return client.recv_frame() == ack(b"again")
+    except (AssertionError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def test_connections_per_address_are_capped(
+    make_server: ServerFactory, clients: Callable[[int], Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    _, port = make_server(max_connections=50, max_connections_per_address=3)
+    kept = [clients(port) for _ in range(3)]
+    for client in kept:
+        client.send_frame(b"x")
+        assert client.recv_frame() == ack(b"x")
+    extra = clients(port)
+    assert extra.closed_by_server()
+    assert any("PER_ADDRESS" in m for m in refusals(caplog))
+    for client in kept:
+        client.send_frame(b"y")
+        assert client.recv_frame() == ack(b"y")
+
+
+def test_address_outside_the_allow_list_is_closed_at_once(
+    make_server: ServerFactory, clients: Callable[[int], Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    seen: list[bytes] = []
+
+    def handler(payload: bytes) -> bytes:
+        seen.append(payload)
+        return ack(payload)
+
+    _, port = make_server(handler, allowed_networks=[ipaddress.ip_network("10.0.0.0/8")])
+    client = clients(port)
+    client.send(frame(b"not from here"))
+    assert client.closed_by_server()
+    assert client.buffer == b""
+    assert seen == []
+    assert any("ALLOWED_ADDRESSES" in m for m in refusals(caplog))
+
+
+def test_address_inside_the_allow_list_is_served(
+    make_server: ServerFactory, clients: Callable[[int], Client]
+) -> None:
+    networks = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32")]
+    _, port = make_server(allowed_networks=networks)
+    client = clients(port)
+    client.send_frame(b"local")
+    assert client.recv_frame() == ack(b"local")
+
+
+def test_close_connection_from_the_handler_closes_without_an_answer(
+    make_server: ServerFactory, clients: Callable[[int], Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    peers: list[str] = []
+
+    def handler(payload: bytes) -> bytes:
+        peers.append(current_peer())
+        if payload == b"later":
+            raise CloseConnection("database unavailable")
+        return ack(payload)
+
+    _, port = make_server(handler)
+    client = clients(port)
+    client.send(frame(b"later") + frame(b"not handled"))
+    assert client.closed_by_server()
+    assert client.buffer == b""
+    assert peers == [f"127.0.0.1:{client.sock.getsockname()[1]}"]
+    closing = [r for r in caplog.records if r.name == LOGGER and "without an answer" in r.message]
+    assert len(closing) == 1 and closing[0].exc_info is None
+    other = clients(port)
+    other.send_frame(b"fine")
+    assert other.recv_frame() == ack(b"fine")

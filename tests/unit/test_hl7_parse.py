@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hl7_ingest import parse
 from hl7_ingest.errors import MessageError, MessageRejected
 from hl7_ingest.parse import (
     Envelope,
@@ -236,3 +237,53 @@ def test_message_without_msh_is_rejected() -> None:
     with pytest.raises(MessageRejected) as info:
         Hl7Message("PID|1\r")
     assert info.value.code == 100
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"MSH\rPID|1||P1\r",
+        b"MSH\r\nPID|1||P1\r\nPV1|1|O\r",
+        b"MSH|\rPID|1||P1\r",
+        b"MSH|^~\r",
+        b"MSH\r",
+        b"MSH",
+    ],
+)
+def test_short_msh_is_rejected_not_an_index_error(raw: bytes) -> None:
+    text = parse.decode_text(raw).text  # no IndexError on a bare "MSH"
+    with pytest.raises(MessageRejected) as caught:
+        parse.envelope(text)
+    assert caught.value.code == 100
+    assert caught.value.location == "MSH^1"
+
+
+ORIGINAL = "MSH|^~\\&|RIS|HOSP|B|R|20250101120000||ORM^O01|M1|P|2.3.1\rPID|1||P1\r"
+
+
+@pytest.mark.parametrize(
+    "copy",
+    [
+        ORIGINAL,
+        ORIGINAL.replace("\r", "\r\n"),
+        ORIGINAL.replace("\r", "\n"),
+        ORIGINAL.replace("\r", " \r") + "\r\n",
+        ORIGINAL.replace("20250101120000", "20250101120500"),  # MSH-7 stamped anew
+    ],
+)
+def test_canonical_ignores_terminators_trailing_blanks_and_msh7(copy: str) -> None:
+    assert parse.canonical(copy) == parse.canonical(ORIGINAL)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        ORIGINAL.replace("PID|1||P1", "PID|1||P2"),
+        ORIGINAL.replace("ORM^O01", "ORM^O02"),
+        ORIGINAL.replace("|P|2.3.1", "|P|2.5.1"),
+        ORIGINAL + "PV1|1|O\r",
+        ORIGINAL.replace("PID|1||P1", "PID|1|| P1"),
+    ],
+)
+def test_canonical_sees_every_other_difference(other: str) -> None:
+    assert parse.canonical(other) != parse.canonical(ORIGINAL)

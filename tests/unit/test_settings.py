@@ -18,6 +18,12 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_HL7_ORDER_CONTROL": ('{"nw": "SCHEDULED"}', {"NW": "SCHEDULED"}),
     "BROKER_HL7_MISSING_ACCESSION": ("accept", "accept"),
     "BROKER_HL7_MISSING_START": ("reject", "reject"),
+    "BROKER_HL7_IDLE_TIMEOUT": ("45", 45.0),
+    "BROKER_HL7_MAX_CONNECTIONS": ("50", 50),
+    "BROKER_HL7_MAX_CONNECTIONS_PER_ADDRESS": ("5", 5),
+    "BROKER_HL7_DB_DOWN": ("AE", "ae"),
+    "BROKER_HL7_ALLOWED_SENDERS": ("RIS, PACS^HOSP", "RIS, PACS^HOSP"),
+    "BROKER_HL7_ALLOWED_ADDRESSES": ("10.0.0.0/8, 192.168.1.5", "10.0.0.0/8, 192.168.1.5"),
     "BROKER_HTTP_PORT": ("8080", 8080),
     "BROKER_COOKIE_SECURE": ("true", True),
     "BROKER_HTTP_MAX_BODY_BYTES": ("65536", 65536),
@@ -86,3 +92,32 @@ def test_intake_policies_take_only_their_words(
     with pytest.raises(SettingsError) as info:
         load_settings(_env_file=None)
     assert f"{variable}:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("BROKER_HL7_DB_DOWN", "ar"),
+        ("BROKER_HL7_ALLOWED_ADDRESSES", "10.0.0.0/8, ris.example"),
+        ("BROKER_HL7_MAX_CONNECTIONS", "0"),
+        ("BROKER_HL7_MAX_CONNECTIONS_PER_ADDRESS", "0"),
+    ],
+)
+def test_hl7_front_door_settings_are_checked(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(_env_file=None)
+    assert f"{variable}:" in str(info.value)
+
+
+def test_hl7_allow_lists_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_HL7_ALLOWED_SENDERS", " RIS , PACS^HOSP,,")
+    monkeypatch.setenv("BROKER_HL7_ALLOWED_ADDRESSES", "10.1.0.0/16, 192.168.1.5, fd00::/8")
+    hl7 = load_settings(_env_file=None).hl7
+    assert hl7.sender_allow_list == {("RIS", None), ("PACS", "HOSP")}
+    assert [str(n) for n in hl7.address_allow_list] == ["10.1.0.0/16", "192.168.1.5/32", "fd00::/8"]
+    defaults = load_settings(_env_file=None, hl7_allowed_senders="", hl7_allowed_addresses="").hl7
+    assert defaults.sender_allow_list == frozenset() and defaults.address_allow_list == ()
+    assert defaults.idle_timeout == 60.0 and defaults.db_down == "close"
