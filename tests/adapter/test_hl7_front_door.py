@@ -302,3 +302,31 @@ def test_database_back_then_the_resend_is_accepted(
     monkeypatch.undo()
     answer = serve(Hl7Handler(settings.hl7, session_factory)).exchange(ORDER)
     assert answer is not None and segments(answer)["MSA"][1] == "AA"
+
+
+# --- the settings reach the listener ----------------------------------------------------------
+
+
+def test_runtime_passes_the_caps_and_the_address_allow_list(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from app.runtime import Broker  # the composition root, as the service starts it
+
+    capped = make_settings(sqlite_url, tmp_path, hl7_max_connections_per_address=1)
+    broker = Broker(capped, only="hl7")
+    try:
+        port = broker.start()["hl7"]
+        first = Peer(port)
+        answer = first.exchange(ORDER)
+        assert answer is not None and segments(answer)["MSA"][2] == "MSG00001"
+        assert Peer(port).exchange(ORDER) is None  # over the per-address cap: closed at once
+        again = first.exchange(ORDER)  # the open connection still works
+        assert again is not None and segments(again)["MSA"] == segments(answer)["MSA"]
+    finally:
+        broker.stop()
+    elsewhere = make_settings(sqlite_url, tmp_path, hl7_allowed_addresses="192.0.2.0/24")
+    broker = Broker(elsewhere, only="hl7")
+    try:
+        assert Peer(broker.start()["hl7"]).exchange(ORDER) is None
+    finally:
+        broker.stop()
