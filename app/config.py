@@ -408,17 +408,23 @@ def env_name(section: str | None, field: str) -> str:
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """Flat names (``dicom_port``) to their sections; unknown and nested keys pass through."""
+    """Flat names (``dicom_port``) to their sections; unknown and nested keys pass through.
+
+    Section dicts go in first and flat names over them: the environment arrives already nested,
+    so a flat name here is a keyword override, and an override wins.
+    """
     nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key in ENV or key == BIND_HOST:
+            continue
+        nested[key] = dict(value) if isinstance(value, dict) else value
     for key, value in flat.items():
         if key == BIND_HOST:
             for listener in LISTENER_SECTIONS:
                 nested.setdefault(listener, {})[BIND_HOST] = value
         elif key in ENV and (section := ENV[key][0]) is not None:
             nested.setdefault(section, {})[ENV[key][1]] = value
-        elif isinstance(value, dict) and isinstance(nested.get(key), dict):
-            nested[key] = {**nested[key], **value}
-        else:
+        elif key in ENV:
             nested[key] = value
     return nested
 

@@ -92,6 +92,12 @@ class EventBus:
             with self._lock:
                 self._subscribers.discard(sub)
 
+    def ask_reload(self) -> None:
+        """Tell every subscriber it may have missed events (it then fetches everything)."""
+        with self._lock:
+            for sub in self._subscribers:
+                sub.overflowed = True
+
     @property
     def subscriber_count(self) -> int:
         with self._lock:
@@ -152,16 +158,18 @@ def _chunks(items: list[dict[str, Any]]) -> Iterator[str]:
 
 
 class PgEventRelay:
-    """LISTENs on PostgreSQL and publishes what arrives to the local bus; reconnects by itself
-    (a database restart costs the events sent while it was down: pages then refetch)."""
+    """LISTENs on PostgreSQL and publishes what arrives to the local bus; reconnects by itself.
+    Events sent while it was disconnected are lost, so on each reconnect every open page is
+    told to reload."""
 
-    def __init__(self, database_url: str, publish: Callable[[Sequence[ChangeEvent]], None]):
+    def __init__(self, database_url: str, bus: EventBus):
         url = make_url(database_url).set(drivername="postgresql")
         self._conninfo = url.render_as_string(hide_password=False)
-        self._publish = publish
+        self._bus = bus
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.listening = threading.Event()
+        self.connections = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pg-events", daemon=True)
@@ -179,10 +187,14 @@ class PgEventRelay:
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {PG_CHANNEL}")
+                    if self.connections:  # events may have been missed while it was down
+                        self._bus.ask_reload()
+                    self.connections += 1
                     self.listening.set()
                     while not self._stopping.is_set():
                         for notify in conn.notifies(timeout=0.5):
-                            self._publish([ChangeEvent(**e) for e in json.loads(notify.payload)])
+                            events = [ChangeEvent(**e) for e in json.loads(notify.payload)]
+                            self._bus.publish(events)
             except Exception as exc:  # the database went away: try again shortly
                 self.listening.clear()
                 LOG.warning("change events: PostgreSQL LISTEN lost (%s); reconnecting", exc)

@@ -1,4 +1,10 @@
-"""Login rate limit: at most N failed sign-ins per user name and per client address per window.
+"""Login rate limit: at most N failed sign-ins per (user name, client address) and per client
+address per window.
+
+The user name is counted together with the address, so nobody elsewhere can lock a known user
+out by failing on purpose. Each attempt reserves its slot before the password is checked
+(``attempt``), so parallel guesses cannot slip past the limit while argon2 runs; a successful
+sign-in gives the slot back (``succeeded``).
 
 Kept in memory, per process: with several brokers behind a load balancer each counts on its own,
 so an attacker gets N failures per window per process (still a small, fixed number). A restart
@@ -39,14 +45,8 @@ class LoginLimiter:
 
     def retry_after(self, keys: Iterable[str]) -> int | None:
         """Seconds until another attempt is allowed when any key is blocked, else ``None``."""
-        now = self._clock()
-        wait = 0.0
         with self._lock:
-            for key in keys:
-                times = self._prune(key, now)
-                if len(times) >= self.max_failures:
-                    wait = max(wait, self.window - (now - times[-self.max_failures]))
-        return max(1, math.ceil(wait)) if wait > 0 else None
+            return self._wait(keys, self._clock())
 
     def failed(self, keys: Iterable[str]) -> None:
         now = self._clock()
@@ -55,6 +55,36 @@ class LoginLimiter:
                 self._prune(key, now)
                 self._failures.setdefault(key, deque()).append(now)
 
+    def attempt(self, keys: Iterable[str]) -> int | None:
+        """Reserve an attempt on every key at once; when any key is used up, reserve nothing
+        and return the seconds to wait."""
+        keys = tuple(keys)
+        with self._lock:
+            wait = self._wait(keys, self._clock())
+            if wait is None:
+                now = self._clock()
+                for key in keys:
+                    self._failures.setdefault(key, deque()).append(now)
+        return wait
+
+    def succeeded(self, keys: Iterable[str]) -> None:
+        """The attempt was right: its reservations are given back."""
+        with self._lock:
+            for key in keys:
+                times = self._failures.get(key)
+                if times:
+                    times.pop()
+                if not times:
+                    self._failures.pop(key, None)
+
+    def _wait(self, keys: Iterable[str], now: float) -> int | None:
+        wait = 0.0
+        for key in keys:
+            times = self._prune(key, now)
+            if len(times) >= self.max_failures:
+                wait = max(wait, self.window - (now - times[-self.max_failures]))
+        return max(1, math.ceil(wait)) if wait > 0 else None
+
     def clear(self, keys: Iterable[str]) -> None:
         with self._lock:
             for key in keys:
@@ -62,5 +92,5 @@ class LoginLimiter:
 
 
 def login_keys(username: str, address: str) -> tuple[str, str]:
-    """The counters a sign-in attempt touches: its user name and its client address."""
-    return (f"user:{username.strip().lower()}", f"addr:{address}")
+    """The counters a sign-in attempt touches: its user name at its address, and its address."""
+    return (f"user:{username.strip().lower()}@{address}", f"addr:{address}")

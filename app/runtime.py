@@ -99,7 +99,7 @@ class Broker:
         else:
             install_after_commit(self.session_factory, self._after_commit)
             install_pg_notify(self.session_factory)
-            self._relay = PgEventRelay(self.settings.database_url, self.events.publish)
+            self._relay = PgEventRelay(self.settings.database_url, self.events)
 
     def _wanted(self, name: str) -> bool:
         return self.only is None or self.only == name

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
@@ -17,6 +18,7 @@ from pynetdicom import evt
 
 from app.config import WorklistSettings
 from app.db import SessionFactory
+from app.domain.dicom_json import JsonDataset
 from app.domain.errors import DomainError
 from app.domain.worklist import parse_worklist_query
 from app.services import worklist_policies
@@ -82,36 +84,43 @@ def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
     yield from _stream_matches(event, ctx, identifier, request, query)
 
 
+def _fetch_matches(event: evt.Event, ctx: ScpContext, query: Any) -> list[JsonDataset]:
+    """The matches, at most one past the cap, read in one short transaction: the session is
+    closed before the first response goes out, so a slow or stalled modality holds no database
+    connection while it reads."""
+    limit = ctx.worklist.max_results
+    with ctx.session_factory() as session:
+        found = worklist_policies.find(
+            session, query=query, calling_ae=_peer(event), default=ctx.worklist.default_policy
+        )
+        return list(islice(found, limit + 1)) if limit else list(found)
+
+
 def _stream_matches(
     event: evt.Event, ctx: ScpContext, identifier: Dataset, request: mwl.MwlRequest, query: Any
 ) -> Iterator[FindResult]:
     limit = ctx.worklist.max_results
     sent = 0
     try:
-        with ctx.session_factory() as session:
-            for item in worklist_policies.find(
-                session,
-                query=query,
-                calling_ae=_peer(event),
-                default=ctx.worklist.default_policy,
-            ):
-                if event.is_cancelled:
-                    LOG.info("C-FIND from %s cancelled after %d matches", _peer(event), sent)
-                    yield int(DimseStatus.CANCEL), None
-                    return
-                if limit and sent >= limit:
-                    LOG.warning("C-FIND from %s stopped at %d matches", _peer(event), limit)
-                    yield (
-                        status_dataset(
-                            DimseStatus.OUT_OF_RESOURCES,
-                            f"more than {limit} matches; narrow the query",
-                        ),
-                        None,
-                    )
-                    return
-                response = mwl.build_response(identifier, item, request.charset)
-                sent += 1
-                yield int(mwl.pending_status(request)), response
+        matches = _fetch_matches(event, ctx, query)
+        for item in matches:
+            if event.is_cancelled:
+                LOG.info("C-FIND from %s cancelled after %d matches", _peer(event), sent)
+                yield int(DimseStatus.CANCEL), None
+                return
+            if limit and sent >= limit:
+                LOG.warning("C-FIND from %s stopped at %d matches", _peer(event), limit)
+                yield (
+                    status_dataset(
+                        DimseStatus.OUT_OF_RESOURCES,
+                        f"more than {limit} matches; narrow the query",
+                    ),
+                    None,
+                )
+                return
+            response = mwl.build_response(identifier, item, request.charset)
+            sent += 1
+            yield int(mwl.pending_status(request)), response
     except Exception:
         LOG.exception("C-FIND from %s failed after %d matches", _peer(event), sent)
         yield status_dataset(DimseStatus.UNABLE_TO_PROCESS, "worklist query failed"), None

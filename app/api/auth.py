@@ -97,8 +97,8 @@ def _limiter(request: Request) -> LoginLimiter:
     return limiter
 
 
-def _check_limit(limiter: LoginLimiter, keys: tuple[str, ...]) -> None:
-    wait = limiter.retry_after(keys)
+def _reserve_attempt(limiter: LoginLimiter, keys: tuple[str, ...]) -> None:
+    wait = limiter.attempt(keys)
     if wait is not None:
         raise RateLimitedError(
             f"too many failed attempts; try again in {wait} seconds", retry_after=wait
@@ -140,13 +140,12 @@ def login(
 ) -> SignedIn:
     limiter = _limiter(request)
     keys = login_keys(body.username, _address(request))
-    _check_limit(limiter, keys)
+    _reserve_attempt(limiter, keys)
     user = users.authenticate(session, username=body.username, password=body.password)
     if user is None:
-        limiter.failed(keys)
         LOG.info("failed sign-in from %s", _address(request))
         raise AuthError(BAD_CREDENTIALS)
-    limiter.clear(keys[:1])
+    limiter.succeeded(keys)
     return _sign_in(request, response, session, settings, user.id)
 
 
@@ -191,10 +190,11 @@ def setup(
         raise ConflictError("the first admin exists already; sign in")
     limiter = _limiter(request)
     keys = (login_keys("", _address(request))[1],)
-    _check_limit(limiter, keys)
-    if not secrets.compare_digest(body.setup_code.strip(), request.app.state.setup_code):
-        limiter.failed(keys)
+    _reserve_attempt(limiter, keys)
+    given, expected = body.setup_code.strip().encode(), request.app.state.setup_code.encode()
+    if not secrets.compare_digest(given, expected):
         raise ForbiddenError("wrong setup code; it is in the broker's log")
+    limiter.succeeded(keys)
     user = users.create_user(
         session,
         username=body.username,

@@ -98,7 +98,7 @@ async def _csrf_ok(request: Request, expected: str | None) -> bool:
             form = await request.form()
             value = form.get(CSRF_FORM_FIELD)
             sent = value if isinstance(value, str) else None
-    return bool(sent and expected and secrets.compare_digest(sent, expected))
+    return bool(sent and expected and secrets.compare_digest(sent.encode(), expected.encode()))
 
 
 async def get_principal(

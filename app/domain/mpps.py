@@ -214,6 +214,7 @@ class StartPerformedStep:
     status: MppsStatus
     attributes: JsonDataset = field(repr=False)
     steps: tuple[StepReference, ...]
+    patient_id: str = ""  # Patient ID (0010,0020): narrows a step found by accession alone
 
     @classmethod
     def from_json(cls, uid: str, attributes: JsonDataset) -> StartPerformedStep:
@@ -227,7 +228,7 @@ class StartPerformedStep:
             )
             for item in sequence_items(attributes, SSAS_KEY)
         )
-        return cls(uid, status, attributes, refs)
+        return cls(uid, status, attributes, refs, string_of(attributes, "00100020"))
 
 
 @dataclass(frozen=True)

@@ -228,12 +228,19 @@ def _find_procedure(
 ) -> RequestedProcedure | None:
     """The requested procedure a group names: by Study Instance UID, else within the patient's
     orders by accession / placer / filler number and Requested Procedure ID."""
-    if group.procedure.study_instance_uid:
-        return session.exec(
-            select(RequestedProcedure).where(
-                RequestedProcedure.study_instance_uid == group.procedure.study_instance_uid
-            )
+    uid = group.procedure.study_instance_uid
+    if uid:
+        procedure = session.exec(
+            select(RequestedProcedure).where(RequestedProcedure.study_instance_uid == uid)
         ).first()
+        if procedure is not None:
+            owner = session.get_one(ImagingServiceRequest, procedure.order_pk).patient_pk
+            if owner != patient.id:
+                raise ConflictError(
+                    f"Study Instance UID {uid} belongs to another patient",
+                    field="StudyInstanceUID",
+                )
+        return procedure
     order = group.order
     keys: list[tuple[Any, str]] = [
         (ImagingServiceRequest.accession_number, order.accession_number),

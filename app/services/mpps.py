@@ -88,7 +88,7 @@ def create(
     session.add(row)
     session.flush()
     assert row.id is not None
-    steps = _steps_named(session, command.steps)
+    steps = _steps_named(session, command.steps, command.patient_id)
     for step in steps:
         assert step.id is not None
         session.add(PerformedStepLink(mpps_pk=row.id, sps_pk=step.id))
@@ -156,21 +156,29 @@ def _refresh_columns(row: PerformedProcedureStep) -> None:
 
 
 def _steps_named(
-    session: Session, references: Sequence[StepReference]
+    session: Session, references: Sequence[StepReference], patient_id: str
 ) -> list[ScheduledProcedureStep]:
     found: dict[int, ScheduledProcedureStep] = {}
     for ref in references:
-        for step in _steps_of(session, ref):
+        for step in _steps_of(session, ref, patient_id):
             assert step.id is not None
             found[step.id] = step
     return list(found.values())
 
 
-def _steps_of(session: Session, ref: StepReference) -> Sequence[ScheduledProcedureStep]:
+def _steps_of(
+    session: Session, ref: StepReference, patient_id: str
+) -> Sequence[ScheduledProcedureStep]:
+    """The steps one SSAS item names: by its Study Instance UID (unique) when that finds the
+    procedure, else by Accession Number, which is not unique across patients: then the MPPS's
+    Patient ID narrows it, and an answer spanning several patients links nothing (the MPPS
+    waits for reconciliation rather than moving another patient's exam)."""
     if not ref.is_scheduled:
         return []
-    statement = select(ScheduledProcedureStep).join(
-        RequestedProcedure, col(ScheduledProcedureStep.procedure_pk) == RequestedProcedure.id
+    statement = (
+        select(ScheduledProcedureStep, ImagingServiceRequest.patient_pk)
+        .join(RequestedProcedure, col(ScheduledProcedureStep.procedure_pk) == RequestedProcedure.id)
+        .join(ImagingServiceRequest, col(RequestedProcedure.order_pk) == ImagingServiceRequest.id)
     )
     if ref.sps_id:
         statement = statement.where(ScheduledProcedureStep.sps_id == ref.sps_id)
@@ -178,13 +186,23 @@ def _steps_of(session: Session, ref: StepReference) -> Sequence[ScheduledProcedu
         statement = statement.where(
             RequestedProcedure.requested_procedure_id == ref.requested_procedure_id
         )
-    if ref.accession_number:
+    if ref.study_instance_uid:
+        by_study = session.exec(
+            statement.where(RequestedProcedure.study_instance_uid == ref.study_instance_uid)
+        ).all()
+        if by_study:
+            return [step for step, _ in by_study]
+    if not ref.accession_number:
+        return []
+    statement = statement.where(ImagingServiceRequest.accession_number == ref.accession_number)
+    if patient_id:
         statement = statement.join(
-            ImagingServiceRequest, col(RequestedProcedure.order_pk) == ImagingServiceRequest.id
-        ).where(ImagingServiceRequest.accession_number == ref.accession_number)
-    elif ref.study_instance_uid:
-        statement = statement.where(RequestedProcedure.study_instance_uid == ref.study_instance_uid)
-    return session.exec(statement).all()
+            Patient, col(ImagingServiceRequest.patient_pk) == Patient.id
+        ).where(Patient.patient_id == patient_id)
+    rows = session.exec(statement).all()
+    if len({patient_pk for _, patient_pk in rows}) > 1:
+        return []
+    return [step for step, _ in rows]
 
 
 def _linked_steps(session: Session, mpps_pk: int) -> list[ScheduledProcedureStep]:

@@ -491,10 +491,28 @@ def delete_step_row(session: Session, step: ScheduledProcedureStep, *, actor: Ac
     session.flush()
     if not _exists(session, ScheduledProcedureStep.procedure_pk == procedure.id):
         order_pk = procedure.order_pk
+        assert procedure.id is not None
+        audit(
+            session,
+            actor=actor,
+            action="delete",
+            entity=PROCEDURE,
+            entity_pk=procedure.id,
+            before={"study_instance_uid": procedure.study_instance_uid},
+        )
         session.delete(procedure)
         session.flush()
         if not _exists(session, RequestedProcedure.order_pk == order_pk):
-            session.delete(session.get_one(ImagingServiceRequest, order_pk))
+            order = session.get_one(ImagingServiceRequest, order_pk)
+            audit(
+                session,
+                actor=actor,
+                action="delete",
+                entity=ORDER,
+                entity_pk=order_pk,
+                before={"accession_number": order.accession_number},
+            )
+            session.delete(order)
 
 
 def _exists(session: Session, condition: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
 from app.domain.actor import Actor
@@ -80,7 +81,7 @@ def test_two_brokers_on_postgresql_hear_each_other() -> None:
         writer_engine, reader_bus = create_db_engine(url), EventBus()
         writer = create_session_factory(writer_engine)
         install_pg_notify(writer)
-        relay = PgEventRelay(url, reader_bus.publish)
+        relay = PgEventRelay(url, reader_bus)
         relay.start()
         try:
             wait_until(relay.listening.is_set, what="LISTEN")
@@ -99,6 +100,18 @@ def test_two_brokers_on_postgresql_hear_each_other() -> None:
                         break
                 assert ChangeEvent("step", stored.step_pk, "create", "SCHEDULED") in received
                 assert sub.get(timeout=0.3) is None  # the rolled-back change sent nothing
+                assert not sub.overflowed
+
+                # The database drops the LISTEN connection: once back, pages must reload.
+                with writer_engine.connect() as conn:
+                    conn.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE query LIKE 'LISTEN%' AND datname = current_database()"
+                        )
+                    )
+                wait_until(lambda: relay.connections == 2, timeout=20, what="LISTEN again")
+                assert sub.overflowed
         finally:
             relay.stop()
             writer_engine.dispose()

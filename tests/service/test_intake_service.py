@@ -255,3 +255,17 @@ def test_a47_changes_the_identifier(factory: SessionFactory) -> None:
             policy=POLICY,
             actor=RIS,
         )
+
+
+def test_a_status_message_for_another_patients_study_is_refused(factory: SessionFactory) -> None:
+    """A Study Instance UID names one procedure; a CA sent under another patient's PID must not
+    cancel it (nor create that patient as a side effect)."""
+    order("NW", group("ACC1", study_uid="1.2.3"), factory=factory)
+    other = PatientData(patient_id="P2", name="ROE^RICHARD")
+    with pytest.raises(ConflictError) as info:
+        order("CA", group("ACC1", study_uid="1.2.3"), patient=other, factory=factory)
+    assert info.value.field == "StudyInstanceUID"
+    (item,) = items(factory, PatientID="P1")
+    assert step_of(item, "00400020") == "SCHEDULED"
+    with session_scope(factory) as session:
+        assert session.exec(select(Patient).where(Patient.patient_id == "P2")).first() is None

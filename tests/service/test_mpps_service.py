@@ -192,3 +192,39 @@ def test_set_rules(factory: SessionFactory) -> None:
     update(factory)
     with pytest.raises(MppsClosedError):
         update(factory, status="DISCONTINUED")
+
+
+def test_an_accession_shared_by_two_patients_moves_only_the_named_patients_step(
+    factory: SessionFactory,
+) -> None:
+    """Accession Numbers are not unique across patients: the Study Instance UID decides, else
+    the MPPS's Patient ID; an ambiguous reference links nothing rather than the wrong exam."""
+    with session_scope(factory) as session:
+        other = mwl_item(
+            patient_id="P2",
+            name="ROE^RICHARD",
+            sps_id="SPS9",
+            study_uid="1.2.3.4.9",
+            accession="A1",
+        )
+        worklist.upsert_item(session, data=item_from_json(other), actor=Actor(AuditSource.REST))
+
+    by_study = create(factory, ScheduledStepAttributesSequence=[ssas_item("1.2.3.4.1", "A1")])
+    assert [s.sps_id for s in by_study.linked_steps] == ["SPS1"]
+
+    ambiguous = create(
+        factory,
+        uid="1.2.9.2",
+        PatientID="",
+        ScheduledStepAttributesSequence=[ssas_item("2.25.777", "A1")],
+    )
+    assert ambiguous.linked_steps == ()  # A1 is P1's and P2's: left for reconciliation
+
+    by_patient = create(
+        factory,
+        uid="1.2.9.3",
+        PatientID="P2",
+        ScheduledStepAttributesSequence=[ssas_item("2.25.778", "A1")],
+    )
+    assert [s.sps_id for s in by_patient.linked_steps] == ["SPS9"]
+    assert statuses(factory) == {"SPS1": "STARTED", "SPS2": "SCHEDULED", "SPS9": "STARTED"}

@@ -413,3 +413,21 @@ def _pg_nodes(plan: Any) -> list[dict[str, Any]]:
         out.append(node)
         stack.extend(node.get("Plans", []))
     return out
+
+
+def test_deleting_the_last_step_audits_the_procedure_and_order_it_takes_along(
+    session_factory: SessionFactory,
+) -> None:
+    put(session_factory)
+    with session_scope(session_factory) as s:
+        worklist.delete_item(s, study_uid="1.2.3.4.1", sps_id="SPS1", actor=Actor(REST, "desk"))
+    with session_scope(session_factory) as s:
+        deletes = s.exec(select(AuditEvent).where(AuditEvent.action == "delete")).all()
+        assert sorted(e.entity for e in deletes) == [
+            "order",
+            "requested_procedure",
+            "scheduled_procedure_step",
+        ]
+        assert {e.actor for e in deletes} == {"desk"}
+        order = next(e for e in deletes if e.entity == "order")
+        assert order.detail["before"] == {"accession_number": "A1"}

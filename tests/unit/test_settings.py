@@ -69,6 +69,12 @@ def test_flat_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch
     assert (settings.dicom.port, settings.dicom.ae_title) == (0, "FROMENV")
 
 
+def test_flat_overrides_win_when_mixed_with_a_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_DICOM_PORT", "3333")
+    settings = load_settings(_env_file=None, dicom_port=7, dicom={"ae_title": "MIXED"})
+    assert (settings.dicom.port, settings.dicom.ae_title) == (7, "MIXED")
+
+
 def test_errors_name_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BROKER_MWL_MAX_RESULTS", "-1")
     monkeypatch.setenv("BROKER_AE_TITLE", "A\\B")

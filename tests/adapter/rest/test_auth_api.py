@@ -149,6 +149,8 @@ def test_csrf_for_cookie_writes(settings: Settings, anonymous: TestClient) -> No
     assert missing.json() == {"detail": "CSRF token missing or wrong"}
     wrong = anonymous.post("/api/patients", json=PATIENT, headers={"X-CSRF-Token": "x" + csrf})
     assert wrong.status_code == 403
+    accented = anonymous.post("/api/patients", json=PATIENT, headers={"X-CSRF-Token": b"\xc3\xa9"})
+    assert accented.status_code == 403  # a non-ASCII token is wrong, not a server error
     ok = anonymous.post("/api/patients", json=PATIENT, headers={"X-CSRF-Token": csrf})
     assert ok.status_code == 201, ok.text
     assert anonymous.get("/api/patients").status_code == 200  # reads need no CSRF token
