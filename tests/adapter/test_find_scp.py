@@ -16,6 +16,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 
 from app.db import session_scope
 from app.services import worklist
+from dicom_scp import mwl
 from tests.support.scp import Scp, start_scp
 
 MWL = ModalityWorklistInformationFind
@@ -256,12 +257,17 @@ def test_cancel_stops_the_stream(
     scp.add()
     item = next(iter(_items(scp)))
 
-    def slow_find(session: Any, *, query: Any, offset: int = 0) -> Iterator[dict[str, Any]]:
-        for _ in range(500):
-            yield item
-            time.sleep(0.02)  # a producer slower than the network, so the cancel lands mid-way
+    def many(session: Any, *, query: Any, offset: int = 0) -> Iterator[dict[str, Any]]:
+        yield from [item] * 500
 
-    monkeypatch.setattr(worklist, "find", slow_find)
+    build = mwl.build_response
+
+    def slow_build(*args: Any) -> Any:
+        time.sleep(0.02)  # responses slower than the network, so the cancel lands mid-way
+        return build(*args)
+
+    monkeypatch.setattr(worklist, "find", many)
+    monkeypatch.setattr(mwl, "build_response", slow_build)
     responses = assoc.send_c_find(step_query(), MWL)
     statuses = []
     for status, _ds in responses:
