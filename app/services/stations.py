@@ -99,16 +99,7 @@ def update_station(session: Session, *, pk: int, data: StationData, actor: Actor
     changed = write.assign(station, vars(data))
     session.add(station)
     _flush(session, data)
-    if changed:
-        write.audit(
-            session,
-            actor=actor,
-            action="update",
-            entity=ENTITY,
-            entity_pk=pk,
-            before={k: b for k, (b, _) in changed.items()},
-            after={k: a for k, (_, a) in changed.items()},
-        )
+    write.audit_update(session, actor, ENTITY, pk, changed)
     return StationView.model_validate(station)
 
 

@@ -142,16 +142,7 @@ def update_policy(
     changed = write.assign(row, _values(data))
     session.add(row)
     _flush(session, data)
-    if changed:
-        write.audit(
-            session,
-            actor=actor,
-            action="update",
-            entity=ENTITY,
-            entity_pk=pk,
-            before={k: b for k, (b, _) in changed.items()},
-            after={k: a for k, (_, a) in changed.items()},
-        )
+    write.audit_update(session, actor, ENTITY, pk, changed)
     return _view(row)
 
 

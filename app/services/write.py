@@ -95,9 +95,10 @@ def assign(row: Any, values: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     return changed
 
 
-def _audit_update(
+def audit_update(
     session: Session, actor: Actor, entity: str, pk: int, changed: Mapping[str, tuple[Any, Any]]
 ) -> None:
+    """The audit row of an update, from what ``assign`` reports as changed (nothing: no row)."""
     if not changed:
         return
     # Free-form attribute blobs are named, not copied: the trail says they changed.
@@ -183,7 +184,7 @@ def update_patient_row(
     patient.name_key = person_name_key(patient.name)
     session.add(patient)
     assert patient.id is not None
-    _audit_update(session, actor, PATIENT, patient.id, changed)
+    audit_update(session, actor, PATIENT, patient.id, changed)
 
 
 def ensure_patient(session: Session, data: PatientData, *, actor: Actor) -> Patient:
@@ -315,7 +316,7 @@ def update_row(
     if changed:
         session.add(row)
         assert row.id is not None
-        _audit_update(session, actor, entity, row.id, changed)
+        audit_update(session, actor, entity, row.id, changed)
 
 
 def create_procedure_row(
@@ -429,7 +430,7 @@ def update_step_row(
     if "station_ae_title" in changed:
         _replace_station_titles(session, step)
     assert step.id is not None
-    _audit_update(session, actor, STEP, step.id, changed)
+    audit_update(session, actor, STEP, step.id, changed)
 
 
 def move_status(
