@@ -9,7 +9,7 @@ deliver; a key missing from an old row reads as empty.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from app.domain.dicom_json import JsonDataset, sequence_items, string_of
@@ -22,6 +22,11 @@ MPPS_SET = "mpps-set"
 
 def _text(data: Mapping[str, Any], key: str) -> str:
     return str(data.get(key) or "")
+
+
+def _texts(cls: Any, data: Mapping[str, Any]) -> dict[str, str]:
+    """Every field of a text-only record from ``data``, a missing or null one as ``""``."""
+    return {f.name: _text(data, f.name) for f in fields(cls)}
 
 
 def _mapping(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -39,13 +44,7 @@ class ReportedPatient:
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> ReportedPatient:
-        return cls(
-            patient_id=_text(data, "patient_id"),
-            issuer_of_patient_id=_text(data, "issuer_of_patient_id"),
-            name=_text(data, "name"),
-            birth_date=_text(data, "birth_date"),
-            sex=_text(data, "sex"),
-        )
+        return cls(**_texts(cls, data))
 
 
 @dataclass(frozen=True)
@@ -56,11 +55,7 @@ class ReportedOrder:
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> ReportedOrder:
-        return cls(
-            accession_number=_text(data, "accession_number"),
-            placer_order_number=_text(data, "placer_order_number"),
-            filler_order_number=_text(data, "filler_order_number"),
-        )
+        return cls(**_texts(cls, data))
 
 
 @dataclass(frozen=True)
@@ -74,12 +69,7 @@ class ReportedProcedure:
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> ReportedProcedure:
-        return cls(
-            requested_procedure_id=_text(data, "requested_procedure_id"),
-            study_instance_uid=_text(data, "study_instance_uid"),
-            sps_id=_text(data, "sps_id"),
-            modality=_text(data, "modality"),
-        )
+        return cls(**_texts(cls, data))
 
 
 @dataclass(frozen=True)
@@ -92,11 +82,7 @@ class CodedReason:
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> CodedReason:
-        return cls(
-            code_value=_text(data, "code_value"),
-            coding_scheme=_text(data, "coding_scheme"),
-            code_meaning=_text(data, "code_meaning"),
-        )
+        return cls(**_texts(cls, data))
 
     @classmethod
     def of_mpps(cls, attributes: JsonDataset) -> CodedReason | None:
