@@ -334,3 +334,132 @@ class WebSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime = Field(index=True)
     last_seen_at: datetime = Field(default_factory=utcnow)
+
+
+class RemoteAe(SQLModel, table=True):
+    """A known remote application entity: where C-MOVE sends, where storage commitment results
+    and forwarded MPPS go. ``services`` lists what the broker may do with it (``store`` as a
+    C-MOVE destination, ``commit`` for N-EVENT-REPORTs, ``mpps`` for forwarding)."""
+
+    __tablename__ = "remote_ae"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ae_title: str = Field(max_length=16, unique=True)
+    host: str = Field(max_length=255)
+    port: int
+    tls: bool = Field(default=False)
+    services: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    description: str = Field(default="", max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class StoredStudy(SQLModel, table=True):
+    """A study the Storage SCP received (PS3.4 C.6: the study level of the Q/R models).
+
+    The patient level is kept on the study (Patient Root queries group by patient). A study is
+    linked to the requested procedure it was ordered as (``procedure_pk``): by Study Instance
+    UID, else by Accession Number and Patient ID; unlinked studies wait for reconciliation."""
+
+    __tablename__ = "stored_study"
+    __table_args__ = (
+        Index("ix_stored_study_patient", "patient_id", "issuer_of_patient_id"),
+        Index("ix_stored_study_date", "study_date"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_instance_uid: str = Field(max_length=64, unique=True)
+    patient_id: str = Field(default="", max_length=64)
+    issuer_of_patient_id: str = Field(default="", max_length=64)
+    patient_name: str = Field(default="", max_length=400)
+    patient_name_key: str = Field(default="", max_length=400, index=True)
+    patient_birth_date: str = Field(default="", max_length=8)
+    patient_sex: str = Field(default="", max_length=16)
+    study_date: str = Field(default="", max_length=8)
+    study_time: str = Field(default="", max_length=16)
+    accession_number: str = Field(default="", max_length=64, index=True)
+    study_id: str = Field(default="", max_length=16)
+    referring_physician_name: str = Field(default="", max_length=400)
+    study_description: str = Field(default="", max_length=64)
+    procedure_pk: int | None = Field(
+        default=None,
+        sa_column=Column(
+            Integer,
+            ForeignKey("requested_procedure.id", ondelete="SET NULL"),
+            nullable=True,
+            index=True,
+        ),
+    )
+    attributes: dict[str, Any] = _json_column()
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class StoredSeries(SQLModel, table=True):
+    """A series of a stored study (PS3.4 C.6: series level)."""
+
+    __tablename__ = "stored_series"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_pk: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("stored_study.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    series_instance_uid: str = Field(max_length=64, unique=True)
+    modality: str = Field(default="", max_length=16, index=True)
+    series_number: str = Field(default="", max_length=12)
+    series_description: str = Field(default="", max_length=64)
+    attributes: dict[str, Any] = _json_column()
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class StoredInstance(SQLModel, table=True):
+    """A stored SOP instance: its Part 10 file under ``BROKER_STORAGE_DIR`` (``path`` is
+    relative to it), written from the bytes received, never decoded and re-encoded."""
+
+    __tablename__ = "stored_instance"
+
+    id: int | None = Field(default=None, primary_key=True)
+    series_pk: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("stored_series.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    sop_instance_uid: str = Field(max_length=64, unique=True)
+    sop_class_uid: str = Field(max_length=64)
+    transfer_syntax_uid: str = Field(max_length=64)
+    instance_number: str = Field(default="", max_length=12)
+    path: str = Field(max_length=512)
+    size_bytes: int = Field(default=0)
+    calling_ae_title: str = Field(default="", max_length=16)
+    attributes: dict[str, Any] = _json_column()
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class StorageCommitment(SQLModel, table=True):
+    """A Storage Commitment Push Model request (PS3.4 J.3) and its result.
+
+    ``requested`` holds the Referenced SOP Sequence as ``[{"class": ..., "instance": ...}]``;
+    ``result`` the committed and failed references (with Failure Reason) once checked;
+    ``state`` is pending, checked (report queued) or reported (N-EVENT-REPORT accepted)."""
+
+    __tablename__ = "storage_commitment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    transaction_uid: str = Field(max_length=64, unique=True)
+    requester_ae_title: str = Field(max_length=16, index=True)
+    state: str = Field(default="pending", max_length=16, index=True)
+    requested: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    result: dict[str, Any] = _json_column()
+    received_at: datetime = Field(default_factory=utcnow)
+    reported_at: datetime | None = Field(default=None)
