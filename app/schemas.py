@@ -519,3 +519,18 @@ class TokenView(_View):
 
 class TokenCreated(TokenView):
     secret: str = Field(description="send as 'Authorization: Bearer <secret>'; shown only now")
+
+
+# ---------------------------------------------------------------------------------------------
+# Known remote AEs (C-MOVE destinations, storage commitment peers, MPPS forwarding)
+
+
+class RemoteAeView(_View):
+    id: int
+    ae_title: str
+    host: str
+    port: int
+    tls: bool
+    services: list[str]
+    description: str
+    updated_at: datetime
