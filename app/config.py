@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,60 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+REMOTE_SERVICES = ("store", "commit", "mpps")  # app.services.remote_aes.RemoteService
+DEFAULT_REMOTE_SERVICES = ("store", "commit")
+
+
+class RemoteAeSeed(BaseModel):
+    """A known remote AE from ``BROKER_REMOTE_AES``, upserted into the table at start-up."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ae_title: str
+    host: str = Field(min_length=1, max_length=255)
+    port: int = Field(ge=1, le=65535)
+    tls: bool = False
+    services: tuple[str, ...] = DEFAULT_REMOTE_SERVICES
+    description: str = Field(default="", max_length=128)
+
+    @field_validator("ae_title")
+    @classmethod
+    def _check_title(cls, value: str) -> str:
+        return _validate_ae_title(value)
+
+    @field_validator("services")
+    @classmethod
+    def _check_services(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if v not in REMOTE_SERVICES]
+        if bad:
+            raise ValueError(f"services are {', '.join(REMOTE_SERVICES)}; got {bad}")
+        return tuple(dict.fromkeys(value))
+
+
+def _parse_remote_entry(entry: str) -> dict[str, Any]:
+    """``AE@host:port[:tls][=service+service]`` -> the fields of a :class:`RemoteAeSeed`."""
+    target, _, services = entry.partition("=")
+    ae_title, sep, address = target.partition("@")
+    if not sep:
+        raise ValueError(f"'{entry}' is not AE@host:port[:tls][=services]")
+    tls = address.lower().endswith(":tls")
+    host, port = _host_port(address[: -len(":tls")] if tls else address)
+    values: dict[str, Any] = {"ae_title": ae_title, "host": host, "port": port, "tls": tls}
+    if services.strip():
+        values["services"] = tuple(s.strip().lower() for s in services.split("+") if s.strip())
+    return values
+
+
+def parse_remote_aes(value: object) -> object:
+    """A JSON list of objects, or comma-separated ``AE@host:port[:tls][=store+commit+mpps]``."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [_parse_remote_entry(part) for part in _items(text)]
+
+
 class DicomSettings(_Section):
     """The DICOM listener: association policy (PS3.8 9.3.4; the conformance statement reports
     these)."""
@@ -109,11 +164,21 @@ class DicomSettings(_Section):
     max_pdu_size: int = Field(
         default=262144, ge=0, description="largest P-DATA PDU the broker receives (0 = no limit)"
     )
+    remote_aes: tuple[RemoteAeSeed, ...] = Field(
+        default=(),
+        description="known remote AEs seeded at start-up: a JSON list, or comma-separated "
+        "AE@host:port[:tls][=store+commit+mpps] (services default to store+commit)",
+    )
 
     @field_validator("ae_title")
     @classmethod
     def _check_ae_title(cls, value: str) -> str:
         return _validate_ae_title(value)
+
+    @field_validator("remote_aes", mode="before")
+    @classmethod
+    def _parse_remote_aes(cls, value: object) -> object:
+        return parse_remote_aes(value)
 
     @field_validator("allowed_calling_aes", mode="before")
     @classmethod
@@ -294,10 +359,40 @@ class HttpSettings(_Section):
     )
 
 
+class DuplicatePolicy(StrEnum):
+    """What the Storage SCP does with a SOP Instance UID it holds already."""
+
+    KEEP = "keep"  # keep the first copy, answer Success
+    REPLACE = "replace"  # the new copy replaces file and index row
+
+
 class StorageSettings(_Section):
+    """The Storage SCP (C-STORE, PS3.4 Annex B): where instances go and how long they stay."""
+
     dir: Path = Field(
         default=DEFAULT_DATA_DIR / "storage", description="where received instances are kept"
     )
+    duplicate: DuplicatePolicy = Field(
+        default=DuplicatePolicy.KEEP,
+        description="a SOP Instance UID received again: 'keep' the first copy or 'replace' it "
+        "(both answer Success)",
+    )
+    retention_days: int = Field(
+        default=0,
+        ge=0,
+        description="delete a study this many days after its last instance arrived; 0 keeps "
+        "studies forever",
+    )
+    retention_requires_commitment: bool = Field(
+        default=False,
+        description="retention deletes only studies whose every instance a reported storage "
+        "commitment covers",
+    )
+
+    @field_validator("duplicate", mode="before")
+    @classmethod
+    def _lower_duplicate(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class OutboxSettings(_Section):
@@ -386,7 +481,11 @@ ENV: dict[str, tuple[str | None, str]] = {
     "login_max_failures": ("http", "login_max_failures"),
     "login_window_seconds": ("http", "login_window_seconds"),
     "http_max_body_bytes": ("http", "max_body_bytes"),
+    "remote_aes": ("dicom", "remote_aes"),
     "storage_dir": ("storage", "dir"),
+    "storage_duplicate": ("storage", "duplicate"),
+    "storage_retention_days": ("storage", "retention_days"),
+    "storage_retention_requires_commitment": ("storage", "retention_requires_commitment"),
     "ris_hl7_endpoint": ("outbox", "ris_hl7_endpoint"),
     "ris_hl7_message": ("outbox", "ris_hl7_message"),
     "mpps_forward": ("outbox", "mpps_forward"),

@@ -20,7 +20,9 @@ from app.api import (
     orders,
     outbox,
     patients,
+    remote_aes,
     stations,
+    studies,
     users,
     worklist_policies,
 )
@@ -67,6 +69,8 @@ def create_app(
         patients.router,
         orders.router,
         stations.router,
+        remote_aes.router,
+        studies.router,
         worklist_policies.router,
         hl7.router,
         outbox.router,

@@ -22,6 +22,7 @@ import web
 from app.config import Settings
 from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
 from app.delivery import OutboxWorker
+from app.domain.actor import SYSTEM
 from app.events import (
     ChangeEvent,
     EventBus,
@@ -29,8 +30,9 @@ from app.events import (
     install_after_commit,
     install_pg_notify,
 )
+from app.filestore import FileStore
 from app.main import create_app
-from app.services import hl7_log, outbox
+from app.services import hl7_log, outbox, remote_aes, retention
 from app.services.mpps import Delivery
 from dicom_scp.conformance import render as render_conformance
 from dicom_scp.forward import mpps_forwarder
@@ -42,7 +44,7 @@ from hl7_ingest.server import MllpServer
 
 LOG = logging.getLogger(__name__)
 SERVICES = ("dicom", "hl7", "http")
-PURGE_INTERVAL = 3600.0  # seconds between HL7 message log retention runs
+PURGE_INTERVAL = 3600.0  # seconds between retention runs (HL7 message log, stored studies)
 GRACEFUL_SHUTDOWN = 2  # seconds the HTTP server waits for open requests (event streams) on stop
 
 
@@ -144,8 +146,43 @@ class Broker:
             self.settings.worklist,
             self.session_factory,
             Delivery.from_settings(self.settings.outbox),
+            storage=self.settings.storage,
         )
         self.ports["dicom"] = self._dicom.start()
+        if self.settings.storage.retention_days > 0:
+            threading.Thread(
+                target=self._storage_retention_loop, name="storage-retention", daemon=True
+            ).start()
+
+    def purge_studies(self) -> list[str]:
+        """One retention run over the stored studies (``BROKER_STORAGE_RETENTION_DAYS``)."""
+        storage = self.settings.storage
+        return retention.purge_studies(
+            self.session_factory,
+            files=FileStore(storage.dir),
+            retention_days=storage.retention_days,
+            requires_commitment=storage.retention_requires_commitment,
+        )
+
+    def _storage_retention_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                gone = self.purge_studies()
+                if gone:
+                    LOG.info("storage retention: %d studies removed", len(gone))
+            except Exception:
+                LOG.exception("storage retention run failed")
+            self._stopping.wait(PURGE_INTERVAL)
+
+    def seed_remote_aes(self) -> None:
+        """Upsert ``BROKER_REMOTE_AES`` into the remote AE table (idempotent)."""
+        seeds = self.settings.dicom.remote_aes
+        if not seeds:
+            return
+        entries = [remote_aes.RemoteAeData(**seed.model_dump()) for seed in seeds]
+        with session_scope(self.session_factory) as session:
+            changed = remote_aes.seed(session, entries, actor=SYSTEM)
+        LOG.info("remote AEs from the settings: %d of %d added or changed", changed, len(seeds))
 
     def start_hl7(self) -> None:
         hl7 = self.settings.hl7
@@ -199,6 +236,7 @@ class Broker:
         """Start every wanted listener in background threads; return the bound ports."""
         if self._relay is not None and self._wanted("http"):
             self._relay.start()
+        self.seed_remote_aes()
         self.start_outbox()
         if self._wanted("dicom"):
             self.start_dicom()

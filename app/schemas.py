@@ -13,7 +13,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from app.domain.access import Role
 from app.domain.items import (
@@ -214,6 +221,15 @@ class ProcedureIn(_Input):
         return procedure, [step.to_domain() for step in self.steps]
 
 
+class ImagesReceived(_View):
+    """What the Storage SCP holds of a requested procedure: its linked studies, counted."""
+
+    studies: int
+    series: int
+    instances: int
+    last_received_at: datetime | None
+
+
 class ProcedureView(_View):
     id: int
     requested_procedure_id: str
@@ -221,6 +237,9 @@ class ProcedureView(_View):
     description: str
     priority: str
     steps: tuple[StepView, ...]
+    images: ImagesReceived | None = Field(
+        default=None, description="images received for it; null while none arrived"
+    )
 
 
 class _OrderFields(_Input):
@@ -448,6 +467,9 @@ class StepDetails(_View):
     hl7_messages: tuple[Hl7MessageSummary, ...] = Field(
         description="inbound HL7 messages that changed it (by MSH-3 and MSH-10)"
     )
+    studies: tuple[StoredStudyView, ...] = Field(
+        default=(), description="studies received for its requested procedure"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,6 +497,7 @@ class BoardRow(_View):
     status: SpsStatus
     description: str
     updated_at: datetime
+    images: ImagesReceived | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -523,6 +546,55 @@ class TokenCreated(TokenView):
 
 # ---------------------------------------------------------------------------------------------
 # Known remote AEs (C-MOVE destinations, storage commitment peers, MPPS forwarding)
+
+
+class StoredSeriesView(_View):
+    series_instance_uid: str
+    modality: str
+    series_number: str
+    series_description: str
+    instances: int
+
+
+class StoredStudyView(_View):
+    """A received study, with the requested procedure it is linked to (null: unlinked)."""
+
+    id: int
+    study_instance_uid: str
+    patient_id: str
+    issuer_of_patient_id: str
+    patient_name: str
+    accession_number: str
+    study_date: str
+    study_time: str
+    study_description: str
+    procedure_pk: int | None
+    series: tuple[StoredSeriesView, ...]
+    instances: int
+    last_received_at: datetime | None
+    created_at: datetime
+
+
+class StudyLinkIn(_Input):
+    """Link a received study to a requested procedure, named directly or through a step."""
+
+    procedure_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    step_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> StudyLinkIn:
+        if (self.procedure_id is None) == (self.step_id is None):
+            raise ValueError("give exactly one of procedure_id and step_id")
+        return self
+
+
+class RemoteAeIn(_Input):
+    ae_title: AeTitle = Field(min_length=1)
+    host: str = Field(min_length=1, max_length=255)
+    port: int = Field(ge=1, le=65535)
+    tls: bool = False
+    services: list[str] = Field(default_factory=list, description="store, commit, mpps")
+    description: str = Field(default="", max_length=128)
 
 
 class RemoteAeView(_View):

@@ -1,4 +1,5 @@
-"""The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND and MPPS.
+"""The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND, MPPS and
+(when given storage settings) the Storage SCP.
 
 Association policy (PS3.8 9.3.4, stated in the conformance statement): the Called AE must be
 ``BROKER_AE_TITLE`` unless ``BROKER_REQUIRE_CALLED_AE`` is off (reject 1/1/7); Calling AEs are
@@ -22,11 +23,17 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from app.config import DicomSettings, WorklistSettings
+from app.config import DicomSettings, StorageSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
+from dicom_scp.storage import (
+    STORAGE_SOP_CLASSES,
+    STORAGE_TRANSFER_SYNTAXES,
+    StoreContext,
+    handle_store,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -49,7 +56,7 @@ _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
 
 
-def build_ae(settings: DicomSettings) -> AE:
+def build_ae(settings: DicomSettings, *, storage: bool = False) -> AE:
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
     ae.require_called_aet = settings.require_called_ae
@@ -60,6 +67,10 @@ def build_ae(settings: DicomSettings) -> AE:
     ae.maximum_pdu_size = settings.max_pdu_size
     for uid, _name in SOP_CLASSES:
         ae.add_supported_context(uid, list(TRANSFER_SYNTAXES))
+    if storage:
+        syntaxes = [uid for uid, _name in STORAGE_TRANSFER_SYNTAXES]
+        for uid in STORAGE_SOP_CLASSES:
+            ae.add_supported_context(uid, syntaxes)
     return ae
 
 
@@ -71,6 +82,7 @@ class DicomServer:
     worklist: WorklistSettings
     session_factory: SessionFactory
     delivery: Delivery = field(default_factory=Delivery)
+    storage: StorageSettings | None = None  # None: no Storage SCP
     _ae: AE | None = field(default=None, init=False)
     _server: ThreadedAssociationServer | None = field(default=None, init=False)
 
@@ -83,7 +95,10 @@ class DicomServer:
             (evt.EVT_N_SET, handle_n_set, [ctx]),
             (evt.EVT_N_GET, handle_n_get, [ctx]),
         ]
-        self._ae = build_ae(self.settings)
+        if self.storage is not None:
+            store = StoreContext(self.storage, self.session_factory)
+            handlers.append((evt.EVT_C_STORE, handle_store, [store]))
+        self._ae = build_ae(self.settings, storage=self.storage is not None)
         address = (
             host if host is not None else self.settings.bind_host,
             port if port is not None else self.settings.port,

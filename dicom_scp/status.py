@@ -22,6 +22,7 @@ from app.domain.mpps import (
     MppsClosedError,
     NoSuchInstanceError,
 )
+from app.services.storage import StorageFailedError
 
 ERROR_COMMENT_MAX = 64  # Error Comment (0000,0902) is LO
 
@@ -67,6 +68,22 @@ def comment_for(error: DomainError) -> str:
 def find_failure(error: DomainError, offending: list[int] | None = None) -> Dataset:
     status = lookup(FIND_ERROR_STATUS, error, DimseStatus.UNABLE_TO_PROCESS)
     return status_dataset(status, comment_for(error) if offending else error.message, offending)
+
+
+class StoreStatus(IntEnum):
+    """C-STORE statuses (PS3.4 Table B.2-1)."""
+
+    SUCCESS = 0x0000
+    OUT_OF_RESOURCES = 0xA700
+    DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+    CANNOT_UNDERSTAND = 0xC000
+
+
+STORE_ERROR_STATUS: dict[type[DomainError], StoreStatus] = {
+    StorageFailedError: StoreStatus.OUT_OF_RESOURCES,
+    ValidationError: StoreStatus.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+    ConflictError: StoreStatus.DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+}
 
 
 class NStatus(IntEnum):

@@ -24,6 +24,7 @@ from app.models import (
     ScheduledStationAETitle,
 )
 from app.schemas import BoardRow
+from app.services import storage
 from app.services.sql import LIKE_ESCAPE, like_pattern
 
 MAX_ROWS = 2000  # a day of one department is far below this; a bound keeps a page responsive
@@ -82,8 +83,10 @@ def day_board(
             )
         )
     statement = statement.order_by(col(step.start_datetime), col(step.id)).limit(limit)
+    found = list(session.exec(statement))
+    images = storage.images_by_procedure(session, list({p.id for _, p, _, _ in found if p.id}))
     rows = []
-    for sps, procedure, order, patient in session.exec(statement):
+    for sps, procedure, order, patient in found:
         assert sps.id is not None and order.id is not None and patient.id is not None
         rows.append(
             BoardRow(
@@ -107,6 +110,7 @@ def day_board(
                 status=SpsStatus(sps.status),
                 description=sps.description,
                 updated_at=sps.updated_at,
+                images=images.get(procedure.id) if procedure.id is not None else None,
             )
         )
     return rows

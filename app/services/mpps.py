@@ -53,14 +53,15 @@ from app.models import (
     utcnow,
 )
 from app.schemas import LinkedStepView, MppsView
-from app.services import outbox, worklist, write
+from app.services import outbox, remote_aes, worklist, write
 
 ENTITY = "mpps"
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """Where MPPS changes go: the RIS (host:port, "" for none) and downstream MPPS SCPs."""
+    """Where MPPS changes go: the RIS (host:port, "" for none) and downstream MPPS SCPs
+    (``BROKER_MPPS_FORWARD``; the remote AEs with service ``mpps`` are added when it is used)."""
 
     ris_endpoint: str = ""
     forward: tuple[str, ...] = ()
@@ -354,7 +355,7 @@ def _status_reports(
 def _forward(
     session: Session, uid: str, kind: str, dataset: JsonDataset, delivery: Delivery
 ) -> None:
-    for target in delivery.forward:
+    for target in dict.fromkeys((*delivery.forward, *remote_aes.mpps_destinations(session))):
         outbox.enqueue(
             session,
             channel=outbox.DICOM,

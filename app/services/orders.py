@@ -31,7 +31,7 @@ from app.models import (
     ScheduledProcedureStep,
 )
 from app.schemas import MppsSummary, OrderView, StepDetails, StepView
-from app.services import audit, hl7_log, mpps, read, write
+from app.services import audit, hl7_log, mpps, read, storage, write
 
 MAX_MPPS_SHOWN = 50
 
@@ -291,4 +291,5 @@ def step_details(session: Session, *, pk: int) -> StepDetails:
         history=tuple(events),
         mpps=tuple(MppsSummary.model_validate(p.model_dump()) for p in performed),
         hl7_messages=tuple(hl7_log.sent_by(session, senders)),
+        studies=tuple(storage.list_studies(session, procedure_pk=step.procedure_pk)),
     )
