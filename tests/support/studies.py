@@ -79,6 +79,7 @@ def write_instance(
     sop_class: str = CT_IMAGE,
     number: int = 101,
     sop_uid: str | None = None,
+    pixel_bytes: int = 16,
     **patient: str,
 ) -> SentInstance:
     """One Part 10 file in ``folder``; compressed syntaxes get encapsulated fake frames."""
@@ -98,12 +99,15 @@ def write_instance(
         ds.NumberOfFrames = 1
         ds["PixelData"].is_undefined_length = True
     else:
-        ds.PixelData = bytes(range(16))
+        if pixel_bytes > 16:  # 8-bit, one sample: one byte a pixel
+            ds.Rows, ds.Columns = pixel_bytes // 1000, 1000
+        ds.PixelData = bytes(ds.Rows * ds.Columns)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = transfer_syntax
     ds.file_meta = meta
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{sop_uid}.dcm"
     ds.save_as(path, enforce_file_format=True)
     return SentInstance(path, study_uid, series_uid, sop_uid, sop_class, transfer_syntax)
