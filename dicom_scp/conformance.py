@@ -39,6 +39,7 @@ from app.domain.mwl_attributes import (
 from app.domain.status import FINAL_STATUSES, SpsStatus
 from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
 from app.domain.worklist_policy import PolicyKind
+from dicom_scp import conformance_storage
 from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_scp.status import DimseStatus, NStatus
 
@@ -64,6 +65,7 @@ DICOM_SETTINGS: tuple[str, ...] = (
     "ris_hl7_endpoint",
     "ris_hl7_message",
     "mpps_forward",
+    *conformance_storage.SETTINGS,
 )
 
 # Required matching keys of PS3.4 Table K.6-1; every other supported key is optional.
@@ -235,11 +237,21 @@ def _overview() -> list[str]:
         f"{PRODUCT} is a Modality Worklist and MPPS broker: it keeps worklist items (one "
         "Scheduled Procedure Step with its Requested Procedure, Imaging Service Request, Visit "
         "and Patient), answers Modality Worklist queries from modalities, and records their "
-        "Modality Performed Procedure Steps. It initiates associations only to forward MPPS "
+        "Modality Performed Procedure Steps. As a Storage SCP it keeps the instances modalities "
+        "send and links each study to its order (section 3.5.4). It initiates associations "
+        "only to forward MPPS "
         "to configured downstream MPPS SCPs (section 3.5.3.5) and supports no other DICOM "
         "service than the ones below.",
     )
     rows = [(name, uid, "No", "Yes") for uid, name in SOP_CLASSES]
+    rows.append(
+        (
+            f"Storage ({len(conformance_storage.STORAGE_SOP_CLASSES)} SOP classes, 3.5.4.4)",
+            "see 3.5.4.4",
+            "No",
+            "Yes",
+        )
+    )
     return lines + _table(("SOP Class", "UID", "User of Service (SCU)", "Provider (SCP)"), rows)
 
 
@@ -250,7 +262,8 @@ def _implementation_model(settings: Settings) -> list[str]:
         "Worklist items are created, updated and moved between statuses through the broker's "
         "REST API (or imported from worklist files with `mwl-broker import-wl`) and stored in "
         "its database. A modality queries them with Modality Worklist C-FIND; the broker "
-        "answers from the database. Any peer may verify the connection with C-ECHO.",
+        "answers from the database. Any peer may verify the connection with C-ECHO. Instances "
+        "sent with C-STORE are written to files as received and indexed in the database.",
         "### 2.2 Functional Definition of AEs",
         f"One Application Entity, `{settings.dicom.ae_title}`, listens on TCP port "
         f"{settings.dicom.port} for associations. Each accepted association is served in its "
@@ -273,6 +286,7 @@ def _ae_specification(settings: Settings) -> list[str]:
         f"`{settings.dicom.ae_title}` provides Standard Conformance to the following SOP Classes:",
     )
     rows = [(name, uid, "SCP") for uid, name in SOP_CLASSES]
+    rows.append(("Every storage SOP class of 3.5.4.4", "see 3.5.4.4", "SCP"))
     return lines + _table(("SOP Class", "UID", "Role"), rows)
 
 
@@ -368,6 +382,7 @@ def _presentation_contexts() -> list[str]:
     )
     syntaxes = "<br>".join(_transfer_syntax(uid) for uid in TRANSFER_SYNTAXES)
     rows = [(f"{name}<br>{uid}", syntaxes, "SCP", "None") for uid, name in SOP_CLASSES]
+    rows.append(conformance_storage.context_row())
     headers = ("Abstract Syntax", "Transfer Syntaxes", "Role", "Extended Negotiation")
     return lines + _table(headers, rows)
 
@@ -864,6 +879,7 @@ def render(settings: Settings) -> str:
         _charset_behaviour(),
         _worklist_policies(settings),
         _mpps(settings),
+        conformance_storage.storage_section(settings),
         _communication(settings),
         _extensions(),
         _configuration(settings),

@@ -29,6 +29,8 @@ def list_events(
         "mpps",
         "station",
         "worklist_policy",
+        "remote_ae",
+        "stored_study",
     ] = "",
     entity_pk: DbId | None = None,
     source: Literal["", "REST", "WEB", "HL7", "DICOM", "CLI", "SYSTEM"] = "",

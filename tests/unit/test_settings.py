@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.config import ENV, Settings, SettingsError, env_name, load_settings
+from app.config import ENV, RemoteAeSeed, Settings, SettingsError, env_name, load_settings
 
 SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_DATABASE_URL": ("sqlite:///x.db", "sqlite:///x.db"),
@@ -28,6 +28,17 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_COOKIE_SECURE": ("true", True),
     "BROKER_HTTP_MAX_BODY_BYTES": ("65536", 65536),
     "BROKER_STORAGE_DIR": ("/srv/dicom", None),
+    "BROKER_STORAGE_DUPLICATE": ("Replace", "replace"),
+    "BROKER_STORAGE_RETENTION_DAYS": ("30", 30),
+    "BROKER_STORAGE_RETENTION_REQUIRES_COMMITMENT": ("true", True),
+    "BROKER_REMOTE_AES": (
+        "PACS@pacs:104=store+commit+mpps",
+        (
+            RemoteAeSeed(
+                ae_title="PACS", host="pacs", port=104, services=("store", "commit", "mpps")
+            ),
+        ),
+    ),
     "BROKER_RIS_HL7_ENDPOINT": ("ris:2575", "ris:2575"),
     "BROKER_MPPS_FORWARD": ("PACS@pacs:104", ("PACS@pacs:104",)),
     "BROKER_OUTBOX_RETRY_MIN": ("1.5", 1.5),
@@ -127,3 +138,32 @@ def test_hl7_allow_lists_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = load_settings(_env_file=None, hl7_allowed_senders="", hl7_allowed_addresses="").hl7
     assert defaults.sender_allow_list == frozenset() and defaults.address_allow_list == ()
     assert defaults.idle_timeout == 60.0 and defaults.db_down == "close"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("PACS", "AE@host:port"),
+        ("PACS@pacs:0", "host:port"),
+        ("PACS@pacs:104=print", "services"),
+        ("TOO_LONG_AE_TITLE_X@pacs:104", "16 characters"),
+        ('[{"ae_title": "PACS", "host": "pacs"}]', "Field required"),
+    ],
+)
+def test_remote_aes_are_checked(raw: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_REMOTE_AES", raw)
+    with pytest.raises(SettingsError, match="BROKER_REMOTE_AES") as caught:
+        load_settings(_env_file=None)
+    assert message in str(caught.value)
+
+
+def test_remote_aes_take_json_and_tls() -> None:
+    settings = load_settings(
+        _env_file=None,
+        remote_aes='[{"ae_title": "RIS", "host": "ris", "port": 11112, "tls": true, '
+        '"services": ["mpps"]}]',
+    )
+    (seed,) = settings.dicom.remote_aes
+    assert (seed.ae_title, seed.tls, seed.services) == ("RIS", True, ("mpps",))
+    (entry,) = load_settings(_env_file=None, remote_aes="CT@ct:104:TLS").dicom.remote_aes
+    assert (entry.tls, entry.services) == (True, ("store", "commit"))
