@@ -107,5 +107,5 @@ def storage_section(settings: Settings) -> list[str]:
         "##### 3.5.4.4 Storage SOP Classes",
         "",
     ]
-    rows = [(sop_class_name(uid), uid) for uid in STORAGE_SOP_CLASSES]
-    return lines + _table(("SOP Class", "UID"), rows)
+    classes = [(sop_class_name(uid), uid) for uid in STORAGE_SOP_CLASSES]
+    return lines + _table(("SOP Class", "UID"), classes)
