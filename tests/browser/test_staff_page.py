@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
 
 from app.runtime import Broker
 from tests.support.mpps import n_create, n_set, ssas_item
 from tests.support.settings import make_settings
+from tests.support.storescp import c_store
+from tests.support.studies import write_study
 from tests.support.tools import findscu
 from tests.support.web import DAY, WebBroker, order, sign_in
 
@@ -300,4 +303,29 @@ def test_the_page_recovers_by_itself_after_a_broker_restart(
     expect(page.locator("#live")).to_have_text("Live", timeout=LIVE_TIMEOUT * 3)
     post_order(web, name="BACK^AGAIN", patient_id="P-BACK", accession="ACC-BACK")
     expect(row(page, "BACK, AGAIN")).to_be_visible(timeout=LIVE_TIMEOUT)
+    assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
+
+
+def test_images_received_show_on_the_row_and_in_the_details(
+    page: Page, web: WebBroker, tmp_path: Path
+) -> None:
+    created = post_order(web, name="IMAGE^PATIENT", patient_id="P-IMG", accession="ACC-IMG")
+    study_uid = created["procedures"][0]["study_instance_uid"]
+    sign_in(page, "vic")
+    images = row(page, "IMAGE, PATIENT").locator(".images-badge")
+    expect(images).to_have_count(0)
+    page.evaluate("window.__sameDocument = true")
+    sent = write_study(
+        tmp_path / "sent",
+        study_uid=study_uid,
+        series=((ExplicitVRLittleEndian, 2), (ExplicitVRLittleEndian, 1)),
+        accession="ACC-IMG",
+        patient_id="P-IMG",
+    )
+    assert c_store(web.dicom_port, *(s.path for s in sent)) == [0, 0, 0]
+    expect(images).to_have_text("Images: 2 series · 3 images", timeout=LIVE_TIMEOUT)
+    row(page, "IMAGE, PATIENT").get_by_role("button", name="Details").click()
+    received = section(page, "Images received")
+    expect(received).to_contain_text("2 series · 3 images")
+    expect(received).to_contain_text(study_uid)
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded"

@@ -116,6 +116,11 @@
   function badge(status) {
     return el("span", { class: `badge s-${status.toLowerCase()}`, dataset: { status } }, STATUS_LABEL[status] || status);
   }
+  function imagesBadge(images) {
+    if (!images || !images.instances) return null;
+    const text = `${images.series} series · ${images.instances} image${images.instances === 1 ? "" : "s"}`;
+    return el("span", { class: "images-badge", dataset: { images: String(images.instances) }, title: `Images received: ${text}` }, `Images: ${text}`);
+  }
   function stationKey(row) {
     return row.station_ae_titles.join(", ") || "No station";
   }
@@ -194,7 +199,7 @@
               row.description && row.description !== row.procedure_description ? el("span", { class: "pmeta" }, row.description) : null),
             el("td", { class: "c-acc mono" }, row.accession_number || "—"),
             el("td", { class: "c-mod" }, row.modality),
-            el("td", { class: "c-status" }, badge(row.status)),
+            el("td", { class: "c-status" }, badge(row.status), imagesBadge(row.images)),
             el("td", { class: "c-actions" }, el("div", { class: "row-actions" }, actionButtons(row))))))));
     });
     list.replaceChildren(...sections);
@@ -400,6 +405,14 @@
           el("strong", {}, m.status), " ",
           el("span", {}, [m.performed_station_ae_title, m.start_datetime && `from ${dicomDateTime(m.start_datetime)}`, m.end_datetime && `to ${dicomDateTime(m.end_datetime)}`].filter(Boolean).join(" ")),
           el("div", { class: "mono wrap pmeta" }, m.sop_instance_uid))))),
+      section("Images received", !data.studies ? emptyNote("Not available from this broker version.")
+        : !data.studies.length ? emptyNote("No images received for this exam.")
+        : el("ul", { class: "events images-received" }, data.studies.map((st) => el("li", {},
+          el("strong", {}, `${st.series.length} series · ${st.instances} image${st.instances === 1 ? "" : "s"}`), " ",
+          el("span", {}, st.last_received_at ? `last ${MWL.dateTime(st.last_received_at)}` : ""),
+          el("div", { class: "mono wrap pmeta" }, st.study_instance_uid),
+          el("ul", { class: "series" }, st.series.map((se) => el("li", { class: "pmeta" },
+            `${se.modality || "?"} ${se.series_number ? "#" + se.series_number : ""} ${se.series_description || ""} · ${se.instances}`))))))),
       section("HL7 messages", data.hl7_messages === null ? emptyNote("Not available from this broker version.")
         : !data.hl7_messages.length ? emptyNote("No HL7 message behind this exam.")
         : el("table", { class: "mini" },
