@@ -323,9 +323,33 @@ def test_images_received_show_on_the_row_and_in_the_details(
         patient_id="P-IMG",
     )
     assert c_store(web.dicom_port, *(s.path for s in sent)) == [0, 0, 0]
-    expect(images).to_have_text("Images: 2 series · 3 images", timeout=LIVE_TIMEOUT)
+    expect(images).to_have_text("3 img · 2 ser", timeout=LIVE_TIMEOUT)
+    expect(images).to_have_attribute("title", "Images received: 3 images in 2 series")
     row(page, "IMAGE, PATIENT").get_by_role("button", name="Details").click()
     received = section(page, "Images received")
     expect(received).to_contain_text("2 series · 3 images")
     expect(received).to_contain_text(study_uid)
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
+
+
+def test_a_scheduler_links_an_unlinked_study_to_the_open_exam(
+    page: Page, web: WebBroker, tmp_path: Path
+) -> None:
+    post_order(web, name="LINK^ME", patient_id="P-LINK", accession="ACC-LINK")
+    sent = write_study(
+        tmp_path / "sent",
+        series=((ExplicitVRLittleEndian, 1),),
+        accession="FROM-ELSEWHERE",
+        patient_id="P-OTHER",
+    )
+    assert c_store(web.dicom_port, sent[0].path) == [0]
+    sign_in(page, "sam")
+    row(page, "LINK, ME").get_by_role("button", name="Details").click()
+    unlinked = section(page, "Unlinked studies")
+    expect(unlinked).to_contain_text(sent[0].study_uid)
+    unlinked.get_by_role("button", name="Link to this exam").click()
+    expect(section(page, "Images received")).to_contain_text(sent[0].study_uid)
+    expect(row(page, "LINK, ME").locator(".images-badge")).to_have_text("1 img · 1 ser")
+    expect(section(page, "Unlinked studies")).to_have_count(0)
+    with web.api() as api:
+        assert api.get("/api/studies", params={"unlinked": True}).json() == []

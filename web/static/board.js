@@ -13,7 +13,7 @@
     DEPARTED: "Departed", COMPLETED: "Completed", DISCONTINUED: "Discontinued", CANCELED: "Canceled",
   };
   const ENTITY_LABEL = { scheduled_procedure_step: "step", requested_procedure: "procedure", mpps: "MPPS" };
-  const ACTION_LABEL = { create: "Created", update: "Changed", status: "Status of", cancel: "Canceled", delete: "Deleted", link: "Linked" };
+  const ACTION_LABEL = { create: "Created", update: "Changed", status: "Status of", cancel: "Canceled", delete: "Deleted", link: "Linked", images_received: "Images received for", study_linked: "Study linked to" };
   const SLOT_MINUTES = 30; // a step has a start, not a length: blocks are drawn this long
   const HOUR_PX = 130; // the narrowest an hour of the timeline gets (it scrolls sideways beyond)
 
@@ -118,8 +118,9 @@
   }
   function imagesBadge(images) {
     if (!images || !images.instances) return null;
-    const text = `${images.series} series · ${images.instances} image${images.instances === 1 ? "" : "s"}`;
-    return el("span", { class: "images-badge", dataset: { images: String(images.instances) }, title: `Images received: ${text}` }, `Images: ${text}`);
+    const text = `${images.instances} image${images.instances === 1 ? "" : "s"} in ${images.series} series`;
+    return el("span", { class: "images-badge", dataset: { images: String(images.instances) }, title: `Images received: ${text}`, "aria-label": `Images received: ${text}` },
+      `${images.instances} img · ${images.series} ser`);
   }
   function stationKey(row) {
     return row.station_ae_titles.join(", ") || "No station";
@@ -349,9 +350,35 @@
     if (focus) MWL.openDialog(dialog);
     else if (!dialog.open) dialog.showModal();
     const seq = ++detailsSeq;
-    const data = await fetchDetails(stepId);
+    const [data, unlinked] = await Promise.all([fetchDetails(stepId), fetchUnlinked()]);
     if (seq !== detailsSeq || state.openStep !== stepId) return;
+    if (data) data.unlinked = unlinked;
     renderDetails(stepId, data);
+  }
+
+  /* Studies the Storage SCP could not match to an order: a scheduler links one to the open exam. */
+  async function fetchUnlinked() {
+    if (!canEdit()) return [];
+    const found = await api("GET", "/api/studies?unlinked=true&limit=20");
+    return found.ok && Array.isArray(found.data) ? found.data : [];
+  }
+  async function linkStudy(studyId, stepId) {
+    const done = await api("POST", `/api/studies/${studyId}/link`, { step_id: stepId });
+    if (!done.ok) {
+      MWL.toast(`The study could not be linked: ${(done.data && done.data.detail) || done.status}`, "error");
+      return;
+    }
+    MWL.toast("Study linked to this exam.");
+    load();
+    openDetails(stepId, { focus: false });
+  }
+  function unlinkedSection(stepId, studies) {
+    if (!studies || !studies.length) return null;
+    return section("Unlinked studies", el("ul", { class: "events unlinked-studies" }, studies.map((st) => el("li", {},
+      el("strong", {}, `${personName(st.patient_name) || "?"} · ID ${st.patient_id || "?"}`), " ",
+      el("span", {}, [st.accession_number && `Acc. ${st.accession_number}`, st.study_date && dicomDate(st.study_date), `${st.instances} image${st.instances === 1 ? "" : "s"}`].filter(Boolean).join(" · ")),
+      el("div", { class: "mono wrap pmeta" }, st.study_instance_uid),
+      el("button", { type: "button", class: "btn btn-small", "data-study-id": String(st.id), onclick: () => linkStudy(st.id, stepId) }, "Link to this exam")))));
   }
 
   function renderDetails(stepId, data) {
@@ -413,6 +440,7 @@
           el("div", { class: "mono wrap pmeta" }, st.study_instance_uid),
           el("ul", { class: "series" }, st.series.map((se) => el("li", { class: "pmeta" },
             `${se.modality || "?"} ${se.series_number ? "#" + se.series_number : ""} ${se.series_description || ""} · ${se.instances}`))))))),
+      unlinkedSection(stepId, data.unlinked),
       section("HL7 messages", data.hl7_messages === null ? emptyNote("Not available from this broker version.")
         : !data.hl7_messages.length ? emptyNote("No HL7 message behind this exam.")
         : el("table", { class: "mini" },
@@ -431,7 +459,7 @@
           changeList(h.before, h.after),
           extras(h))))),
     ];
-    body.replaceChildren(...parts);
+    body.replaceChildren(...parts.filter(Boolean));
   }
 
   function markOpenRow() {
