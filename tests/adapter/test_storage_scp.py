@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,24 @@ def test_index_failure_removes_the_written_file(
     assert c_store(scp.port, item.path) == [OUT_OF_RESOURCES]
     assert scp.stored_files() == []
     assert _rows(scp) == (0, 0, [])
+
+
+def test_concurrent_associations_create_one_study(scp: StorageScp, tmp_path: Path) -> None:
+    """Two modalities send instances of the same new study and series at once: the study and
+    series rows are created once (a lost insert race is retried), every instance is kept."""
+    study, series = generate_uid(), generate_uid()
+    batches = [
+        [
+            write_instance(
+                tmp_path / f"sent{b}", study_uid=study, series_uid=series, number=101 + i
+            ).path
+            for i in range(6)
+        ]
+        for b in range(2)
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda paths: c_store(scp.port, *paths), batches))
+    assert results == [[0] * 6, [0] * 6]
+    studies, series_count, instances = _rows(scp)
+    assert (studies, series_count, len(instances)) == (1, 1, 12)
+    assert len(scp.stored_files()) == 12
