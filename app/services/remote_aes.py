@@ -72,7 +72,12 @@ def _check_title(value: str) -> str:
 def _validate(data: RemoteAeData) -> RemoteAeData:
     title = _check_title(data.ae_title)
     host = data.host.strip()
-    if not host or len(host) > _HOST_MAX or any(c.isspace() for c in host):
+    if (
+        not host
+        or len(host) > _HOST_MAX
+        or not (host.isascii() and host.isprintable())
+        or any(c.isspace() for c in host)
+    ):
         raise ValidationError("host is a host name or IP address", field="host")
     if not 0 < data.port < 65536:
         raise ValidationError("port is 1 to 65535", field="port")
