@@ -27,8 +27,9 @@ def test_board_rows_for_a_day(client: TestClient) -> None:
         "step_id", "order_id", "patient_pk", "patient_id", "patient_name", "birth_date", "sex",
         "accession_number", "requested_procedure_id", "procedure_description",
         "study_instance_uid", "sps_id", "station_ae_titles", "station_name", "modality",
-        "start_date", "start_time", "status", "description", "updated_at",
+        "start_date", "start_time", "status", "description", "updated_at", "images",
     }  # fmt: skip
+    assert rows[0]["images"] is None  # nothing received yet
     assert rows[0]["station_ae_titles"] == ["MR01"] and rows[0]["status"] == "SCHEDULED"
     assert rows[0]["start_time"] == "073000" and rows[0]["patient_id"] == "P-ACC1"
     station = client.get("/api/board", params={"date": "20261201", "station": "CT01"}).json()
