@@ -198,6 +198,11 @@ class StepView(_View):
     location: str
     status: SpsStatus
     updated_at: datetime
+    images: ImagesReceived | None = Field(
+        default=None,
+        description="images received for the step's requested procedure (GET /api/steps/{id} "
+        "and the step details; null while none arrived)",
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -220,7 +220,13 @@ def _nonempty(value: str | None, name: str, keyword: str) -> None:
 
 
 def get_step(session: Session, *, pk: int) -> StepView:
-    return read.step_view(_step_row(session, pk))
+    return _with_images(session, _step_row(session, pk))
+
+
+def _with_images(session: Session, step: ScheduledProcedureStep) -> StepView:
+    """The step's view with what the Storage SCP received for its requested procedure."""
+    images = storage.images_by_procedure(session, [step.procedure_pk])
+    return read.step_view(step).model_copy(update={"images": images.get(step.procedure_pk)})
 
 
 def update_step(session: Session, *, pk: int, changes: StepChanges, actor: Actor) -> StepView:
@@ -286,7 +292,7 @@ def step_details(session: Session, *, pk: int) -> StepDetails:
     events.sort(key=lambda e: e.id)
     senders = list(dict.fromkeys((e.actor, e.context) for e in events if e.source == "HL7"))
     return StepDetails(
-        step=read.step_view(step),
+        step=_with_images(session, step),
         order=order,
         history=tuple(events),
         mpps=tuple(MppsSummary.model_validate(p.model_dump()) for p in performed),

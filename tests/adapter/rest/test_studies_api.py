@@ -46,6 +46,8 @@ def test_images_received_on_step_board_and_details(client: TestClient, settings:
     assert [s["study_instance_uid"] for s in details["studies"]] == ["1.2.3.4.1"]
     (row,) = client.get("/api/board", params={"date": "20261201"}).json()
     assert row["images"]["instances"] == 2
+    assert client.get(f"/api/steps/{step}").json()["images"]["series"] == 2
+    assert details["step"]["images"]["instances"] == 2
 
 
 def test_unlinked_listed_and_linked_by_hand(anonymous: TestClient, settings: Settings) -> None:
