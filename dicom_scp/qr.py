@@ -237,7 +237,8 @@ def handle_move(event: evt.Event, ctx: ScpContext) -> Iterator[Any]:
     with ctx.session_factory() as session:
         remote = lookup(session, destination, RemoteService.STORE)
         refs = qr_service.retrieve(session, query) if remote is not None else []
-    if remote is None:
+    if remote is None or remote.tls:
+        # TLS destinations would need the client TLS settings; refused rather than sent plain.
         LOG.info("C-MOVE from %s: unknown destination %r", _peer(event), destination)
         yield None, None
         return

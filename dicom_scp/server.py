@@ -73,11 +73,15 @@ def build_ae(settings: DicomSettings) -> AE:
 def add_get_storage_contexts(ae: AE) -> None:
     """Storage contexts a C-GET requestor proposes with the SCP role (PS3.4 C.4.3.1, PS3.7
     D.3.3.4): every storage SOP class and transfer syntax, since stored files go out as they
-    are. Both proposed roles are accepted, so a plain Storage SCU is not affected."""
+    are. Both proposed roles are accepted, so a plain Storage SCU is not affected.
+
+    pynetdicom accepts the first of these syntaxes the requestor offers in a context, so
+    Explicit VR Little Endian comes first: it is what most stored files are in, and a file is
+    never transcoded to fit a context."""
+    preferred = [TRANSFER_SYNTAXES[1], TRANSFER_SYNTAXES[0]]
+    syntaxes = preferred + [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in preferred]
     for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(
-            str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
-        )
+        ae.add_supported_context(str(cx.abstract_syntax), syntaxes, scu_role=True, scp_role=True)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from sqlmodel import select
 
 from app.db import SessionFactory, session_scope
 from app.domain.matching import person_name_key
-from app.models import StoredInstance, StoredSeries, StoredStudy
+from app.models import RemoteAe, StoredInstance, StoredSeries, StoredStudy
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -166,6 +166,15 @@ def index_files(session_factory: SessionFactory, storage_dir: Path, paths: Itera
             )
 
 
+def add_remote_ae(
+    session_factory: SessionFactory, ae_title: str, port: int, services: Sequence[str] = ("store",)
+) -> None:
+    with session_scope(session_factory) as session:
+        session.add(
+            RemoteAe(ae_title=ae_title, host="127.0.0.1", port=port, services=list(services))
+        )
+
+
 def dataset_bytes(path: Path) -> bytes:
     """The data set of a Part 10 file: the bytes after its File Meta Information."""
     from pynetdicom.dsutils import split_dataset
@@ -177,6 +186,7 @@ def dataset_bytes(path: Path) -> bytes:
 __all__ = [
     "ImplicitVRLittleEndian",
     "SeriesSpec",
+    "add_remote_ae",
     "dataset_bytes",
     "index_files",
     "make_study",
