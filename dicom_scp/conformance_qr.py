@@ -158,8 +158,8 @@ def qr_section(settings: Settings, number: str = "3.5.4") -> list[str]:
         f"`{settings.dicom.ae_title}`, called AE title = Move Destination) proposing one "
         "presentation context per SOP class and stored transfer syntax of the instances (at "
         f"most {MAX_CONTEXTS}), SCU role. TLS to destinations is not supported. The C-STORE "
-        "sub-operations carry Move Originator Message ID; Move Originator AE Title is set by "
-        "the toolkit to the broker's own AE title.",
+        "sub-operations carry Move Originator AE Title (the C-MOVE requestor) and Move "
+        "Originator Message ID.",
         "C-GET: the sub-operations run on the same association, on the storage presentation "
         "contexts the requestor proposed with the SCP role (SCP/SCU Role Selection, PS3.7 "
         "D.3.3.4). The broker accepts both proposed roles for every storage SOP class, with "

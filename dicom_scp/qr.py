@@ -78,11 +78,14 @@ CANCEL = 0xFE00
 class StoredFile(Dataset):
     """A stored instance to send as its file's bytes (see the module notes)."""
 
-    def __init__(self, ref: StoredInstanceRef, storage_dir: Path) -> None:
+    def __init__(
+        self, ref: StoredInstanceRef, storage_dir: Path, move_originator: str | None = None
+    ) -> None:
         super().__init__()
         self.SOPClassUID = ref.sop_class_uid
         self.SOPInstanceUID = ref.sop_instance_uid
         self.stored_path = storage_dir / ref.path
+        self.move_originator = move_originator
 
 
 _original_send_c_store = Association.send_c_store
@@ -90,6 +93,9 @@ _original_send_c_store = Association.send_c_store
 
 def _send_c_store(self: Association, dataset: Any, *args: Any, **kwargs: Any) -> Dataset:
     if isinstance(dataset, StoredFile):
+        if dataset.move_originator:
+            # pynetdicom names its own AE here; PS3.7 9.3.1.1 wants the C-MOVE requestor's.
+            kwargs["originator_aet"] = dataset.move_originator
         dataset = dataset.stored_path
     return _original_send_c_store(self, dataset, *args, **kwargs)
 
@@ -214,14 +220,15 @@ def _contexts(refs: list[StoredInstanceRef]) -> list[Any]:
 
 
 def _sub_operations(
-    event: evt.Event, ctx: ScpContext, refs: list[StoredInstanceRef]
+    event: evt.Event, ctx: ScpContext, refs: list[StoredInstanceRef], move: bool = False
 ) -> Iterator[tuple[int, Dataset | None]]:
+    originator = _peer(event) if move else None
     for index, ref in enumerate(refs):
         if event.is_cancelled:
             LOG.info("retrieve by %s cancelled after %d sub-operations", _peer(event), index)
             yield CANCEL, None
             return
-        yield PENDING, StoredFile(ref, Path(ctx.storage_dir or "."))
+        yield PENDING, StoredFile(ref, Path(ctx.storage_dir or "."), originator)
 
 
 def handle_move(event: evt.Event, ctx: ScpContext) -> Iterator[Any]:
@@ -251,7 +258,7 @@ def handle_move(event: evt.Event, ctx: ScpContext) -> Iterator[Any]:
     )
     yield remote.host, remote.port, {"contexts": _contexts(refs)}
     yield len(refs)
-    yield from _sub_operations(event, ctx, refs)
+    yield from _sub_operations(event, ctx, refs, move=True)
 
 
 def handle_get(event: evt.Event, ctx: ScpContext) -> Iterator[Any]:

@@ -202,6 +202,7 @@ def destination() -> Iterator[tuple[int, dict[str, bytes]]]:
 
     def on_store(event: evt.Event) -> int:
         received[str(event.request.AffectedSOPInstanceUID)] = event.request.DataSet.getvalue()
+        received["originator"] = str(event.request.MoveOriginatorApplicationEntityTitle).encode()
         return 0x0000
 
     ae = AE(ae_title="DEST")
@@ -228,6 +229,7 @@ def test_move_counts_and_failed_list(
     assert int(final.NumberOfFailedSuboperations) == 2
     assert identifier is not None
     assert sorted(_failed(identifier)) == sorted(_uids(files[:2]))
+    assert received.pop("originator") == b"QRSCU"  # the C-MOVE requestor (PS3.7 9.3.1.1)
     assert received == {files[2].stem: dataset_bytes(files[2])}
 
 
