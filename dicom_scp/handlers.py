@@ -64,7 +64,7 @@ def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
     (``BROKER_MWL_MAX_RESULTS``): past it the stream ends with 0xA700, so the modality knows
     its list is incomplete. Query/Retrieve C-FINDs go to ``dicom_scp.qr``.
     """
-    if str(event.request.AffectedSOPClassUID) in qr.FIND_MODELS:
+    if qr.is_qr_find(event):
         yield from qr.handle_find(event, ctx)
         return
     try:

@@ -164,6 +164,13 @@ def _response(item: dict[str, Any], charset: list[str] | None) -> Dataset:
 # --- C-FIND ---------------------------------------------------------------------------------
 
 
+def is_qr_find(event: evt.Event) -> bool:
+    """Whether a C-FIND is for a Q/R model (else it is a worklist query). Tolerates events
+    without a request primitive, as tests build them."""
+    request = getattr(event, "request", None)
+    return str(getattr(request, "AffectedSOPClassUID", "")) in FIND_MODELS
+
+
 def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
     """Q/R C-FIND (PS3.4 C.4.1.3): one Pending per match, then Success."""
     model = FIND_MODELS[str(event.request.AffectedSOPClassUID)]
