@@ -33,7 +33,7 @@ from app.models import StoredInstance, StoredSeries, StoredStudy
 from app.schemas import StoredInstanceRef
 from app.services.sql import name_key_condition, range_condition, text_key_condition
 
-_CHUNK = 500
+_CHUNK = 500  # rows per page and ids per IN list
 
 _COLUMNS: dict[str, Any] = {
     "PatientName": StoredStudy.patient_name,
@@ -118,14 +118,44 @@ def _statement(query: QrQuery) -> Any:
     return stmt
 
 
-def _candidates(session: Session, query: QrQuery) -> Iterator[_Match]:
-    for row in session.exec(_statement(query)):
-        if query.level <= QrLevel.STUDY:
-            yield _Match(study=row)
-        elif query.level is QrLevel.SERIES:
-            yield _Match(study=row[1], series=row[0])
-        else:
-            yield _Match(study=row[2], series=row[1], instance=row[0])
+def _page_key(level: QrLevel) -> Any:
+    if level <= QrLevel.STUDY:
+        return StoredStudy.id
+    return StoredSeries.id if level is QrLevel.SERIES else StoredInstance.id
+
+
+def _match_of(level: QrLevel, row: Any) -> _Match:
+    if level <= QrLevel.STUDY:
+        return _Match(study=row)
+    if level is QrLevel.SERIES:
+        return _Match(study=row[1], series=row[0])
+    return _Match(study=row[2], series=row[1], instance=row[0])
+
+
+def _candidate_pages(session: Session, query: QrQuery) -> Iterator[list[_Match]]:
+    """Candidates in index order, a page at a time (keyset paging on the level's primary key),
+    so a capped query reads no more of a big index than it needs."""
+    stmt = _statement(query)
+    key = _page_key(query.level)
+    last = 0
+    while True:
+        rows = list(session.exec(stmt.where(col(key) > last).limit(_CHUNK)))
+        if not rows:
+            return
+        page = [_match_of(query.level, row) for row in rows]
+        yield page
+        if len(rows) < _CHUNK:
+            return
+        last = _entity_id(query.level, page[-1])
+
+
+def _entity_id(level: QrLevel, match: _Match) -> int:
+    row: Any = match.study
+    if level is QrLevel.SERIES:
+        row = match.series
+    elif level is QrLevel.IMAGE:
+        row = match.instance
+    return int(row.id)
 
 
 def _study_stats(session: Session, study_pks: Iterable[int]) -> dict[int, _StudyStats]:
@@ -195,13 +225,13 @@ def _group_patients(matches: Iterable[_Match]) -> list[_Match]:
 
 def _matches(session: Session, query: QrQuery, limit: int) -> list[tuple[_Match, dict[str, Any]]]:
     """Confirmed matches in index order, at most ``limit`` (0 = all)."""
-    candidates = list(_candidates(session, query))
-    stats = _study_stats(session, (m.study.id or 0 for m in candidates))
-    confirmed = []
-    for match in candidates:
-        values = _values(match, stats)
-        if _confirmed(query, values):
-            confirmed.append(match)
+    stats: dict[int, _StudyStats] = {}
+    confirmed: list[_Match] = []
+    for page in _candidate_pages(session, query):
+        stats.update(_study_stats(session, (m.study.id or 0 for m in page)))
+        confirmed.extend(m for m in page if _confirmed(query, _values(m, stats)))
+        if limit and _entities(query, confirmed) >= limit:
+            break
     if query.level is QrLevel.PATIENT:
         confirmed = _group_patients(confirmed)
     if limit:
@@ -211,6 +241,12 @@ def _matches(session: Session, query: QrQuery, limit: int) -> list[tuple[_Match,
         confirmed = _with_all_studies(session, confirmed)
         stats = _study_stats(session, (s.id or 0 for m in confirmed for s in m.studies))
     return [(m, _values(m, stats)) for m in confirmed]
+
+
+def _entities(query: QrQuery, confirmed: list[_Match]) -> int:
+    if query.level is QrLevel.PATIENT:
+        return len({(m.study.patient_id, m.study.issuer_of_patient_id) for m in confirmed})
+    return len(confirmed)
 
 
 def _with_all_studies(session: Session, patients: list[_Match]) -> list[_Match]:

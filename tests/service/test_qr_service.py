@@ -163,3 +163,18 @@ def test_limit_and_retrieve_lists(session_factory: SessionFactory, archive: dict
     assert sorted(r.path for r in refs) == sorted(
         str(p.relative_to(storage)) for p in archive["files"][:4]
     )
+
+
+def test_paging_gives_the_same_answers_and_stops_at_the_limit(
+    session_factory: SessionFactory, archive: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = {LEVEL: "SERIES", STUDY_UID: "1.2.3.1", SERIES_UID: "", MODALITY: ""}
+    whole = _find(session_factory, QrModel.STUDY_ROOT, keys)
+    patients = {LEVEL: "PATIENT", PATIENT_ID: "", "00201204": ""}
+    all_patients = _find(session_factory, QrModel.PATIENT_ROOT, patients)
+    monkeypatch.setattr(qr, "_CHUNK", 1)
+    assert _find(session_factory, QrModel.STUDY_ROOT, keys) == whole
+    assert _find(session_factory, QrModel.STUDY_ROOT, keys, limit=1) == whole[:1]
+    # P1 has two studies: paging one study at a time still counts all of them
+    assert _find(session_factory, QrModel.PATIENT_ROOT, patients, limit=1) == all_patients[:1]
+    assert all_patients[0]["00201204"]["Value"] == [4]
