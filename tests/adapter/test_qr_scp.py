@@ -257,3 +257,20 @@ def test_move_without_level_fails(scp: Scp, files: list[Path]) -> None:
     )
     assoc.release()
     assert int(responses[-1][0].Status) == 0xC514
+
+
+def test_find_answers_non_ascii_names_in_the_request_character_set(scp: Scp) -> None:
+    storage = scp.settings.storage.dir
+    paths = make_study(storage, patient_name="MÜLLER^JOSÉ", charset="ISO_IR 100")
+    index_files(scp.factory, storage, paths)
+    assoc = _associate(scp.port, [FIND])
+    identifier = Dataset()
+    identifier.SpecificCharacterSet = "ISO_IR 100"
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.PatientName = "müller*"
+    responses = list(assoc.send_c_find(identifier, FIND))
+    assoc.release()
+    answer = responses[0][1]
+    assert answer is not None
+    assert answer.SpecificCharacterSet == "ISO_IR 100"
+    assert str(answer.PatientName) == "MÜLLER^JOSÉ"
