@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
@@ -89,6 +90,7 @@ class StoredFile(Dataset):
 
 
 _original_send_c_store = Association.send_c_store
+_others_chunked = _config.STORE_SEND_CHUNKED_DATASET  # what other callers asked for
 
 
 def _send_c_store(self: Association, dataset: Any, *args: Any, **kwargs: Any) -> Dataset:
@@ -97,11 +99,18 @@ def _send_c_store(self: Association, dataset: Any, *args: Any, **kwargs: Any) ->
             # pynetdicom names its own AE here; PS3.7 9.3.1.1 wants the C-MOVE requestor's.
             kwargs["originator_aet"] = dataset.move_originator
         dataset = dataset.stored_path
+    elif isinstance(dataset, str | Path) and not _others_chunked:
+        # The chunked switch is process-wide: any other file path is read and sent as
+        # pynetdicom does by default, so other senders see no change.
+        dataset = dcmread(dataset)
     return _original_send_c_store(self, dataset, *args, **kwargs)
 
 
 def install_raw_sending() -> None:
     """Send ``StoredFile`` data sets unchanged (idempotent; see the module notes)."""
+    global _others_chunked
+    if Association.send_c_store is not _send_c_store:
+        _others_chunked = _config.STORE_SEND_CHUNKED_DATASET
     _config.STORE_SEND_CHUNKED_DATASET = True
     Association.send_c_store = _send_c_store  # type: ignore[method-assign]
 

@@ -274,3 +274,19 @@ def test_find_answers_non_ascii_names_in_the_request_character_set(scp: Scp) -> 
     assert answer is not None
     assert answer.SpecificCharacterSet == "ISO_IR 100"
     assert str(answer.PatientName) == "MÜLLER^JOSÉ"
+
+
+def test_other_senders_of_file_paths_keep_pynetdicom_defaults(
+    scp: Scp, files: list[Path], destination: tuple[int, dict[str, bytes]]
+) -> None:
+    """The raw sending switch is process-wide: a file path sent by other code is still read
+    and converted to the accepted transfer syntax (Explicit -> Implicit VR here)."""
+    port, received = destination
+    ae = AE(ae_title="OTHER")
+    ae.add_requested_context(CTImageStorage, [ImplicitVRLittleEndian])
+    assoc = ae.associate("127.0.0.1", port, ae_title="DEST")
+    assert assoc.is_established
+    status = assoc.send_c_store(files[0])
+    assoc.release()
+    assert int(status.Status) == 0x0000
+    assert files[0].stem in received
