@@ -41,7 +41,8 @@ FIND_STATUSES: tuple[tuple[str, str], ...] = (
     ("0xFE00", "Cancel: a C-CANCEL arrived; no further matches are sent"),
     ("0xA700", "Out of resources: more matches than the result cap"),
     ("0xA900", "Identifier does not match SOP Class: no or wrong Query/Retrieve Level, or a "
-               "Unique Key above the level missing or not a single value, or a bad date/time"),
+               "Unique Key above the level missing or not a single value, or a bad date/time; "
+               "Offending Element (0000,0901) names the attribute"),
     ("0xC000", "Unable to process: the index could not be read"),
 )  # fmt: skip
 RETRIEVE_STATUSES: tuple[tuple[str, str], ...] = (
@@ -123,7 +124,8 @@ def qr_section(settings: Settings, number: str = "3.5.4") -> list[str]:
         "C.4.1.2.2.1): the identifier must hold Query/Retrieve Level (0008,0052) and, for each "
         "level above it, the Unique Key with a single value. Relational queries and retrieves "
         "are not supported: the SOP Class Extended Negotiation sub-item is not answered. Keys "
-        "of levels below the query level are ignored (neither matched nor returned). "
+        "of levels below the query level, sequences, private elements and group lengths are "
+        "ignored (neither matched nor returned). "
         "Combined date-time matching and fuzzy semantic person name matching are not supported.",
         "Matching (PS3.4 C.2.2.2): an entity whose stored value is empty fails to match any "
         "non-empty key; `*` alone and zero length are universal; Wild Card `*` and `?`; "

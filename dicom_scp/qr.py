@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
@@ -188,7 +189,8 @@ def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
         query = _parse(identifier, model, ctx, retrieve=False)
     except DomainError as exc:
         LOG.info("Q/R C-FIND from %s refused: %s", _peer(event), exc.message)
-        yield find_failure(exc), None
+        tag = tag_for_keyword(exc.field) if exc.field else None
+        yield find_failure(exc, [tag] if tag is not None else None), None
         return
     limit = ctx.worklist.max_results
     try:

@@ -290,3 +290,14 @@ def test_other_senders_of_file_paths_keep_pynetdicom_defaults(
     assoc.release()
     assert int(status.Status) == 0x0000
     assert files[0].stem in received
+
+
+def test_find_refusal_names_the_offending_element(scp: Scp) -> None:
+    assoc = _associate(scp.port, [FIND])
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "SERIES"
+    identifier.StudyInstanceUID = "1.2*"
+    [(status, _ds)] = list(assoc.send_c_find(identifier, FIND))
+    assoc.release()
+    assert int(status.Status) == 0xA900
+    assert status.OffendingElement == 0x0020000D
