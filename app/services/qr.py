@@ -278,6 +278,8 @@ def _stored_element(match: _Match, level: QrLevel, tag: str) -> dict[str, Any] |
 def _answer(
     query: QrQuery, match: _Match, values: dict[str, Any], retrieve_ae_title: str
 ) -> JsonDataset:
+    """The requested keys, plus Query/Retrieve Level and the Retrieve AE Title every response
+    carries (PS3.4 C.4.1.1.3.2)."""
     answer: JsonDataset = {}
     for tag in query.requested:
         attribute = BY_TAG.get(tag)
