@@ -148,6 +148,7 @@ class Broker:
             self.settings.worklist,
             self.session_factory,
             Delivery.from_settings(self.settings.outbox),
+            self.settings.storage.dir,
             storage=self.settings.storage,
         )
         self.ports["dicom"] = self._dicom.start()

@@ -40,6 +40,7 @@ from app.domain.status import FINAL_STATUSES, SpsStatus
 from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
 from app.domain.worklist_policy import PolicyKind
 from dicom_scp import conformance_storage
+from dicom_scp.conformance_qr import qr_section
 from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_scp.status import DimseStatus, NStatus
 
@@ -238,17 +239,19 @@ def _overview() -> list[str]:
         "Scheduled Procedure Step with its Requested Procedure, Imaging Service Request, Visit "
         "and Patient), answers Modality Worklist queries from modalities, and records their "
         "Modality Performed Procedure Steps. As a Storage SCP it keeps the instances modalities "
-        "send and links each study to its order (section 3.5.4). It initiates associations "
-        "only to forward MPPS "
-        "to configured downstream MPPS SCPs (section 3.5.3.5) and supports no other DICOM "
-        "service than the ones below.",
+        "send and links each study to its order (section 3.5.5); it answers Query/Retrieve "
+        "requests over the instances it stores. It initiates associations only to forward MPPS "
+        "to configured downstream MPPS SCPs (section 3.5.3.5) and to send the instances of a "
+        "C-MOVE to its Move Destination (section 3.5.4), and supports no other DICOM service "
+        "than the ones below.",
     )
     rows = [(name, uid, "No", "Yes") for uid, name in SOP_CLASSES]
     rows.append(
         (
-            f"Storage ({len(conformance_storage.STORAGE_SOP_CLASSES)} SOP classes, 3.5.4.4)",
-            "see 3.5.4.4",
-            "No",
+            f"Storage SOP Classes ({len(conformance_storage.STORAGE_SOP_CLASSES)}: Storage SCP, "
+            "and C-STORE sub-operations of C-MOVE and C-GET)",
+            "see 3.5.5.4",
+            "Yes",
             "Yes",
         )
     )
@@ -286,7 +289,7 @@ def _ae_specification(settings: Settings) -> list[str]:
         f"`{settings.dicom.ae_title}` provides Standard Conformance to the following SOP Classes:",
     )
     rows = [(name, uid, "SCP") for uid, name in SOP_CLASSES]
-    rows.append(("Every storage SOP class of 3.5.4.4", "see 3.5.4.4", "SCP"))
+    rows.append(("Every storage SOP class of 3.5.5.4", "see 3.5.5.4", "SCP"))
     return lines + _table(("SOP Class", "UID", "Role"), rows)
 
 
@@ -344,7 +347,8 @@ def _calling_ae_rule(settings: Settings) -> str:
 def _acceptance_policy(settings: Settings) -> list[str]:
     lines = _section(
         "### 3.3 Association Initiation Policy",
-        f"`{settings.dicom.ae_title}` never initiates associations.",
+        f"`{settings.dicom.ae_title}` initiates associations only to forward MPPS "
+        "(3.5.3.5) and for the C-STORE sub-operations of a C-MOVE (3.5.4).",
         "### 3.4 Association Acceptance Policy",
         f"`{settings.dicom.ae_title}` accepts associations on TCP port {settings.dicom.port} when:",
     )
@@ -361,7 +365,8 @@ def _acceptance_policy(settings: Settings) -> list[str]:
         f"Timeouts: association setup and release (ACSE, ARTIM) {settings.dicom.acse_timeout:g} s; "
         f"waiting for a DIMSE message {settings.dicom.dimse_timeout:g} s; an association without "
         f"network activity for {settings.dicom.network_timeout:g} s is aborted (A-ABORT).",
-        "SCP/SCU Role Selection is not supported: the requestor is SCU and the broker SCP. "
+        "SCP/SCU Role Selection is accepted for storage SOP classes only (C-GET, 3.5.4); for "
+        "the other SOP classes the requestor is SCU and the broker SCP. "
         "SOP Class Extended Negotiation is not supported (no fuzzy semantic matching of person "
         "names, no timezone query adjustment). User Identity Negotiation is not supported: the "
         "sub-item is ignored and no response is returned.",
@@ -879,6 +884,7 @@ def render(settings: Settings) -> str:
         _charset_behaviour(),
         _worklist_policies(settings),
         _mpps(settings),
+        qr_section(settings),
         conformance_storage.storage_section(settings),
         _communication(settings),
         _extensions(),

@@ -32,24 +32,10 @@ from dicom_scp.status import STORE_ERROR_STATUS, StoreStatus, status_dataset
 
 LOG = logging.getLogger(__name__)
 
-# Accepted as-is (PS3.5 Annex A; PS3.6 Table A-1): the file keeps the syntax it came in.
-STORAGE_TRANSFER_SYNTAXES: tuple[tuple[str, str], ...] = (
-    ("1.2.840.10008.1.2", "Implicit VR Little Endian"),
-    ("1.2.840.10008.1.2.1", "Explicit VR Little Endian"),
-    ("1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian"),
-    ("1.2.840.10008.1.2.2", "Explicit VR Big Endian (retired)"),
-    ("1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)"),
-    ("1.2.840.10008.1.2.4.51", "JPEG Extended (Process 2 & 4)"),
-    ("1.2.840.10008.1.2.4.57", "JPEG Lossless, Non-Hierarchical (Process 14)"),
-    ("1.2.840.10008.1.2.4.70", "JPEG Lossless, First-Order Prediction (Process 14 SV1)"),
-    ("1.2.840.10008.1.2.4.80", "JPEG-LS Lossless"),
-    ("1.2.840.10008.1.2.4.81", "JPEG-LS Near-Lossless"),
-    ("1.2.840.10008.1.2.4.90", "JPEG 2000 (Lossless Only)"),
-    ("1.2.840.10008.1.2.4.91", "JPEG 2000"),
-    ("1.2.840.10008.1.2.5", "RLE Lossless"),
-)
-# Every storage SOP class of pynetdicom's dictionary. The 128-context limit (PS3.8 9.3.2.2)
-# binds the requestor's proposal, not what an acceptor supports, so all are offered.
+# Every storage SOP class of pynetdicom's dictionary, with every transfer syntax it knows: the
+# contexts are added by ``dicom_scp.server.add_get_storage_contexts`` (shared with C-GET). The
+# 128-context limit (PS3.8 9.3.2.2) binds the requestor's proposal, not what an acceptor
+# supports, so all are offered.
 STORAGE_SOP_CLASSES: tuple[str, ...] = tuple(
     str(cx.abstract_syntax) for cx in AllStoragePresentationContexts
 )
