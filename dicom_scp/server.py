@@ -101,7 +101,8 @@ class DicomServer:
     _server: ThreadedAssociationServer | None = field(default=None, init=False)
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
-        ctx = ScpContext(self.worklist, self.session_factory, self.delivery, self.storage_dir)
+        files = self.storage_dir or (self.storage.dir if self.storage is not None else None)
+        ctx = ScpContext(self.worklist, self.session_factory, self.delivery, files)
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
             (evt.EVT_C_FIND, handle_find, [ctx]),

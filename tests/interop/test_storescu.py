@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless, generate_uid
 from sqlmodel import select
 
@@ -114,3 +115,23 @@ def test_explicit_little_endian_via_default_proposal(scp: StorageScp, tmp_path: 
     (run,) = storescu(scp.port, [item])
     assert run.returncode == 0, run.stdout + run.stderr
     assert dataset_bytes(next(scp.root.rglob("*.dcm"))) == dataset_bytes(item.path)
+
+
+def test_stored_by_storescu_retrieved_by_getscu_unchanged(scp: StorageScp, tmp_path: Path) -> None:
+    """The write path meets Query/Retrieve: what storescu stored, getscu gets back byte for
+    byte (the files are Explicit VR Little Endian, the syntax getscu's contexts are accepted in)."""
+    sent = write_study(tmp_path / "sent", series=((ExplicitVRLittleEndian, 2),))
+    (stored,) = storescu(scp.port, sent)
+    assert stored.returncode == 0, stored.stdout + stored.stderr
+    out = tmp_path / "got"
+    out.mkdir()
+    got = run_tool(
+        [require_tool("getscu"), "-S", "-aec", "MWLBROKER", "-od", str(out),
+         "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={sent[0].study_uid}",
+         "127.0.0.1", str(scp.port)]
+    )  # fmt: skip
+    assert got.returncode == 0, got.stdout + got.stderr
+    received = {dcmread(p).SOPInstanceUID: p for p in out.iterdir()}
+    assert set(received) == {s.sop_uid for s in sent}
+    for item in sent:
+        assert dataset_bytes(received[item.sop_uid]) == dataset_bytes(item.path)
