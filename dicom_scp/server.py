@@ -1,4 +1,5 @@
-"""The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND and MPPS.
+"""The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND, MPPS and
+Storage Commitment Push Model (SCP).
 
 Association policy (PS3.8 9.3.4, stated in the conformance statement): the Called AE must be
 ``BROKER_AE_TITLE`` unless ``BROKER_REQUIRE_CALLED_AE`` is off (reject 1/1/7); Calling AEs are
@@ -18,13 +19,15 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityPerformedProcedureStepRetrieve,
     ModalityWorklistInformationFind,
+    StorageCommitmentPushModel,
     Verification,
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from app.config import DicomSettings, WorklistSettings
+from app.config import DicomSettings, StorageSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
+from dicom_scp.commitment import CommitmentContext, handle_n_action
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
 
@@ -42,7 +45,11 @@ SOP_CLASSES: tuple[tuple[str, str], ...] = (
     (ModalityWorklistInformationFind, "Modality Worklist Information Model - FIND"),
     (ModalityPerformedProcedureStep, "Modality Performed Procedure Step"),
     (ModalityPerformedProcedureStepRetrieve, "Modality Performed Procedure Step Retrieve"),
+    (StorageCommitmentPushModel, "Storage Commitment Push Model"),
 )
+# Role selection (PS3.7 D.3.3.4) for Storage Commitment: a requester may be its SCU (it sends the
+# N-ACTION and takes the N-EVENT-REPORT); the broker never takes the SCU role itself.
+ROLES: dict[str, tuple[bool, bool]] = {str(StorageCommitmentPushModel): (True, False)}
 
 # Identifiers carry patient data: pynetdicom must not print them (it does at INFO by default).
 _config.LOG_REQUEST_IDENTIFIERS = False
@@ -59,7 +66,8 @@ def build_ae(settings: DicomSettings) -> AE:
     ae.network_timeout = settings.network_timeout
     ae.maximum_pdu_size = settings.max_pdu_size
     for uid, _name in SOP_CLASSES:
-        ae.add_supported_context(uid, list(TRANSFER_SYNTAXES))
+        scu_role, scp_role = ROLES.get(str(uid), (None, None))
+        ae.add_supported_context(uid, list(TRANSFER_SYNTAXES), scu_role=scu_role, scp_role=scp_role)
     return ae
 
 
@@ -71,6 +79,7 @@ class DicomServer:
     worklist: WorklistSettings
     session_factory: SessionFactory
     delivery: Delivery = field(default_factory=Delivery)
+    storage: StorageSettings = field(default_factory=StorageSettings)
     _ae: AE | None = field(default=None, init=False)
     _server: ThreadedAssociationServer | None = field(default=None, init=False)
 
@@ -82,6 +91,7 @@ class DicomServer:
             (evt.EVT_N_CREATE, handle_n_create, [ctx]),
             (evt.EVT_N_SET, handle_n_set, [ctx]),
             (evt.EVT_N_GET, handle_n_get, [ctx]),
+            (evt.EVT_N_ACTION, handle_n_action, [self.commitment_context()]),
         ]
         self._ae = build_ae(self.settings)
         address = (
@@ -94,6 +104,14 @@ class DicomServer:
         bound = int(server.server_address[1])
         LOG.info("DICOM listening on %s:%d as %s", address[0], bound, self.settings.ae_title)
         return bound
+
+    def commitment_context(self) -> CommitmentContext:
+        return CommitmentContext(
+            self.session_factory,
+            self.storage.dir,
+            self.settings.ae_title,
+            self.settings.stgcmt_report_delay,
+        )
 
     @property
     def running(self) -> bool:
