@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -155,6 +156,25 @@ def process(
         LOG.exception("storage commitment %s could not be processed", transaction_uid)
 
 
+RESUME_AGE = 60.0  # seconds: younger pending requests may still be in another broker's hands
+
+
+def resume(ctx: CommitmentContext) -> int:
+    """Finish the requests a stopped broker left ``pending`` (their requesters' associations
+    are gone: the reports go on new associations). Returns how many were taken up."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=RESUME_AGE)
+    try:
+        with session_scope(ctx.session_factory) as session:
+            uids = commitment.unfinished(session, received_before=cutoff)
+    except Exception:
+        LOG.exception("storage commitment: unfinished requests could not be read")
+        return 0
+    for uid in uids:
+        LOG.info("storage commitment %s: taken up again after a restart", uid)
+        process(ctx, uid, None, 0.0)
+    return len(uids)
+
+
 def _still_open(assoc: Association, deadline: float) -> bool:
     """Open at ``deadline``: the requester kept it (it may release it any time before)."""
     while assoc.is_established and time.monotonic() < deadline:
@@ -201,8 +221,33 @@ def send_report(assoc: Association, report: CommitmentReport) -> int | None:
     return int(status.Status) if "Status" in status else None
 
 
+HOLD_TIMEOUT = 10.0  # seconds to wait for the reactor to finish the message it is serving
+
+
+def _hold(assoc: Association) -> bool:
+    """Pause the acceptor's reactor between two messages, as ``send_n_event_report`` does
+    itself, but give up when the association ends meanwhile: pynetdicom's own wait for the
+    pause never returns if the reactor has exited (a release handled just before). True when
+    paused with the association still open; then nothing else reads from it until released.
+    """
+    checkpoint = assoc._reactor_checkpoint
+    checkpoint.clear()
+    deadline = time.monotonic() + HOLD_TIMEOUT
+    while not assoc._is_paused:
+        if not assoc.is_established or time.monotonic() > deadline:
+            checkpoint.set()
+            return False
+        threading.Event().wait(0.001)
+    if not assoc.is_established:
+        checkpoint.set()
+        return False
+    return True
+
+
 def report_on(assoc: Association, report: CommitmentReport) -> bool:
     """True when the requester took the report on its own association."""
+    if not _hold(assoc):
+        return False
     try:
         status = send_report(assoc, report)
     except Exception as exc:  # released meanwhile, or no context for it: a new association
@@ -212,6 +257,8 @@ def report_on(assoc: Association, report: CommitmentReport) -> bool:
             type(exc).__name__,
         )
         return False
+    finally:
+        assoc._reactor_checkpoint.set()  # never leave the requester's association stalled
     if status != 0x0000:
         LOG.info(
             "storage commitment %s: the requester answered %s on the same association",

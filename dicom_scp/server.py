@@ -11,6 +11,7 @@ last it checks: calling AE, then called AE, then the association limit.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from app.config import DicomSettings, StorageSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
-from dicom_scp.commitment import CommitmentContext, handle_n_action
+from dicom_scp.commitment import CommitmentContext, handle_n_action, resume
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
 
@@ -103,6 +104,9 @@ class DicomServer:
         self._server = server
         bound = int(server.server_address[1])
         LOG.info("DICOM listening on %s:%d as %s", address[0], bound, self.settings.ae_title)
+        threading.Thread(
+            target=resume, args=(self.commitment_context(),), name="stgcmt-resume", daemon=True
+        ).start()
         return bound
 
     def commitment_context(self) -> CommitmentContext:

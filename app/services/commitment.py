@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlmodel import Session, col, select
@@ -88,6 +89,18 @@ def record(session: Session, *, requester: str, request: CommitmentRequest) -> C
     )
     session.flush()
     return CommitmentState.PENDING
+
+
+def unfinished(session: Session, *, received_before: datetime) -> list[str]:
+    """Transaction UIDs still ``pending`` that arrived before ``received_before``: a broker
+    stopped between the N-ACTION and its report; they are checked again after a restart."""
+    rows = session.exec(
+        select(StorageCommitment.transaction_uid)
+        .where(StorageCommitment.state == CommitmentState.PENDING.value)
+        .where(col(StorageCommitment.received_at) < received_before)
+        .order_by(col(StorageCommitment.id))
+    )
+    return list(rows)
 
 
 # --- the check --------------------------------------------------------------------------------

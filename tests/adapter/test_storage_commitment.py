@@ -5,12 +5,17 @@ the outbox worker is run by hand, so retries are driven, never waited for."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
 from app.db import session_scope
+from app.domain.commitment import CommitmentRequest
+from app.models import StorageCommitment
 from app.services import commitment, outbox
+from dicom_scp.commitment import resume
 from tests.support.commitment import (
     CT,
     MR,
@@ -206,3 +211,27 @@ def test_repeated_n_action_is_the_same_request_and_a_reused_uid_is_refused(
     assert requester.request(broker.port, TX, refs) == 0x0000  # our response was lost
     assert requester.request(broker.port, TX, [(CT, f"{UID}.2")]) == 0x0110
     assert broker.commitment(TX).requested[0].sop_instance_uid == f"{UID}.1"
+
+
+def test_a_request_left_pending_by_a_stopped_broker_is_taken_up(
+    broker: CommitmentBroker, requester: Requester
+) -> None:
+    register_requester(broker.factory, requester.ae_title, requester.listen())
+    broker.store(CT, f"{UID}.1")
+    with session_scope(broker.factory) as session:
+        commitment.record(
+            session,
+            requester=requester.ae_title,
+            request=CommitmentRequest.parse(TX, [(CT, f"{UID}.1")]),
+        )
+    assert resume(broker.server.commitment_context()) == 0  # too young: maybe still in hand
+    with session_scope(broker.factory) as session:
+        row = session.exec(select(StorageCommitment)).one()
+        row.received_at = row.received_at - timedelta(minutes=5)
+        session.add(row)
+
+    assert resume(broker.server.commitment_context()) == 1
+
+    assert broker.commitment(TX).state == "checked"
+    assert broker.worker.run_once() == 1
+    assert requester.report().event_type == 1
