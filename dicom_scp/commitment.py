@@ -32,7 +32,6 @@ from app.domain.commitment import (
     WELL_KNOWN_INSTANCE_UID,
     CommitmentReport,
     CommitmentRequest,
-    CommitmentState,
     DuplicateTransactionError,
     InvalidCommitmentRequestError,
 )
@@ -109,7 +108,7 @@ def _record(event: evt.Event, ctx: CommitmentContext, parsed: CommitmentRequest)
     requester = _peer(event)
     try:
         with session_scope(ctx.session_factory) as session:
-            state = commitment.record(session, requester=requester, request=parsed)
+            new = commitment.record(session, requester=requester, request=parsed)
     except DomainError as exc:
         LOG.info("storage commitment %s refused: %s", parsed.transaction_uid, exc.message)
         return _failure(exc), None
@@ -122,7 +121,7 @@ def _record(event: evt.Event, ctx: CommitmentContext, parsed: CommitmentRequest)
         requester,
         len(parsed.references),
     )
-    if state is CommitmentState.PENDING:
+    if new:
         worker = threading.Thread(
             target=process,
             args=(ctx, parsed.transaction_uid, event.assoc, time.monotonic() + ctx.report_delay),

@@ -905,6 +905,8 @@ def _storage_commitment(settings: Settings) -> list[str]:
         "limit, surviving restarts. A requester that is no remote AE with service `commit` "
         "gets no report unless it keeps its association open. TLS is not used for the new "
         "association (a remote AE marked TLS is not sent to; see section 8).",
+        "A request the broker had recorded but not yet reported when it stopped is checked "
+        "again after the restart and reported on a new association.",
         "##### 3.5.4.4 Results Kept",
         "Requests and results are kept indefinitely (no purge): `GET /api/storage-commitments` "
         "lists them (filter by requester AE and state) and `GET /api/storage-commitments/{uid}` "

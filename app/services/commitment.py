@@ -66,16 +66,16 @@ class StoredFile:
 # --- N-ACTION ---------------------------------------------------------------------------------
 
 
-def record(session: Session, *, requester: str, request: CommitmentRequest) -> CommitmentState:
-    """Keep the request (state ``pending``) and return its state.
+def record(session: Session, *, requester: str, request: CommitmentRequest) -> bool:
+    """Keep the request (state ``pending``); True when it is new and is to be processed.
 
     A repeated N-ACTION (same Transaction UID, requester and references: the SCU lost our
-    response) is the same request: its current state is returned and nothing is written. Any
-    other reuse of a Transaction UID is refused (PS3.4 J.3.3.1.2: UIDs are never reused)."""
+    response) is the same request, already in hand: False, nothing is written. Any other reuse
+    of a Transaction UID is refused (PS3.4 J.3.3.1.2: UIDs are never reused)."""
     row = _find(session, request.transaction_uid)
     if row is not None:
         if row.requester_ae_title == requester and row.requested == request.requested_json():
-            return CommitmentState(row.state)
+            return False
         raise DuplicateTransactionError(
             f"Transaction UID {request.transaction_uid} was used for another request",
             field="TransactionUID",
@@ -88,7 +88,7 @@ def record(session: Session, *, requester: str, request: CommitmentRequest) -> C
         )
     )
     session.flush()
-    return CommitmentState.PENDING
+    return True
 
 
 def unfinished(session: Session, *, received_before: datetime) -> list[str]:

@@ -18,11 +18,11 @@ from tests.support.commitment import CT, MR, register_requester, store_instance
 UID = "1.2.826.0.1.3680043.8.498.8"
 
 
-def _record(factory: SessionFactory, tx: str, refs: list[tuple[str, str]], ae: str = "MOD1") -> str:
+def _record(
+    factory: SessionFactory, tx: str, refs: list[tuple[str, str]], ae: str = "MOD1"
+) -> bool:
     with session_scope(factory) as session:
-        return commitment.record(
-            session, requester=ae, request=CommitmentRequest.parse(tx, refs)
-        ).value
+        return commitment.record(session, requester=ae, request=CommitmentRequest.parse(tx, refs))
 
 
 def _check(factory: SessionFactory, tx: str, storage: Path) -> CommitmentReport:
@@ -43,7 +43,7 @@ def test_each_instance_gets_its_verdict(session_factory: SessionFactory, tmp_pat
     six.mkdir()  # cannot be read as a file
     refs = [(CT, f"{UID}.{n}") for n in (1, 2, 4, 5, 6)] + [(MR, f"{UID}.3")]
     tx = f"{UID}.100"
-    assert _record(session_factory, tx, refs) == "pending"
+    assert _record(session_factory, tx, refs)
 
     report = _check(session_factory, tx, storage)
 
@@ -81,8 +81,8 @@ def test_repeat_is_the_same_request_and_reuse_is_refused(
     session_factory: SessionFactory,
 ) -> None:
     tx, refs = f"{UID}.100", [(CT, f"{UID}.1")]
-    assert _record(session_factory, tx, refs) == "pending"
-    assert _record(session_factory, tx, refs) == "pending"
+    assert _record(session_factory, tx, refs) is True
+    assert _record(session_factory, tx, refs) is False  # the same request, already in hand
     with pytest.raises(DuplicateTransactionError):
         _record(session_factory, tx, [(CT, f"{UID}.2")])
     with pytest.raises(DuplicateTransactionError):
