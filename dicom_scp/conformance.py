@@ -903,7 +903,9 @@ def _storage_commitment(settings: Settings) -> list[str]:
         f"{settings.outbox.retry_min:g} s doubling up to {settings.outbox.retry_max:g} s "
         f"(`{_env_name('outbox_retry_min')}`, `{_env_name('outbox_retry_max')}`), without "
         "limit, surviving restarts. A requester that is no remote AE with service `commit` "
-        "gets no report unless it keeps its association open. TLS is not used for the new "
+        "gets no report unless it keeps its association open (its result is kept as "
+        "`undeliverable`; `POST /api/storage-commitments/{uid}/report` queues it once the AE "
+        "is added). TLS is not used for the new "
         "association (a remote AE marked TLS is not sent to; see section 8).",
         "A request the broker had recorded but not yet reported when it stopped is checked "
         "again after the restart and reported on a new association.",

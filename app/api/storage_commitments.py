@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import SessionDep
+from app.api.deps import SchedulerDep, SessionDep, SettingsDep
 from app.api.limits import DbOffset
 from app.schemas import StorageCommitmentSummary, StorageCommitmentView
 from app.services import commitment
@@ -35,3 +35,15 @@ def list_storage_commitments(
 )
 def get_storage_commitment(transaction_uid: str, session: SessionDep) -> StorageCommitmentView:
     return commitment.get(session, transaction_uid=transaction_uid)
+
+
+@router.post(
+    "/{transaction_uid}/report",
+    summary="Queue an undeliverable result's report again (once its requester is a known AE)",
+)
+def report_storage_commitment(
+    transaction_uid: str, session: SessionDep, settings: SettingsDep, principal: SchedulerDep
+) -> StorageCommitmentView:
+    return commitment.report_again(
+        session, transaction_uid=transaction_uid, retrieve_ae_title=settings.dicom.ae_title
+    )

@@ -34,7 +34,7 @@ from app.domain.commitment import (
     ordering_key,
     verdict,
 )
-from app.domain.errors import NotFoundError
+from app.domain.errors import ConflictError, NotFoundError
 from app.models import OutboxMessage, StorageCommitment, StoredInstance, utcnow
 from app.schemas import (
     CommitmentDeliveryView,
@@ -213,6 +213,28 @@ def queue_report(session: Session, *, report: CommitmentReport) -> CommitmentSta
         row.state = CommitmentState.CHECKED.value
     session.add(row)
     return CommitmentState(row.state)
+
+
+def report_again(
+    session: Session, *, transaction_uid: str, retrieve_ae_title: str
+) -> StorageCommitmentView:
+    """Queue the report of an ``undeliverable`` result again (its requester has been added as
+    a remote AE with service ``commit`` since); still unknown, it stays ``undeliverable``."""
+    row = _get(session, transaction_uid)
+    if row.state != CommitmentState.UNDELIVERABLE.value:
+        raise ConflictError(
+            f"storage commitment {transaction_uid} is {row.state}, not undeliverable",
+            field="state",
+        )
+    report = CommitmentReport(
+        transaction_uid,
+        row.requester_ae_title,
+        retrieve_ae_title,
+        CommitmentResult.from_json(row.result),
+    )
+    queue_report(session, report=report)
+    session.flush()
+    return get(session, transaction_uid=transaction_uid)
 
 
 # --- reading ----------------------------------------------------------------------------------

@@ -235,3 +235,18 @@ def test_a_request_left_pending_by_a_stopped_broker_is_taken_up(
     assert broker.commitment(TX).state == "checked"
     assert broker.worker.run_once() == 1
     assert requester.report().event_type == 1
+
+
+def test_a_tls_requester_is_not_sent_to_in_plain_tcp(
+    broker: CommitmentBroker, requester: Requester
+) -> None:
+    register_requester(broker.factory, requester.ae_title, requester.listen(), tls=True)
+    broker.store(CT, f"{UID}.1")
+
+    requester.request(broker.port, TX, [(CT, f"{UID}.1")])
+    broker.wait_for_state(TX, "checked")
+    assert broker.worker.run_once() == 0
+
+    waiting = broker.commitment(TX)
+    assert waiting.delivery is not None and "TLS" in waiting.delivery.last_error
+    assert requester.reports == []

@@ -86,11 +86,18 @@ def store_instance(
 
 
 def register_requester(
-    factory: SessionFactory, ae_title: str, port: int, services: tuple[str, ...] = ("commit",)
+    factory: SessionFactory,
+    ae_title: str,
+    port: int,
+    services: tuple[str, ...] = ("commit",),
+    *,
+    tls: bool = False,
 ) -> None:
     with session_scope(factory) as session:
         session.add(
-            RemoteAe(ae_title=ae_title, host="127.0.0.1", port=port, services=list(services))
+            RemoteAe(
+                ae_title=ae_title, host="127.0.0.1", port=port, services=list(services), tls=tls
+            )
         )
 
 

@@ -9,6 +9,7 @@ from app.config import Settings
 from app.db import create_db_engine, create_session_factory, session_scope
 from app.domain.commitment import CommitmentRequest
 from app.services import commitment
+from tests.support.auth import bearer, create_api_token
 from tests.support.commitment import CT, MR, register_requester, store_instance
 
 UID = "1.2.826.0.1.3680043.8.498.6"
@@ -76,9 +77,34 @@ def test_list_filters_by_requester_and_state(client: TestClient, settings: Setti
     assert [c["transaction_uid"] for c in page] == [f"{UID}.101"]
 
 
-def test_unknown_is_404_bad_state_422_and_anonymous_401(
-    client: TestClient, anonymous: TestClient
+def test_unknown_is_404_bad_state_422_anonymous_401_viewer_reads_only(
+    client: TestClient, anonymous: TestClient, settings: Settings
 ) -> None:
     assert client.get("/api/storage-commitments/1.2.3").status_code == 404
     assert client.get("/api/storage-commitments", params={"state": "x"}).status_code == 422
     assert anonymous.get("/api/storage-commitments").status_code == 401
+    viewer = bearer(create_api_token(settings.database_url, role="viewer", name="viewer"))
+    assert anonymous.get("/api/storage-commitments", headers=viewer).status_code == 200
+    assert (
+        anonymous.post("/api/storage-commitments/1.2.3/report", headers=viewer).status_code == 403
+    )
+
+
+def test_undeliverable_report_is_queued_again_once_the_requester_is_known(
+    client: TestClient, settings: Settings
+) -> None:
+    _seed(settings)
+    url = f"/api/storage-commitments/{UID}.102/report"
+    still = client.post(url)
+    assert still.status_code == 200 and still.json()["state"] == "undeliverable"
+    engine = create_db_engine(settings.database_url)
+    try:
+        register_requester(create_session_factory(engine), "MOD2", 4343)
+    finally:
+        engine.dispose()
+
+    queued = client.post(url).json()
+
+    assert queued["state"] == "checked" and queued["delivery"]["state"] == "pending"
+    assert client.post(url).status_code == 409  # already queued
+    assert client.post("/api/storage-commitments/1.2.3/report").status_code == 404
