@@ -47,6 +47,7 @@ from app.domain.status import FINAL_STATUSES, SpsStatus
 from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
 from app.domain.worklist_policy import PolicyKind
 from dicom_scp.commitment_report import TRANSFER_SYNTAXES as REPORT_TRANSFER_SYNTAXES
+from dicom_scp.conformance_qr import qr_section
 from dicom_scp.server import ROLES, SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_scp.status import DimseStatus, NStatus
 
@@ -246,13 +247,16 @@ def _overview() -> list[str]:
         f"{PRODUCT} is a Modality Worklist and MPPS broker: it keeps worklist items (one "
         "Scheduled Procedure Step with its Requested Procedure, Imaging Service Request, Visit "
         "and Patient), answers Modality Worklist queries from modalities, and records their "
-        "Modality Performed Procedure Steps. As Storage Commitment Push Model SCP it commits "
-        "to the safekeeping of the instances it stores. It initiates associations only to "
-        "forward MPPS to configured downstream MPPS SCPs (section 3.5.3.5) and to report "
-        "storage commitment results (section 3.5.4) and supports no other DICOM service than "
-        "the ones below.",
+        "Modality Performed Procedure Steps. It answers Query/Retrieve requests over the "
+        "instances it stores and, as Storage Commitment Push Model SCP, commits to their "
+        "safekeeping. It initiates associations only to forward MPPS to configured downstream "
+        "MPPS SCPs (section 3.5.3.5), to send the instances of a C-MOVE to its Move "
+        "Destination (section 3.5.4) and to report storage commitment results (section "
+        "3.5.5), and supports no other DICOM service than the ones below.",
     )
     rows = [(name, uid, "No", "Yes") for uid, name in SOP_CLASSES]
+    rows.append(("Storage SOP Classes (C-STORE sub-operations of C-MOVE and C-GET)",
+                 "PS3.4 Annex B", "Yes", "No"))  # fmt: skip
     return lines + _table(("SOP Class", "UID", "User of Service (SCU)", "Provider (SCP)"), rows)
 
 
@@ -305,7 +309,8 @@ def _association_policies(settings: Settings) -> list[str]:
         f"At most {settings.dicom.max_associations} associations are accepted at the same time "
         f"(`{_env_name('max_associations')}`); one more is refused with "
         f"{_reject(2, 3, 2, 'rejected-transient, service provider, local-limit-exceeded')}. "
-        "Associations the broker initiates (section 3.3) are opened one at a time.",
+        "The outbox opens its associations (MPPS forwards, commitment reports, section 3.3) "
+        "one at a time; each C-MOVE opens its own to the Move Destination (3.5.4).",
         "#### 3.2.3 Asynchronous Nature",
         "Asynchronous operations are not supported: an Asynchronous Operations Window "
         "sub-item is not answered, so the maximum number of operations invoked and performed "
@@ -344,9 +349,11 @@ def _acceptance_policy(settings: Settings) -> list[str]:
     lines = _section(
         "### 3.3 Association Initiation Policy",
         f"`{settings.dicom.ae_title}` initiates associations, as its own AE title, only to "
-        "forward MPPS (3.5.3.5) and to send a Storage Commitment N-EVENT-REPORT on a new "
-        "association (3.5.4.3). Each carries one message and is released after the response; "
-        "a peer that cannot be reached is tried again later (outbox retry with back-off).",
+        "forward MPPS (3.5.3.5), for the C-STORE sub-operations of a C-MOVE (3.5.4) and to "
+        "send a Storage Commitment N-EVENT-REPORT on a new association (3.5.5.3). An MPPS "
+        "forward or a commitment report carries one message and is released after the "
+        "response; a peer that cannot be reached is tried again later (outbox retry with "
+        "back-off).",
         "### 3.4 Association Acceptance Policy",
         f"`{settings.dicom.ae_title}` accepts associations on TCP port {settings.dicom.port} when:",
     )
@@ -363,13 +370,13 @@ def _acceptance_policy(settings: Settings) -> list[str]:
         f"Timeouts: association setup and release (ACSE, ARTIM) {settings.dicom.acse_timeout:g} s; "
         f"waiting for a DIMSE message {settings.dicom.dimse_timeout:g} s; an association without "
         f"network activity for {settings.dicom.network_timeout:g} s is aborted (A-ABORT).",
-        "SCP/SCU Role Selection (PS3.7 D.3.3.4) is answered only for Storage Commitment Push "
-        "Model: a proposed SCU role of the requestor is accepted, a proposed SCP role refused; "
-        "for every other SOP Class a proposal is ignored and the default roles apply (the "
-        "requestor is SCU and the broker SCP). SOP Class Extended Negotiation is not "
-        "supported (no fuzzy semantic matching of person names, no timezone query "
-        "adjustment). User Identity Negotiation is not supported: the sub-item is ignored and no "
-        "response is returned.",
+        "SCP/SCU Role Selection (PS3.7 D.3.3.4) is accepted for storage SOP classes (C-GET, "
+        "3.5.4) and for Storage Commitment Push Model, where a proposed SCU role of the "
+        "requestor is accepted and a proposed SCP role refused (3.5.5); for the other SOP "
+        "classes the requestor is SCU and the broker SCP. SOP Class Extended Negotiation is "
+        "not supported (no fuzzy semantic matching of person names, no timezone query "
+        "adjustment). User Identity Negotiation is not supported: the sub-item is ignored and "
+        "no response is returned.",
     )
     return lines + _presentation_contexts()
 
@@ -387,6 +394,14 @@ def _presentation_contexts() -> list[str]:
     )
     syntaxes = "<br>".join(_transfer_syntax(uid) for uid in TRANSFER_SYNTAXES)
     rows = [(f"{name}<br>{uid}", syntaxes, "SCP", _negotiation(uid)) for uid, name in SOP_CLASSES]
+    rows.append(
+        (
+            "Every storage SOP class (PS3.4 Annex B), proposed by a C-GET requestor",
+            "all transfer syntaxes pynetdicom knows, Explicit VR Little Endian first",
+            "SCU (requestor proposes SCP role)",
+            "None",
+        )
+    )
     headers = ("Abstract Syntax", "Transfer Syntaxes", "Role", "Extended Negotiation")
     return lines + _table(headers, rows)
 
@@ -842,7 +857,7 @@ def _storage_commitment(settings: Settings) -> list[str]:
     ae = settings.dicom.ae_title
     delay = settings.dicom.stgcmt_report_delay
     lines = _section(
-        "#### 3.5.4 Storage Commitment Push Model",
+        "#### 3.5.5 Storage Commitment Push Model",
         "The broker is the SCP of the Storage Commitment Push Model SOP Class (PS3.4 J.3). It "
         "accepts N-ACTION Request Storage Commitment (Action Type ID "
         f"{REQUEST_STORAGE_COMMITMENT}) on the well-known SOP Instance "
@@ -851,12 +866,12 @@ def _storage_commitment(settings: Settings) -> list[str]:
         "Referenced SOP Class UID and Instance UID in every item, each instance once. Storage "
         "Media File-Set ID and UID are ignored. The request is recorded and answered at once; "
         "the instances are checked afterwards.",
-        "##### 3.5.4.1 N-ACTION Status Codes",
+        "##### 3.5.5.1 N-ACTION Status Codes",
     )
     rows = [(f"0x{int(s):04X}", s.name, use) for s, use in ACTION_STATUS_USE.items()]
     lines += _table(("Status", "Name", "When the broker sends it"), rows)
     lines += _section(
-        "##### 3.5.4.2 Commitment",
+        "##### 3.5.5.2 Commitment",
         "An instance is committed when the broker stored it (Storage SCP), under the SOP Class "
         "the request names, and its file reads back whole (it exists, is readable and has the "
         "size stored when it was received). Stored instances are kept as received (Level 2, "
@@ -876,7 +891,7 @@ def _storage_commitment(settings: Settings) -> list[str]:
     )
     syntaxes = "<br>".join(_transfer_syntax(uid) for uid in REPORT_TRANSFER_SYNTAXES)
     lines += _section(
-        "##### 3.5.4.3 Same or New Association",
+        "##### 3.5.5.3 Same or New Association",
         "The report is sent on the requester's association when that association is still "
         f"open {delay:g} s after the N-ACTION response (`{_env_name('stgcmt_report_delay')}`), "
         "and always after the N-ACTION response. When the requester released it by then, or "
@@ -909,7 +924,7 @@ def _storage_commitment(settings: Settings) -> list[str]:
         "association (a remote AE marked TLS is not sent to; see section 8).",
         "A request the broker had recorded but not yet reported when it stopped is checked "
         "again after the restart and reported on a new association.",
-        "##### 3.5.4.4 Results Kept",
+        "##### 3.5.5.4 Results Kept",
         "Requests and results are kept indefinitely (no purge): `GET /api/storage-commitments` "
         "lists them (filter by requester AE and state) and `GET /api/storage-commitments/{uid}` "
         "shows the committed and failed instances with their reasons and the delivery of the "
@@ -1004,6 +1019,7 @@ def render(settings: Settings) -> str:
         _charset_behaviour(),
         _worklist_policies(settings),
         _mpps(settings),
+        qr_section(settings),
         _storage_commitment(settings),
         _communication(settings),
         _extensions(),

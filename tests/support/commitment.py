@@ -109,7 +109,7 @@ class CommitmentBroker:
         self.engine = create_db_engine(settings.database_url)
         self.factory: SessionFactory = create_session_factory(self.engine)
         self.server = DicomServer(
-            settings.dicom, settings.worklist, self.factory, Delivery(), settings.storage
+            settings.dicom, settings.worklist, self.factory, Delivery(), settings.storage.dir
         )
         self.port = self.server.start()
         self.worker = OutboxWorker(
