@@ -19,7 +19,14 @@ from sqlmodel import Session, col, delete, select, update
 
 from app.domain.actor import Actor
 from app.domain.errors import ConflictError, InvalidTransitionError
-from app.domain.items import COLUMNS, OrderData, PatientData, ProcedureData, StepData
+from app.domain.items import (
+    COLUMNS,
+    OrderData,
+    PatientData,
+    ProcedureData,
+    StepData,
+    validate_patient,
+)
 from app.domain.matching import VALUE_SEPARATOR, person_name_key
 from app.domain.mwl_attributes import Level
 from app.domain.status import SpsStatus, can_transition
@@ -191,8 +198,10 @@ def ensure_patient(session: Session, data: PatientData, *, actor: Actor) -> Pati
     """Find or create the patient and merge in what ``data`` knows.
 
     Race-safe (see ``insert_patient``): concurrent messages about one new patient create one
-    row. Empty values in ``data`` do not erase known ones.
+    row. Empty values in ``data`` do not erase known ones. Values over their VR's length are
+    refused (``ValidationError``) on every database, not only where a column enforces it.
     """
+    validate_patient(data)
     inserted_pk = insert_patient(session, data)
     if inserted_pk is not None:
         return created_patient(session, data, inserted_pk, actor=actor)
