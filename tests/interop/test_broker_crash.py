@@ -18,7 +18,6 @@ import pytest
 from tests.support.broker import BrokerProcess
 from tests.support.hl7 import ResendingSender, assert_each_applied_once, order_message
 from tests.support.net import wait_until
-from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.interop
 
@@ -29,7 +28,6 @@ KILL_AFTER = 50  # answered orders before the kill
 def test_kill_9_during_an_hl7_burst_loses_and_doubles_nothing(
     broker_database: str, tmp_path: Path
 ) -> None:
-    require_tool("echoscu")
     broker = BrokerProcess(tmp_path, database=broker_database)
     broker.start()
     messages = {f"K{n}": order_message(n, prefix="K") for n in range(ORDERS)}

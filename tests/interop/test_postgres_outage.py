@@ -42,7 +42,7 @@ from tests.support.tools import dimse_statuses, findscu, require_tool
 pytestmark = [pytest.mark.interop, pytest.mark.postgres]
 
 ORDERS = 150
-DOWN_AFTER = 40  # answered orders before the server is stopped
+DOWN_AFTER = 30  # answered orders before the server is stopped
 RESENDS_WHILE_DOWN = (
     8  # the burst keeps hitting the outage this often (about 2 s) before the restart
 )

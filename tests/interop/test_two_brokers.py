@@ -14,6 +14,7 @@ import json
 import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -26,7 +27,6 @@ from tests.support.hl7 import MllpPeer, ack_code, assert_each_applied_once, orde
 from tests.support.items import mwl_item
 from tests.support.mpps import n_create, n_set
 from tests.support.sse import sse_events
-from tests.support.tools import require_tool
 
 pytestmark = [pytest.mark.interop, pytest.mark.postgres]
 
@@ -39,13 +39,16 @@ EVENT_TRIES = 5  # changes made until one arrives (the relay LISTENs soon after 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BrokerProcess, BrokerProcess]]:
-    require_tool("echoscu")
     url, drop = create_pg_database()
     first = BrokerProcess(tmp_path_factory.mktemp("broker-a"), database=url)
     second = BrokerProcess(tmp_path_factory.mktemp("broker-b"), database=url)
     try:
-        first.start()
-        second.start()
+        migrated = first.cli("db", "upgrade")
+        assert migrated.returncode == 0, migrated.stderr
+        # Both start at once, as compose would start them (their own upgrade finds nothing to do).
+        with ThreadPoolExecutor(2) as pool:
+            for started in [pool.submit(first.start), pool.submit(second.start)]:
+                started.result()
         first.add_station()
         yield first, second
         for broker in (first, second):
