@@ -169,6 +169,12 @@ class DicomSettings(_Section):
         description="known remote AEs seeded at start-up: a JSON list, or comma-separated "
         "AE@host:port[:tls][=store+commit+mpps] (services default to store+commit)",
     )
+    stgcmt_report_delay: float = Field(
+        default=1.0,
+        ge=0,
+        description="seconds a storage commitment requester has to release its association "
+        "before the report is sent on it instead of on a new association",
+    )
 
     @field_validator("ae_title")
     @classmethod
@@ -457,6 +463,7 @@ ENV: dict[str, tuple[str | None, str]] = {
     "acse_timeout": ("dicom", "acse_timeout"),
     "network_timeout": ("dicom", "network_timeout"),
     "max_pdu_size": ("dicom", "max_pdu_size"),
+    "stgcmt_report_delay": ("dicom", "stgcmt_report_delay"),
     "mwl_name_case_insensitive": ("worklist", "name_case_insensitive"),
     "mwl_max_results": ("worklist", "max_results"),
     "mwl_default_policy": ("worklist", "default_policy"),

@@ -35,7 +35,7 @@ from app.main import create_app
 from app.services import hl7_log, outbox, remote_aes, retention
 from app.services.mpps import Delivery
 from dicom_scp.conformance import render as render_conformance
-from dicom_scp.forward import mpps_forwarder
+from dicom_scp.outbound import dicom_sender
 from dicom_scp.server import DicomServer
 from dicom_scp.wlimport import ImportProgress, ImportReport, import_paths
 from hl7_ingest.handler import Hl7Handler
@@ -126,12 +126,13 @@ class Broker:
         return probes
 
     def start_outbox(self) -> None:
-        """The delivery worker: status messages to the RIS, MPPS to downstream SCPs."""
+        """The delivery worker: status messages to the RIS, MPPS to downstream SCPs, storage
+        commitment reports to their requesters."""
         self._outbox = OutboxWorker(
             self.session_factory,
             {
                 "hl7": hl7_sender(self.settings.hl7, self.settings.outbox.ris_hl7_message),
-                "dicom": mpps_forwarder(self.settings.dicom),
+                "dicom": dicom_sender(self.settings.dicom, self.session_factory),
             },
             retry_min=self.settings.outbox.retry_min,
             retry_max=self.settings.outbox.retry_max,

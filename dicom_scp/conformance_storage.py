@@ -37,8 +37,8 @@ def context_row() -> tuple[str, str, str, str]:
     """One presentation context row for every storage SOP class: C-STORE from a Storage SCU,
     and the contexts a C-GET requestor proposes with the SCP role (``dicom_scp.qr``)."""
     return (
-        f"Every storage SOP class of 3.5.5.4 ({len(STORAGE_SOP_CLASSES)})",
-        "all transfer syntaxes pynetdicom knows, Explicit VR Little Endian first (3.5.5)",
+        f"Every storage SOP class of 3.5.6.4 ({len(STORAGE_SOP_CLASSES)})",
+        "all transfer syntaxes pynetdicom knows, Explicit VR Little Endian first (3.5.6)",
         "SCP for C-STORE from a Storage SCU; SCU when a C-GET requestor proposes the SCP role",
         "None",
     )
@@ -74,25 +74,25 @@ def _retention(settings: Settings) -> str:
 
 
 def storage_section(settings: Settings) -> list[str]:
-    """Section 3.5.5: behaviour, statuses and the SOP classes of the Storage SCP."""
+    """Section 3.5.6: behaviour, statuses and the SOP classes of the Storage SCP."""
     lines = [
-        "#### 3.5.5 Storage",
+        "#### 3.5.6 Storage",
         "",
         "The broker is a Storage SCP (PS3.4 Annex B) for every storage SOP class listed in "
-        "3.5.5.4, with the transfer syntaxes of 3.4.1. It conforms at **Level 2 (Full)**: each "
+        "3.5.6.4, with the transfer syntaxes of 3.4.1. It conforms at **Level 2 (Full)**: each "
         "instance is kept exactly as received, private and all other attributes included, "
         "never decoded and re-encoded, as a DICOM Part 10 file whose file meta information "
         "states the transfer syntax it came in. No element is coerced. Files are written "
         "atomically (temporary file, fsync, rename) before the response is sent; an instance "
         "answered with Success is on disk and indexed.",
         "",
-        "##### 3.5.5.1 Status Codes",
+        "##### 3.5.6.1 Status Codes",
         "",
     ]
     rows = [(f"0x{int(s):04X}", s.name, STORE_STATUS_USE[s]) for s in StoreStatus]
     lines += _table(("Status", "Name", "When the broker sends it"), rows)
     lines += [
-        "##### 3.5.5.2 Duplicates and Linking",
+        "##### 3.5.6.2 Duplicates and Linking",
         "",
         f"An instance whose SOP Instance UID is stored already is answered Success; "
         f"{_duplicate(settings)}. A new study is linked to its requested procedure by Study "
@@ -100,11 +100,11 @@ def storage_section(settings: Settings) -> list[str]:
         "procedure; studies matching no order are listed for reconciliation by the REST API "
         "(`GET /api/studies?unlinked=true`).",
         "",
-        "##### 3.5.5.3 Retention",
+        "##### 3.5.6.3 Retention",
         "",
         _retention(settings),
         "",
-        "##### 3.5.5.4 Storage SOP Classes",
+        "##### 3.5.6.4 Storage SOP Classes",
         "",
     ]
     classes = [(sop_class_name(uid), uid) for uid in STORAGE_SOP_CLASSES]

@@ -1,6 +1,6 @@
 """The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND, MPPS,
-Query/Retrieve (Patient Root and Study Root FIND, MOVE, GET) and, when given storage settings,
-the Storage SCP (C-STORE of every storage SOP class).
+Query/Retrieve (Patient Root and Study Root FIND, MOVE, GET), Storage Commitment Push Model (SCP)
+and, when given storage settings, the Storage SCP (C-STORE of every storage SOP class).
 
 Association policy (PS3.8 9.3.4, stated in the conformance statement): the Called AE must be
 ``BROKER_AE_TITLE`` unless ``BROKER_REQUIRE_CALLED_AE`` is off (reject 1/1/7); Calling AEs are
@@ -12,6 +12,7 @@ last it checks: calling AE, then called AE, then the association limit.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityPerformedProcedureStepRetrieve,
     ModalityWorklistInformationFind,
+    StorageCommitmentPushModel,
     Verification,
 )
 from pynetdicom.transport import ThreadedAssociationServer
@@ -28,6 +30,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from app.config import DicomSettings, StorageSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
+from dicom_scp.commitment import CommitmentContext, handle_n_action, resume
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
 from dicom_scp.qr import SOP_CLASSES as QR_SOP_CLASSES
@@ -49,7 +52,11 @@ SOP_CLASSES: tuple[tuple[str, str], ...] = (
     (ModalityPerformedProcedureStep, "Modality Performed Procedure Step"),
     (ModalityPerformedProcedureStepRetrieve, "Modality Performed Procedure Step Retrieve"),
     *QR_SOP_CLASSES,
+    (StorageCommitmentPushModel, "Storage Commitment Push Model"),
 )
+# Role selection (PS3.7 D.3.3.4) for Storage Commitment: a requester may be its SCU (it sends the
+# N-ACTION and takes the N-EVENT-REPORT); the broker never takes the SCU role itself.
+ROLES: dict[str, tuple[bool, bool]] = {str(StorageCommitmentPushModel): (True, False)}
 
 # Identifiers carry patient data: pynetdicom must not print them (it does at INFO by default).
 _config.LOG_REQUEST_IDENTIFIERS = False
@@ -66,7 +73,8 @@ def build_ae(settings: DicomSettings) -> AE:
     ae.network_timeout = settings.network_timeout
     ae.maximum_pdu_size = settings.max_pdu_size
     for uid, _name in SOP_CLASSES:
-        ae.add_supported_context(uid, list(TRANSFER_SYNTAXES))
+        scu_role, scp_role = ROLES.get(str(uid), (None, None))
+        ae.add_supported_context(uid, list(TRANSFER_SYNTAXES), scu_role=scu_role, scp_role=scp_role)
     add_get_storage_contexts(ae)
     install_raw_sending()
     return ae
@@ -101,8 +109,7 @@ class DicomServer:
     _server: ThreadedAssociationServer | None = field(default=None, init=False)
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
-        files = self.storage_dir or (self.storage.dir if self.storage is not None else None)
-        ctx = ScpContext(self.worklist, self.session_factory, self.delivery, files)
+        ctx = ScpContext(self.worklist, self.session_factory, self.delivery, self.files_dir)
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
             (evt.EVT_C_FIND, handle_find, [ctx]),
@@ -111,6 +118,7 @@ class DicomServer:
             (evt.EVT_N_GET, handle_n_get, [ctx]),
             (evt.EVT_C_MOVE, handle_move, [ctx]),
             (evt.EVT_C_GET, handle_get, [ctx]),
+            (evt.EVT_N_ACTION, handle_n_action, [self.commitment_context()]),
         ]
         if self.storage is not None:
             store = StoreContext(self.storage, self.session_factory)
@@ -125,7 +133,25 @@ class DicomServer:
         self._server = server
         bound = int(server.server_address[1])
         LOG.info("DICOM listening on %s:%d as %s", address[0], bound, self.settings.ae_title)
+        threading.Thread(
+            target=resume, args=(self.commitment_context(),), name="stgcmt-resume", daemon=True
+        ).start()
         return bound
+
+    @property
+    def files_dir(self) -> Path:
+        """Where stored instances are: ``storage_dir``, else the Storage SCP's folder."""
+        if self.storage_dir is not None:
+            return self.storage_dir
+        return (self.storage or StorageSettings()).dir
+
+    def commitment_context(self) -> CommitmentContext:
+        return CommitmentContext(
+            self.session_factory,
+            self.files_dir,
+            self.settings.ae_title,
+            self.settings.stgcmt_report_delay,
+        )
 
     @property
     def running(self) -> bool:

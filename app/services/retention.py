@@ -58,11 +58,13 @@ def committed_instances(session: Session, sop_uids: Iterable[str]) -> set[str]:
     for request in session.exec(
         select(StorageCommitment).where(StorageCommitment.state == REPORTED)
     ):
-        failed = _failed(request.result)
-        for ref in request.requested:
-            uid = str(ref.get("instance", ""))
-            if uid in wanted and uid not in failed:
-                committed.add(uid)
+        result = request.result if isinstance(request.result, dict) else {}
+        if isinstance(result.get("committed"), list):  # the reported Referenced SOP Sequence
+            refs = [r for r in result["committed"] if isinstance(r, dict)]
+        else:
+            failed = _failed(result)
+            refs = [r for r in request.requested if str(r.get("instance", "")) not in failed]
+        committed |= {str(r.get("instance", "")) for r in refs} & wanted
     return committed
 
 

@@ -175,5 +175,11 @@ def test_retention_waits_for_commitment(session_factory: SessionFactory, tmp_pat
     with session_scope(session_factory) as s:
         row = s.exec(select(StorageCommitment)).one()
         row.state = "reported"
+        row.result = {"committed": refs[:1], "failed": [{**refs[1], "reason": 0x0112}]}
+        s.add(row)
+    assert retention.purge_studies(session_factory, **args) == []  # type: ignore[arg-type]
+    with session_scope(session_factory) as s:
+        row = s.exec(select(StorageCommitment)).one()
+        row.result = {"committed": refs, "failed": []}
         s.add(row)
     assert retention.purge_studies(session_factory, **args) == ["1.2.3.4.1"]  # type: ignore[arg-type]

@@ -1,18 +1,20 @@
-"""The dcmjs-dimse interop scripts: node and the package installed next to them."""
+"""dcmjs-dimse (npm), an independent DICOM peer: where its scripts live and the node binary."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from tests.support.ci import IN_CI
-from tests.support.paths import TESTS_DIR
 from tests.support.tools import require_tool
 
-DCMJS_DIR = TESTS_DIR / "interop" / "dcmjs"
+DCMJS_DIR = Path(__file__).resolve().parents[1] / "interop" / "dcmjs"
 
 
 def require_dcmjs() -> str:
-    """The node binary, once dcmjs-dimse is installed next to the scripts."""
+    """The node binary, once dcmjs-dimse is installed (``.ci/install-test-deps``); skips
+    locally and fails under ``CI=true`` without it."""
     node = require_tool("node")
     if not (DCMJS_DIR / "node_modules" / "dcmjs-dimse" / "package.json").is_file():
         message = (
