@@ -54,8 +54,10 @@ def run_tool(args: Sequence[str], *, cwd: Path | None = None) -> subprocess.Comp
     )
 
 
-def echo(port: int, called_ae: str) -> subprocess.CompletedProcess[str]:
-    return run_tool([require_tool("echoscu"), "-aec", called_ae, "127.0.0.1", str(port)])
+def echo(port: int, called_ae: str, *, tls: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """``echoscu``; ``tls`` are DCMTK's TLS options (e.g. ``+tls key cert +cf ca``)."""
+    args = [require_tool("echoscu"), *tls, "-aec", called_ae, "127.0.0.1", str(port)]
+    return run_tool(args)
 
 
 @dataclass
@@ -74,15 +76,17 @@ def findscu(
     query_file: Path | None = None,
     debug: bool = False,
     calling_ae: str | None = None,
+    tls: Sequence[str] = (),
 ) -> FindResult:
     """Run ``findscu -W -X`` and read the extracted responses (``rsp0001.dcm``...) in order.
 
     ``debug`` (``-d``) makes findscu print every response's DIMSE status and status detail;
-    ``calling_ae`` is findscu's own AE title (``-aet``; DCMTK's default is FINDSCU).
+    ``calling_ae`` is findscu's own AE title (``-aet``; DCMTK's default is FINDSCU); ``tls``
+    are DCMTK's TLS options.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     args = [require_tool("findscu"), "-d" if debug else "-v", "-W", "-X", "-od", str(out_dir)]
-    args += ["-aec", called_ae]
+    args += [*tls, "-aec", called_ae]
     if calling_ae is not None:
         args += ["-aet", calling_ae]
     for key in keys:
