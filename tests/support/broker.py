@@ -47,6 +47,7 @@ class BrokerProcess:
     hl7_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     token: str = ""  # an admin API token, made with `mwl-broker token add` before serving
+    extra_env: dict[str, str] = field(default_factory=dict)  # more BROKER_* (e.g. TLS)
 
     @property
     def database_url(self) -> str:
@@ -77,6 +78,7 @@ class BrokerProcess:
             BROKER_AE_TITLE=BROKER_AE,
             BROKER_STORAGE_DIR=str(self.workdir / "storage"),
         )
+        env.update(self.extra_env)
         return env
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -133,11 +135,13 @@ class BrokerProcess:
         return int(self.process.returncode)
 
 
-def running_broker(workdir: Path) -> Iterator[BrokerProcess]:
+def running_broker(
+    workdir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[BrokerProcess]:
     """Start a broker, hand it out, then stop it and require a clean exit (code 0)."""
     require_tool("echoscu")
     workdir.mkdir(parents=True, exist_ok=True)
-    broker = BrokerProcess(workdir)
+    broker = BrokerProcess(workdir, extra_env=dict(extra_env or {}))
     broker.start()
     yield broker
     code = broker.stop()

@@ -5,10 +5,13 @@ A missing tool skips the test locally and fails it in CI (``CI=true``).
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +55,33 @@ def run_tool(args: Sequence[str], *, cwd: Path | None = None) -> subprocess.Comp
         timeout=TOOL_TIMEOUT,
         check=False,
     )
+
+
+def openssl_exchange(args: Sequence[str], data: bytes, *, until: bytes) -> bytes:
+    """Run ``openssl s_client`` (``args`` after it), send ``data`` and return what came back
+    up to and including ``until``, then end it (``-quiet`` keeps it open after input ends)."""
+    command = [require_tool("openssl"), "s_client", "-quiet", *args]
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdin is not None and process.stdout is not None
+    received = b""
+    deadline = time.monotonic() + TOOL_TIMEOUT
+    try:
+        process.stdin.write(data)
+        process.stdin.flush()
+        while until not in received and time.monotonic() < deadline:
+            ready, _, _ = select.select([process.stdout], [], [], 0.5)
+            if ready:
+                chunk = os.read(process.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                received += chunk
+    finally:
+        process.kill()
+        _, errors = process.communicate()
+    assert until in received, f"openssl s_client got {received!r}; stderr: {errors!r}"
+    return received
 
 
 def echo(port: int, called_ae: str, *, tls: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
