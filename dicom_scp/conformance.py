@@ -206,7 +206,7 @@ def _tls_port(settings: Settings) -> str:
 
 
 def _ports(settings: Settings) -> str:
-    """"TCP port N" and, with TLS on, "and TLS port M" (section 8)."""
+    """The plain port and, with TLS on, the TLS port, as the statement says them."""
     text = f"TCP port {settings.dicom.port}"
     if settings.dicom.tls_port is not None:
         text += f" and, over TLS (section 8), TCP port {settings.dicom.tls_port}"
