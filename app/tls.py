@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Any
 
 from app.config import ClientCertificates, SettingsError, TlsSettings
 
@@ -106,3 +107,22 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
     if settings.has_certificate:
         _load_chain(context, settings)
     return context
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A failed handshake in a few words for the log: OpenSSL's reason when there is one
+    (``UNSUPPORTED_PROTOCOL``, ``PEER_DID_NOT_RETURN_A_CERTIFICATE``...)."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__
+
+
+def session_summary(version: str | None, cipher: str | None, peer_cert: Any) -> str:
+    """``TLSv1.3 TLS_AES_256_GCM_SHA384, client certificate CN=CT01`` for the log (the CN of
+    a verified client certificate names a device, not a patient)."""
+    text = f"{version or '?'} {cipher or '?'}"
+    if peer_cert:
+        subject = peer_cert.get("subject", ())
+        names = [f"CN={v}" for rdn in subject for k, v in rdn if k == "commonName"]
+        text += f", client certificate {', '.join(names) or 'without CN'}"
+    return text

@@ -33,6 +33,7 @@ from pynetdicom.utils import make_target
 from app.config import DicomSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
+from app.tls import failure_reason, session_summary
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
 
@@ -113,31 +114,12 @@ def _handshake(conn: ssl.SSLSocket, address: Any, timeout: float | None) -> bool
         conn.do_handshake()
         conn.settimeout(None)
     except OSError as exc:  # ssl.SSLError, a reset, a timeout
-        LOG.warning("DICOM TLS handshake with %s failed: %s", peer, _reason(exc))
+        LOG.warning("DICOM TLS handshake with %s failed: %s", peer, failure_reason(exc))
         return False
     cipher = conn.cipher()
-    LOG.info(
-        "DICOM TLS from %s: %s %s%s",
-        peer,
-        conn.version(),
-        cipher[0] if cipher else "",
-        _subject_text(conn.getpeercert()),
-    )
+    summary = session_summary(conn.version(), cipher[0] if cipher else None, conn.getpeercert())
+    LOG.info("DICOM TLS from %s: %s", peer, summary)
     return True
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason)
-    return type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-
-
-def _subject_text(cert: Any) -> str:
-    """ ", certificate CN=..." of a verified client certificate ("" without one)."""
-    if not cert:
-        return ""
-    names = [f"CN={v}" for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
-    return f", client certificate {', '.join(names) or 'without CN'}"
 
 
 @dataclass

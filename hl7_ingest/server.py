@@ -35,8 +35,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
+from app.tls import failure_reason, session_summary
 from hl7_ingest.mllp import FrameDecoder, FrameEvent, Garbage, Oversized, frame
 
 logger = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ class MllpServer:
             reader, writer = await _open_streams(conn, context, self._idle_timeout)
         except OSError as exc:  # ssl.SSLError, a reset, the handshake timing out
             if context is not None:
-                logger.warning("MLLP TLS handshake with %s failed: %s", peer, _reason(exc))
+                logger.warning("MLLP TLS handshake with %s failed: %s", peer, failure_reason(exc))
             else:
                 logger.info("MLLP connection from %s lost: %s", peer, type(exc).__name__)
             conn.close()
@@ -389,23 +389,12 @@ async def _open_streams(
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return str(exc.reason)
-    return str(exc) or type(exc).__name__
-
-
 def _log_tls(writer: asyncio.StreamWriter, peer: str) -> None:
     tls = writer.get_extra_info("ssl_object")
-    if not isinstance(tls, ssl.SSLObject):
-        return
-    cipher = tls.cipher()
-    cert: Any = tls.getpeercert() or {}
-    names = [f"CN={v}" for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
-    subject = f", client certificate {', '.join(names)}" if names else ""
-    logger.info(
-        "MLLP TLS from %s: %s %s%s", peer, tls.version(), cipher[0] if cipher else "", subject
-    )
+    if isinstance(tls, ssl.SSLObject):
+        cipher = tls.cipher()
+        summary = session_summary(tls.version(), cipher[0] if cipher else None, tls.getpeercert())
+        logger.info("MLLP TLS from %s: %s", peer, summary)
 
 
 def _listen(host: str, port: int) -> socket.socket:
