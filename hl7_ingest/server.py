@@ -286,7 +286,10 @@ class MllpServer:
 
     async def _on_connection(self, conn: socket.socket, context: ssl.SSLContext | None) -> None:
         peer = _peer(conn)
-        logger.info("%s connection from %s", _kind(context), peer)
+        if context is None:
+            logger.info("MLLP connection from %s", peer)
+        else:
+            logger.info("MLLP TLS connection from %s", peer)
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             reader, writer = await _open_streams(conn, context, self._idle_timeout)
