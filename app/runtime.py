@@ -183,6 +183,7 @@ class Broker:
             self.settings.worklist,
             self.session_factory,
             Delivery.from_settings(self.settings.outbox),
+            self.settings.storage.dir,
             ssl_context=self._server_tls() if self.settings.dicom.tls_port is not None else None,
         )
         self.ports["dicom"] = self._dicom.start()

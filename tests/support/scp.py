@@ -22,7 +22,13 @@ class Scp:
         self.engine = create_db_engine(settings.database_url)
         self.factory: SessionFactory = create_session_factory(self.engine)
         tls = server_context(settings.tls) if settings.dicom.tls_port is not None else None
-        self.server = DicomServer(settings.dicom, settings.worklist, self.factory, ssl_context=tls)
+        self.server = DicomServer(
+            settings.dicom,
+            settings.worklist,
+            self.factory,
+            storage_dir=settings.storage.dir,
+            ssl_context=tls,
+        )
         self.port = self.server.start()
         self.tls_port = self.server.tls_port
         self.settings = settings
