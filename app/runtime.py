@@ -185,6 +185,7 @@ class Broker:
             Delivery.from_settings(self.settings.outbox),
             self.settings.storage.dir,
             ssl_context=self._server_tls() if self.settings.dicom.tls_port is not None else None,
+            client_ssl_context=client_context(self.settings.tls),
         )
         self.ports["dicom"] = self._dicom.start()
         if self._dicom.tls_port is not None:

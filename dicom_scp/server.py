@@ -155,6 +155,7 @@ class DicomServer:
     delivery: Delivery = field(default_factory=Delivery)
     storage_dir: Path | None = None
     ssl_context: ssl.SSLContext | None = None
+    client_ssl_context: ssl.SSLContext | None = None  # C-MOVE to remote AEs marked tls
     _ae: AE | None = field(default=None, init=False)
     _servers: list[ThreadedAssociationServer] = field(default_factory=list, init=False)
     _ports: list[int] = field(default_factory=list, init=False)
@@ -171,7 +172,13 @@ class DicomServer:
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
         """Start every listener; return the plain port (the TLS one is :attr:`tls_port`)."""
-        ctx = ScpContext(self.worklist, self.session_factory, self.delivery, self.storage_dir)
+        ctx = ScpContext(
+            self.worklist,
+            self.session_factory,
+            self.delivery,
+            self.storage_dir,
+            self.client_ssl_context,
+        )
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
             (evt.EVT_C_FIND, handle_find, [ctx]),
