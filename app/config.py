@@ -126,6 +126,12 @@ class DicomSettings(_Section):
     max_pdu_size: int = Field(
         default=262144, ge=0, description="largest P-DATA PDU the broker receives (0 = no limit)"
     )
+    stgcmt_report_delay: float = Field(
+        default=1.0,
+        ge=0,
+        description="seconds a storage commitment requester has to release its association "
+        "before the report is sent on it instead of on a new association",
+    )
 
     @field_validator("ae_title")
     @classmethod
@@ -461,6 +467,7 @@ ENV: dict[str, tuple[str | None, str]] = {
     "acse_timeout": ("dicom", "acse_timeout"),
     "network_timeout": ("dicom", "network_timeout"),
     "max_pdu_size": ("dicom", "max_pdu_size"),
+    "stgcmt_report_delay": ("dicom", "stgcmt_report_delay"),
     "mwl_name_case_insensitive": ("worklist", "name_case_insensitive"),
     "mwl_max_results": ("worklist", "max_results"),
     "mwl_default_policy": ("worklist", "default_policy"),

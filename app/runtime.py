@@ -36,7 +36,7 @@ from app.services.mpps import Delivery
 from app.services.remote_aes import RemoteService
 from app.tls import client_context, server_context
 from dicom_scp.conformance import render as render_conformance
-from dicom_scp.forward import mpps_forwarder
+from dicom_scp.outbound import dicom_sender
 from dicom_scp.server import DicomServer
 from dicom_scp.wlimport import ImportProgress, ImportReport, import_paths
 from hl7_ingest.handler import Hl7Handler
@@ -157,7 +157,8 @@ class Broker:
         return tls_for
 
     def start_outbox(self) -> None:
-        """The delivery worker: status messages to the RIS, MPPS to downstream SCPs."""
+        """The delivery worker: status messages to the RIS, MPPS to downstream SCPs, storage
+        commitment reports to their requesters."""
         client = client_context(self.settings.tls)
         ris_tls = client if self.settings.outbox.ris_hl7_tls else None
         self._outbox = OutboxWorker(
@@ -166,7 +167,9 @@ class Broker:
                 "hl7": hl7_sender(
                     self.settings.hl7, self.settings.outbox.ris_hl7_message, ssl_context=ris_tls
                 ),
-                "dicom": mpps_forwarder(self.settings.dicom, self._remote_tls(client)),
+                "dicom": dicom_sender(
+                    self.settings.dicom, self.session_factory, self._remote_tls(client)
+                ),
             },
             retry_min=self.settings.outbox.retry_min,
             retry_max=self.settings.outbox.retry_max,

@@ -1,5 +1,6 @@
 """The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND, MPPS and
-Query/Retrieve (Patient Root and Study Root FIND, MOVE, GET).
+Query/Retrieve (Patient Root and Study Root FIND, MOVE, GET) and Storage Commitment Push Model
+(SCP).
 
 Association policy (PS3.8 9.3.4, stated in the conformance statement): the Called AE must be
 ``BROKER_AE_TITLE`` unless ``BROKER_REQUIRE_CALLED_AE`` is off (reject 1/1/7); Calling AEs are
@@ -27,15 +28,17 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityPerformedProcedureStepRetrieve,
     ModalityWorklistInformationFind,
+    StorageCommitmentPushModel,
     Verification,
 )
 from pynetdicom.transport import ThreadedAssociationServer
 from pynetdicom.utils import make_target
 
-from app.config import DicomSettings, WorklistSettings
+from app.config import DicomSettings, StorageSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
 from app.tls import failure_reason, session_summary
+from dicom_scp.commitment import CommitmentContext, handle_n_action, resume
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
 from dicom_scp.qr import SOP_CLASSES as QR_SOP_CLASSES
@@ -56,7 +59,11 @@ SOP_CLASSES: tuple[tuple[str, str], ...] = (
     (ModalityPerformedProcedureStep, "Modality Performed Procedure Step"),
     (ModalityPerformedProcedureStepRetrieve, "Modality Performed Procedure Step Retrieve"),
     *QR_SOP_CLASSES,
+    (StorageCommitmentPushModel, "Storage Commitment Push Model"),
 )
+# Role selection (PS3.7 D.3.3.4) for Storage Commitment: a requester may be its SCU (it sends the
+# N-ACTION and takes the N-EVENT-REPORT); the broker never takes the SCU role itself.
+ROLES: dict[str, tuple[bool, bool]] = {str(StorageCommitmentPushModel): (True, False)}
 
 # Identifiers carry patient data: pynetdicom must not print them (it does at INFO by default).
 _config.LOG_REQUEST_IDENTIFIERS = False
@@ -73,7 +80,8 @@ def build_ae(settings: DicomSettings) -> AE:
     ae.network_timeout = settings.network_timeout
     ae.maximum_pdu_size = settings.max_pdu_size
     for uid, _name in SOP_CLASSES:
-        ae.add_supported_context(uid, list(TRANSFER_SYNTAXES))
+        scu_role, scp_role = ROLES.get(str(uid), (None, None))
+        ae.add_supported_context(uid, list(TRANSFER_SYNTAXES), scu_role=scu_role, scp_role=scp_role)
     add_get_storage_contexts(ae)
     install_raw_sending()
     return ae
@@ -187,6 +195,7 @@ class DicomServer:
             (evt.EVT_N_GET, handle_n_get, [ctx]),
             (evt.EVT_C_MOVE, handle_move, [ctx]),
             (evt.EVT_C_GET, handle_get, [ctx]),
+            (evt.EVT_N_ACTION, handle_n_action, [self.commitment_context()]),
         ]
         self._ae = build_ae(self.settings)
         try:
@@ -195,6 +204,9 @@ class DicomServer:
         except BaseException:
             self.stop()
             raise
+        threading.Thread(
+            target=resume, args=(self.commitment_context(),), name="stgcmt-resume", daemon=True
+        ).start()
         return self._ports[0]
 
     def _listen(self, ae: AE, listener: Listener, handlers: list[Any]) -> int:
@@ -214,6 +226,14 @@ class DicomServer:
         bound = int(server.server_address[1])
         LOG.info("%s listening on %s:%d as %s", kind, listener.host, bound, ae.ae_title)
         return bound
+
+    def commitment_context(self) -> CommitmentContext:
+        return CommitmentContext(
+            self.session_factory,
+            self.storage_dir or StorageSettings().dir,
+            self.settings.ae_title,
+            self.settings.stgcmt_report_delay,
+        )
 
     @property
     def tls_port(self) -> int | None:

@@ -42,6 +42,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_RIS_HL7_TLS": ("true", True),
     "BROKER_MPPS_FORWARD": ("PACS@pacs:104", ("PACS@pacs:104",)),
     "BROKER_OUTBOX_RETRY_MIN": ("1.5", 1.5),
+    "BROKER_STGCMT_REPORT_DELAY": ("0.5", 0.5),
 }
 
 
