@@ -168,7 +168,7 @@ class Broker:
                     self.settings.hl7, self.settings.outbox.ris_hl7_message, ssl_context=ris_tls
                 ),
                 "dicom": dicom_sender(
-                    self.settings.dicom, self.session_factory, self._remote_tls(client)
+                    self.settings.dicom, self.session_factory, self._remote_tls(client), client
                 ),
             },
             retry_min=self.settings.outbox.retry_min,
