@@ -8,12 +8,14 @@ no, SCP role yes (PS3.7 D.3.3.4), as J.3.3.1.3 asks of an SCP that reports on an
 opens. Only a Success (0x0000) response counts as delivered; then the commitment is marked
 ``reported``. Anything else raises :class:`ReportError` and the outbox retries with back-off.
 
-TLS: this build has no TLS client for remote AEs yet; a remote AE marked ``tls`` is not sent
-to in plain TCP: the try fails with a clear error and stays queued.
+TLS: a remote AE marked ``tls`` is reached over TLS with the broker's client context (PS3.15
+B.9, ``app.tls.client_context``); without one it is never sent to in plain TCP: the try fails
+with a clear error and stays queued.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 from pynetdicom import AE, build_role
@@ -26,6 +28,7 @@ from app.schemas import RemoteAeView
 from app.services import commitment
 from app.services.remote_aes import RemoteService, lookup
 from dicom_scp.commitment import send_report
+from dicom_scp.forward import tls_args
 
 TRANSFER_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
@@ -34,13 +37,13 @@ class ReportError(Exception):
     """The requester could not be reached or did not take the report: retry later."""
 
 
-def _peer(factory: SessionFactory, ae_title: str) -> RemoteAeView:
+def _peer(factory: SessionFactory, ae_title: str, client: ssl.SSLContext | None) -> RemoteAeView:
     with session_scope(factory) as session:
         peer = lookup(session, ae_title, RemoteService.COMMIT)
     if peer is None:
         raise ReportError(f"{ae_title} is no remote AE with service commit")
-    if peer.tls:
-        raise ReportError(f"{ae_title} needs TLS, which this broker cannot yet open")
+    if peer.tls and client is None:
+        raise ReportError(f"{ae_title} needs TLS and this sender has no TLS client context")
     return peer
 
 
@@ -54,13 +57,22 @@ def _build_ae(settings: DicomSettings) -> AE:
     return ae
 
 
-def deliver(settings: DicomSettings, factory: SessionFactory, view: OutboxMessageView) -> None:
+def deliver(
+    settings: DicomSettings,
+    factory: SessionFactory,
+    view: OutboxMessageView,
+    client: ssl.SSLContext | None = None,
+) -> None:
     """Send one report on a new association; raise unless the requester answered Success."""
     report = CommitmentReport.from_payload(view.payload)
-    peer = _peer(factory, report.requester_ae_title)
+    peer = _peer(factory, report.requester_ae_title, client)
     role = build_role(SOP_CLASS_UID, scu_role=False, scp_role=True)
     assoc = _build_ae(settings).associate(
-        peer.host, peer.port, ae_title=peer.ae_title, ext_neg=[role]
+        peer.host,
+        peer.port,
+        ae_title=peer.ae_title,
+        ext_neg=[role],
+        tls_args=tls_args(client if peer.tls else None, peer.host),
     )
     if not assoc.is_established:
         reason = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
@@ -82,9 +94,11 @@ def deliver(settings: DicomSettings, factory: SessionFactory, view: OutboxMessag
 
 
 def report_sender(
-    settings: DicomSettings, factory: SessionFactory
+    settings: DicomSettings, factory: SessionFactory, client: ssl.SSLContext | None = None
 ) -> Callable[[OutboxMessageView], None]:
+    """``client``: the TLS context for requesters marked ``tls`` (none: they are not sent to)."""
+
     def send(view: OutboxMessageView) -> None:
-        deliver(settings, factory, view)
+        deliver(settings, factory, view, client)
 
     return send

@@ -25,7 +25,7 @@ from pydicom.datadict import dictionary_description, tag_for_keyword
 from pydicom.uid import UID
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
-from app.config import ENV, Settings
+from app.config import ENV, OFF, ClientCertificates, Settings
 from app.domain.commitment import (
     REQUEST_STORAGE_COMMITMENT,
     WELL_KNOWN_INSTANCE_UID,
@@ -46,6 +46,7 @@ from app.domain.mwl_attributes import (
 from app.domain.status import FINAL_STATUSES, SpsStatus
 from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
 from app.domain.worklist_policy import PolicyKind
+from app.tls import PROFILE, TLS12_CIPHERS
 from dicom_scp import conformance_storage
 from dicom_scp.commitment_report import TRANSFER_SYNTAXES as REPORT_TRANSFER_SYNTAXES
 from dicom_scp.conformance_qr import qr_section
@@ -59,8 +60,10 @@ UTF8 = "ISO_IR 192"
 # The settings that change what the statement says; every other setting is left out of it.
 DICOM_SETTINGS: tuple[str, ...] = (
     "ae_title",
-    "bind_host",
+    "dicom_bind_host",
     "dicom_port",
+    "dicom_tls_port",
+    "tls_client_cert",
     "require_called_ae",
     "allowed_calling_aes",
     "max_associations",
@@ -196,6 +199,8 @@ def _bullets(items: Iterable[str]) -> list[str]:
 
 
 def _setting_value(value: object) -> str:
+    if value is None:
+        return OFF
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -207,6 +212,19 @@ def _setting_value(value: object) -> str:
 
 def _env_name(field: str) -> str:
     return f"BROKER_{field.upper()}"
+
+
+def _tls_port(settings: Settings) -> str:
+    port = settings.dicom.tls_port
+    return f"{OFF} (`{_env_name('dicom_tls_port')}`)" if port is None else str(port)
+
+
+def _ports(settings: Settings) -> str:
+    """The plain port and, with TLS on, the TLS port, as the statement says them."""
+    text = f"TCP port {settings.dicom.port}"
+    if settings.dicom.tls_port is not None:
+        text += f" and, over TLS (section 8), TCP port {settings.dicom.tls_port}"
+    return text
 
 
 def _product_version() -> str:
@@ -237,6 +255,7 @@ def _header(settings: Settings) -> list[str]:
         ("Version", _product_version()),
         ("AE Title", f"`{settings.dicom.ae_title}`"),
         ("DICOM port (TCP)", str(settings.dicom.port)),
+        ("DICOM TLS port (TCP)", _tls_port(settings)),
         ("Implementation Class UID", str(PYNETDICOM_IMPLEMENTATION_UID)),
         ("Implementation Version Name", PYNETDICOM_IMPLEMENTATION_VERSION),
     ]
@@ -367,7 +386,7 @@ def _acceptance_policy(settings: Settings) -> list[str]:
         "response; a peer that cannot be reached is tried again later (outbox retry with "
         "back-off).",
         "### 3.4 Association Acceptance Policy",
-        f"`{settings.dicom.ae_title}` accepts associations on TCP port {settings.dicom.port} when:",
+        f"`{settings.dicom.ae_title}` accepts associations on {_ports(settings)} when:",
     )
     lines += _bullets(
         [
@@ -823,7 +842,9 @@ def _mpps(settings: Settings) -> list[str]:
         "Each N-CREATE and N-SET is forwarded, through the same outbox, to the downstream MPPS "
         f"SCPs of `{_env_name('mpps_forward')}` ({forward}), as {settings.dicom.ae_title}, "
         "proposing the Modality Performed Procedure Step SOP Class with the transfer syntaxes "
-        "above.",
+        "above. A destination whose AE Title is a known remote AE (table `remote_ae`, service "
+        "`mpps`) marked `tls` is reached over TLS (section 8), presenting the broker's "
+        "certificate and checking the peer's against `BROKER_TLS_CA`.",
     )
 
 
@@ -939,11 +960,17 @@ def _storage_commitment(settings: Settings) -> list[str]:
 
 
 def _communication(settings: Settings) -> list[str]:
+    tls = (
+        f"A second port for DICOM over TLS is available (`{_env_name('dicom_tls_port')}`, off "
+        "here); see section 8."
+        if settings.dicom.tls_port is None
+        else "The TLS port serves the same AE Title, SOP Classes and policies as the plain one."
+    )
     return _section(
         "## 4. Communication Profiles",
         "DICOM Upper Layer over TCP/IP (PS3.8). The broker listens on "
-        f"`{settings.dicom.bind_host}` TCP port {settings.dicom.port}. TLS is not supported; "
-        "physical media are not supported.",
+        f"`{settings.dicom.bind_host}` {_ports(settings)}. {tls} Physical media are not "
+        "supported.",
     )
 
 
@@ -997,12 +1024,39 @@ def _character_sets() -> list[str]:
     )
 
 
-def _security() -> list[str]:
-    return _section(
-        "## 8. Security",
-        "No security profiles are supported (no TLS, no User Identity Negotiation). Access is "
-        "limited only by the AE Title checks of section 3.4 and by the network.",
+def _security(settings: Settings) -> list[str]:
+    client = {
+        ClientCertificates.NONE: "not asked for",
+        ClientCertificates.OPTIONAL: "checked against the configured CA when the peer sends one",
+        ClientCertificates.REQUIRED: "required and checked against the configured CA; a peer "
+        "without a valid one is refused during the handshake",
+    }[settings.tls.client_cert]
+    state = (
+        f"off in this configuration (`{_env_name('dicom_tls_port')}`)"
+        if settings.dicom.tls_port is None
+        else f"on, TCP port {settings.dicom.tls_port}"
     )
+    lines = _section(
+        "## 8. Security",
+        "### 8.1 Security Profiles",
+        f"Secure Transport Connection: the {PROFILE}, {state}. The same profile is used when "
+        "the broker connects to peers over TLS (section 3.5.3.5). TLS 1.2 and TLS 1.3 only; "
+        "TLS 1.1 and older, SSL, compression and renegotiation are refused. TLS 1.3 uses "
+        "OpenSSL's TLS 1.3 suites (all AEAD); TLS 1.2 is limited to these suites (forward "
+        "secrecy and AEAD only, the four the profile names first):",
+    )
+    lines += _bullets(f"`{cipher}`" for cipher in TLS12_CIPHERS.split(":"))
+    lines += _paragraphs(
+        "The broker presents the certificate of `BROKER_TLS_CERT`. Client certificates "
+        f"(`{_env_name('tls_client_cert')}` = {settings.tls.client_cert.value}): {client}. "
+        "A failed handshake closes the TCP connection before any association is negotiated; "
+        "it is logged and other associations are not affected.",
+        "### 8.2 Other security",
+        "No User Identity Negotiation and no digital signatures. Access is limited by the AE "
+        "Title checks of section 3.4, by TLS client certificates when configured, and by the "
+        "network.",
+    )
+    return lines
 
 
 def render(settings: Settings) -> str:
@@ -1031,7 +1085,7 @@ def render(settings: Settings) -> str:
         _extensions(),
         _configuration(settings),
         _character_sets(),
-        _security(),
+        _security(settings),
     ]
     lines = [line for part in parts for line in part]
     while lines and not lines[-1]:

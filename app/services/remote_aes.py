@@ -168,13 +168,9 @@ def seed(session: Session, entries: Sequence[RemoteAeData], *, actor: Actor) -> 
 
 
 def mpps_destinations(session: Session) -> tuple[str, ...]:
-    """``AE@host:port`` of every remote AE allowed the ``mpps`` service (MPPS forwarding).
-
-    The forwarder speaks no TLS yet, so AEs marked ``tls`` are left out rather than retried
-    forever against a TLS port."""
+    """``AE@host:port`` of every remote AE allowed the ``mpps`` service (MPPS forwarding); the
+    forwarder looks the AE up again to know whether it wants TLS."""
     rows = session.exec(select(RemoteAe).order_by(col(RemoteAe.ae_title)))
     return tuple(
-        f"{r.ae_title}@{r.host}:{r.port}"
-        for r in rows
-        if RemoteService.MPPS.value in r.services and not r.tls
+        f"{r.ae_title}@{r.host}:{r.port}" for r in rows if RemoteService.MPPS.value in r.services
     )

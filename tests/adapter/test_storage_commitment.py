@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from app.config import TlsSettings
 from app.db import session_scope
 from app.domain.commitment import CommitmentRequest
 from app.models import StorageCommitment
 from app.services import commitment, outbox
+from app.tls import client_context, server_context
 from dicom_scp.commitment import resume
+from tests.support.certs import make_certificates, tls_overrides
 from tests.support.commitment import (
     CT,
     MR,
@@ -250,3 +253,32 @@ def test_a_tls_requester_is_not_sent_to_in_plain_tcp(
     waiting = broker.commitment(TX)
     assert waiting.delivery is not None and "TLS" in waiting.delivery.last_error
     assert requester.reports == []
+
+
+def test_a_tls_requester_gets_the_report_over_tls(
+    database_url: str, tmp_path: Path, requester: Requester
+) -> None:
+    """PS3.15 B.9: a requester marked ``tls`` is reached with the broker's client context; it
+    requires the broker's certificate, so a plain or unauthenticated report could not land."""
+    certs = make_certificates(tmp_path / "certs")
+    settings = make_settings(database_url, tmp_path, outbox_retry_min=60.0, **tls_overrides(certs))
+    peer_side = server_context(
+        TlsSettings(
+            cert=certs.server.cert, key=certs.server.key, ca=certs.ca, client_cert="required"
+        )
+    )
+    broker = CommitmentBroker(settings, client=client_context(settings.tls))
+    try:
+        register_requester(
+            broker.factory, requester.ae_title, requester.listen(ssl_context=peer_side), tls=True
+        )
+        broker.store(CT, f"{UID}.1")
+
+        requester.request(broker.port, TX, [(CT, f"{UID}.1")])
+        broker.wait_for_state(TX, "checked")
+        assert broker.worker.run_once() == 1
+
+        assert [r.event_type for r in requester.reports] == [1]
+        assert broker.commitment(TX).state == "reported"
+    finally:
+        broker.stop()

@@ -40,4 +40,4 @@ def test_mpps_goes_to_remote_aes_with_the_mpps_service(session_factory: SessionF
     with session_scope(session_factory) as s:
         rows = s.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
         destinations = [r.destination for r in rows if r.channel == "dicom"]
-    assert destinations == ["RIS@127.0.0.1:11113", "PACS@127.0.0.1:11113"]
+    assert destinations == ["RIS@127.0.0.1:11113", "PACS@127.0.0.1:11113", "SECURE@127.0.0.1:11113"]

@@ -8,6 +8,7 @@ them.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +105,7 @@ def register_requester(
 class CommitmentBroker:
     """The DICOM listener on a free port with its outbox worker, which the test runs by hand."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client: ssl.SSLContext | None = None) -> None:
         self.settings = settings
         self.engine = create_db_engine(settings.database_url)
         self.factory: SessionFactory = create_session_factory(self.engine)
@@ -114,7 +115,7 @@ class CommitmentBroker:
         self.port = self.server.start()
         self.worker = OutboxWorker(
             self.factory,
-            {"dicom": dicom_sender(settings.dicom, self.factory)},
+            {"dicom": dicom_sender(settings.dicom, self.factory, client=client)},
             retry_min=settings.outbox.retry_min,
             retry_max=settings.outbox.retry_max,
         )
@@ -185,13 +186,14 @@ class Requester:
             )
         return self.answer, (Dataset() if self.answer == 0 else None)
 
-    def listen(self, port: int = 0) -> int:
+    def listen(self, port: int = 0, ssl_context: ssl.SSLContext | None = None) -> int:
         ae = AE(ae_title=self.ae_title)
         ae.add_supported_context(StorageCommitmentPushModel, scu_role=False, scp_role=True)
         self.server = ae.start_server(
             ("127.0.0.1", port),
             block=False,
             evt_handlers=[(evt.EVT_N_EVENT_REPORT, self._on_report)],
+            ssl_context=ssl_context,
         )
         self.port = int(self.server.server_address[1])
         return self.port

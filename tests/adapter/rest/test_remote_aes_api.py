@@ -97,12 +97,12 @@ def test_seeded_from_settings_idempotently(database_url: str, tmp_path: Path) ->
             ("PACS", "10.0.0.5", 104, False, ["store", "commit"]),
             ("RIS", "ris.local", 11112, True, ["mpps"]),
         ]
-        assert destinations == ()  # the only mpps peer wants TLS, which forwarding lacks
+        assert destinations == ("RIS@ris.local:11112",)
     broker = Broker(make_settings(database_url, tmp_path, remote_aes="PACS@10.0.0.6:104=mpps"))
     try:
         broker.seed_remote_aes()
         with session_scope(broker.session_factory) as s:
-            assert remote_aes.mpps_destinations(s) == ("PACS@10.0.0.6:104",)
+            assert remote_aes.mpps_destinations(s) == ("PACS@10.0.0.6:104", "RIS@ris.local:11112")
             assert remote_aes.lookup(s, "PACS", remote_aes.RemoteService.MPPS) is not None
     finally:
         broker.engine.dispose()
