@@ -292,6 +292,10 @@ class HttpSettings(_Section):
         ge=1024,
         description="largest REST request body, bytes; a bigger one gets 413 before it is parsed",
     )
+    metrics_public: bool = Field(
+        default=False,
+        description="serve GET /metrics without sign-in; by default it needs a viewer token",
+    )
 
 
 class StorageSettings(_Section):
@@ -386,6 +390,7 @@ ENV: dict[str, tuple[str | None, str]] = {
     "login_max_failures": ("http", "login_max_failures"),
     "login_window_seconds": ("http", "login_window_seconds"),
     "http_max_body_bytes": ("http", "max_body_bytes"),
+    "metrics_public": ("http", "metrics_public"),
     "storage_dir": ("storage", "dir"),
     "ris_hl7_endpoint": ("outbox", "ris_hl7_endpoint"),
     "ris_hl7_message": ("outbox", "ris_hl7_message"),

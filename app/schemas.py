@@ -534,3 +534,15 @@ class RemoteAeView(_View):
     services: list[str]
     description: str
     updated_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations (the database side of GET /metrics)
+
+
+class OperationalGauges(_View):
+    """What the database says about the whole deployment, read at each metrics scrape."""
+
+    outbox_pending: int
+    outbox_oldest_created_at: datetime | None
+    mpps_by_status: dict[str, int]

@@ -22,11 +22,14 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from app import metrics
 from app.config import DicomSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
+from dicom_scp.observe import HANDLERS as OBSERVERS
+from dicom_scp.observe import snapshot, timed_find
 
 LOG = logging.getLogger(__name__)
 
@@ -78,10 +81,11 @@ class DicomServer:
         ctx = ScpContext(self.worklist, self.session_factory, self.delivery)
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
-            (evt.EVT_C_FIND, handle_find, [ctx]),
+            (evt.EVT_C_FIND, timed_find(handle_find), [ctx]),
             (evt.EVT_N_CREATE, handle_n_create, [ctx]),
             (evt.EVT_N_SET, handle_n_set, [ctx]),
             (evt.EVT_N_GET, handle_n_get, [ctx]),
+            *OBSERVERS,
         ]
         self._ae = build_ae(self.settings)
         address = (
@@ -91,6 +95,7 @@ class DicomServer:
         server = self._ae.start_server(address, block=False, evt_handlers=handlers)
         assert server is not None  # block=False always returns the server
         self._server = server
+        metrics.watch_dicom(self.stats)
         bound = int(server.server_address[1])
         LOG.info("DICOM listening on %s:%d as %s", address[0], bound, self.settings.ae_title)
         return bound
@@ -99,7 +104,12 @@ class DicomServer:
     def running(self) -> bool:
         return self._server is not None
 
+    def stats(self) -> dict[str, int]:
+        """Associations now: ``associations_open``, ``connections_unassociated``."""
+        return snapshot(self._ae)
+
     def stop(self) -> None:
+        metrics.unwatch_dicom(self.stats)
         if self._server is not None:
             self._server.shutdown()
             self._server = None

@@ -27,6 +27,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_HTTP_PORT": ("8080", 8080),
     "BROKER_COOKIE_SECURE": ("true", True),
     "BROKER_HTTP_MAX_BODY_BYTES": ("65536", 65536),
+    "BROKER_METRICS_PUBLIC": ("true", True),
     "BROKER_STORAGE_DIR": ("/srv/dicom", None),
     "BROKER_RIS_HL7_ENDPOINT": ("ris:2575", "ris:2575"),
     "BROKER_MPPS_FORWARD": ("PACS@pacs:104", ("PACS@pacs:104",)),
