@@ -98,12 +98,16 @@ REJECT_REASONS = ("calling_ae", "called_ae", "limit", "other")
 for _reason in REJECT_REASONS:
     DICOM_ASSOCIATIONS_REJECTED.labels(_reason)
 
+FIND_MODELS = ("worklist", "query_retrieve")
 FIND_DURATION = Histogram(
     "mwl_dicom_find_duration_seconds",
-    "Modality Worklist C-FIND: from the request to the final response",
+    "C-FIND from the request to the final response, by information model",
+    ["model"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=REGISTRY,
 )
+for _model in FIND_MODELS:
+    FIND_DURATION.labels(_model)
 
 # --- HL7 v2 ------------------------------------------------------------------------------
 

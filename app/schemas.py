@@ -537,6 +537,19 @@ class RemoteAeView(_View):
 
 
 # ---------------------------------------------------------------------------------------------
+# Query/Retrieve: the instances a C-MOVE or C-GET sends
+
+
+class StoredInstanceRef(_View):
+    """One stored SOP instance to send: its Part 10 file, relative to ``BROKER_STORAGE_DIR``."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    path: str
+
+
+# ---------------------------------------------------------------------------------------------
 # Operations (the database side of GET /metrics)
 
 

@@ -138,11 +138,22 @@ def snapshot(ae: AE | None) -> dict[str, int]:
 
 
 T = TypeVar("T")
+MWL_FIND = "1.2.840.10008.5.1.4.31"  # Modality Worklist Information Model - FIND (PS3.4 K.6.1.4)
+
+
+def find_model(event: evt.Event) -> str:
+    """The histogram's label: ``worklist`` or ``query_retrieve`` (every other FIND model)."""
+    try:
+        syntax = str(event.context.abstract_syntax)
+    except Exception:  # no context known: count it with the worklist, the broker's main use
+        return "worklist"
+    return "worklist" if syntax == MWL_FIND else "query_retrieve"
 
 
 def timed_find(handler: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]]:
-    """``handler`` (a C-FIND generator) observed in the C-FIND duration histogram: from the
-    call to the final response, or to the end of the association if it ends first."""
+    """``handler`` (a C-FIND generator) observed in the C-FIND duration histogram, by
+    information model: from the call to the final response, or to the end of the association
+    if it ends first."""
 
     @functools.wraps(handler)
     def timed(event: evt.Event, *args: Any) -> Iterator[T]:
@@ -150,7 +161,8 @@ def timed_find(handler: Callable[..., Iterator[T]]) -> Callable[..., Iterator[T]
         try:
             yield from handler(event, *args)
         finally:
-            metrics.FIND_DURATION.observe(time.perf_counter() - started)
+            histogram = metrics.FIND_DURATION.labels(find_model(event))
+            histogram.observe(time.perf_counter() - started)
 
     return timed
 

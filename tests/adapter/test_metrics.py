@@ -130,7 +130,9 @@ def test_counters_move_with_dicom_and_hl7_traffic(running: Running) -> None:
     assert moved(before, after, "mwl_dicom_associations_accepted_total") == 2
     assert moved(before, after, "mwl_dicom_associations_rejected_total", reason="called_ae") == 1
     assert moved(before, after, "mwl_dicom_associations_aborted_total") == 1
-    assert moved(before, after, "mwl_dicom_find_duration_seconds_count") == 1
+    finds = "mwl_dicom_find_duration_seconds_count"
+    assert moved(before, after, finds, model="worklist") == 1
+    assert moved(before, after, finds, model="query_retrieve") == 0
     assert moved(before, after, "mwl_hl7_messages_total", ack="AA") == 1
     assert moved(before, after, "mwl_hl7_messages_total", ack="AR") == 1
     assert moved(before, after, "mwl_hl7_messages_total", ack="AE") == 0
