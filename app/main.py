@@ -22,6 +22,7 @@ from app.api import (
     outbox,
     patients,
     stations,
+    storage_commitments,
     users,
     worklist_policies,
 )
@@ -77,6 +78,7 @@ def create_app(
         hl7.router,
         outbox.router,
         mpps.router,
+        storage_commitments.router,
         audit.router,
         board.router,
         event_stream.router,

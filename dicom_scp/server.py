@@ -1,16 +1,24 @@
 """The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND, MPPS and
-Query/Retrieve (Patient Root and Study Root FIND, MOVE, GET).
+Query/Retrieve (Patient Root and Study Root FIND, MOVE, GET) and Storage Commitment Push Model
+(SCP).
 
 Association policy (PS3.8 9.3.4, stated in the conformance statement): the Called AE must be
 ``BROKER_AE_TITLE`` unless ``BROKER_REQUIRE_CALLED_AE`` is off (reject 1/1/7); Calling AEs are
 limited to ``BROKER_ALLOWED_CALLING_AES`` when set (reject 1/1/3); at most
 ``BROKER_MAX_ASSOCIATIONS`` at once (reject 2/3/2). When several fail, pynetdicom reports the
 last it checks: calling AE, then called AE, then the association limit.
+
+Listeners: the plain port and, when ``BROKER_DICOM_TLS_PORT`` is on, a TLS port (PS3.15 B.9)
+serving the same AE, services and policy; both start through :meth:`DicomServer._listen`. The
+TLS handshake runs in the connection's own thread, bounded by the ACSE timeout
+(:class:`AcceptorServer`).
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +28,18 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityPerformedProcedureStepRetrieve,
     ModalityWorklistInformationFind,
+    StorageCommitmentPushModel,
     Verification,
 )
 from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.utils import make_target
 
 from app import metrics
-from app.config import DicomSettings, WorklistSettings
+from app.config import DicomSettings, StorageSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
+from app.tls import failure_reason, session_summary
+from dicom_scp.commitment import CommitmentContext, handle_n_action, resume
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
 from dicom_scp.observe import HANDLERS as OBSERVERS
@@ -50,7 +62,11 @@ SOP_CLASSES: tuple[tuple[str, str], ...] = (
     (ModalityPerformedProcedureStep, "Modality Performed Procedure Step"),
     (ModalityPerformedProcedureStepRetrieve, "Modality Performed Procedure Step Retrieve"),
     *QR_SOP_CLASSES,
+    (StorageCommitmentPushModel, "Storage Commitment Push Model"),
 )
+# Role selection (PS3.7 D.3.3.4) for Storage Commitment: a requester may be its SCU (it sends the
+# N-ACTION and takes the N-EVENT-REPORT); the broker never takes the SCU role itself.
+ROLES: dict[str, tuple[bool, bool]] = {str(StorageCommitmentPushModel): (True, False)}
 
 # Identifiers carry patient data: pynetdicom must not print them (it does at INFO by default).
 _config.LOG_REQUEST_IDENTIFIERS = False
@@ -67,7 +83,8 @@ def build_ae(settings: DicomSettings) -> AE:
     ae.network_timeout = settings.network_timeout
     ae.maximum_pdu_size = settings.max_pdu_size
     for uid, _name in SOP_CLASSES:
-        ae.add_supported_context(uid, list(TRANSFER_SYNTAXES))
+        scu_role, scp_role = ROLES.get(str(uid), (None, None))
+        ae.add_supported_context(uid, list(TRANSFER_SYNTAXES), scu_role=scu_role, scp_role=scp_role)
     add_get_storage_contexts(ae)
     install_raw_sending()
     return ae
@@ -87,20 +104,92 @@ def add_get_storage_contexts(ae: AE) -> None:
         ae.add_supported_context(str(cx.abstract_syntax), syntaxes, scu_role=True, scp_role=True)
 
 
+@dataclass(frozen=True)
+class Listener:
+    """One port of the DICOM listener: plain TCP, or TLS when ``ssl_context`` is given."""
+
+    host: str
+    port: int
+    ssl_context: ssl.SSLContext | None = None
+
+
+class AcceptorServer(ThreadedAssociationServer):
+    """pynetdicom's association server, with the TLS handshake moved off the accepting thread.
+
+    pynetdicom shakes hands in ``get_request``, on the one thread that accepts every connection:
+    a peer that connects and sends nothing would hold up the whole TLS port. Here the socket is
+    wrapped without a handshake, and the connection's own thread does it, within the ACSE
+    timeout (a client that fails it, or speaks plain DICOM to the TLS port, is closed)."""
+
+    def get_request(self) -> tuple[Any, Any]:
+        assert self.socket is not None
+        conn, address = self.socket.accept()
+        if self.ssl_context is not None:
+            conn = self.ssl_context.wrap_socket(
+                conn, server_side=True, do_handshake_on_connect=False
+            )
+        return conn, address
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket) and not _handshake(
+            request, client_address, self.ae.acse_timeout
+        ):
+            self.shutdown_request(request)
+            return
+        super().process_request_thread(request, client_address)
+
+
+def _handshake(conn: ssl.SSLSocket, address: Any, timeout: float | None) -> bool:
+    peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+    try:
+        conn.settimeout(timeout)
+        conn.do_handshake()
+        conn.settimeout(None)
+    except OSError as exc:  # ssl.SSLError, a reset, a timeout
+        LOG.warning("DICOM TLS handshake with %s failed: %s", peer, failure_reason(exc))
+        return False
+    cipher = conn.cipher()
+    summary = session_summary(conn.version(), cipher[0] if cipher else None, conn.getpeercert())
+    LOG.info("DICOM TLS from %s: %s", peer, summary)
+    return True
+
+
 @dataclass
 class DicomServer:
-    """Start with ``start()`` (port 0 picks a free port), stop with ``stop()``."""
+    """Start with ``start()`` (port 0 picks a free port), stop with ``stop()``.
+
+    ``ssl_context`` (``app.tls.server_context``) serves ``settings.tls_port`` when that is on."""
 
     settings: DicomSettings
     worklist: WorklistSettings
     session_factory: SessionFactory
     delivery: Delivery = field(default_factory=Delivery)
     storage_dir: Path | None = None
+    ssl_context: ssl.SSLContext | None = None
+    client_ssl_context: ssl.SSLContext | None = None  # C-MOVE to remote AEs marked tls
     _ae: AE | None = field(default=None, init=False)
-    _server: ThreadedAssociationServer | None = field(default=None, init=False)
+    _servers: list[ThreadedAssociationServer] = field(default_factory=list, init=False)
+    _ports: list[int] = field(default_factory=list, init=False)
+
+    def listeners(self, host: str | None = None, port: int | None = None) -> list[Listener]:
+        """The plain listener (``host``/``port`` override the settings) and the TLS one."""
+        host = host if host is not None else self.settings.bind_host
+        found = [Listener(host, port if port is not None else self.settings.port)]
+        if self.settings.tls_port is not None:
+            if self.ssl_context is None:
+                raise RuntimeError("BROKER_DICOM_TLS_PORT is on, but no TLS context was given")
+            found.append(Listener(host, self.settings.tls_port, self.ssl_context))
+        return found
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
-        ctx = ScpContext(self.worklist, self.session_factory, self.delivery, self.storage_dir)
+        """Start every listener; return the plain port (the TLS one is :attr:`tls_port`)."""
+        ctx = ScpContext(
+            self.worklist,
+            self.session_factory,
+            self.delivery,
+            self.storage_dir,
+            self.client_ssl_context,
+        )
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
             (evt.EVT_C_FIND, timed_find(handle_find), [ctx]),
@@ -110,23 +199,55 @@ class DicomServer:
             *OBSERVERS,
             (evt.EVT_C_MOVE, handle_move, [ctx]),
             (evt.EVT_C_GET, handle_get, [ctx]),
+            (evt.EVT_N_ACTION, handle_n_action, [self.commitment_context()]),
         ]
         self._ae = build_ae(self.settings)
-        address = (
-            host if host is not None else self.settings.bind_host,
-            port if port is not None else self.settings.port,
-        )
-        server = self._ae.start_server(address, block=False, evt_handlers=handlers)
-        assert server is not None  # block=False always returns the server
-        self._server = server
+        try:
+            for listener in self.listeners(host, port):
+                self._ports.append(self._listen(self._ae, listener, handlers))
+        except BaseException:
+            self.stop()
+            raise
         metrics.watch_dicom(self.stats)
+        threading.Thread(
+            target=resume, args=(self.commitment_context(),), name="stgcmt-resume", daemon=True
+        ).start()
+        return self._ports[0]
+
+    def _listen(self, ae: AE, listener: Listener, handlers: list[Any]) -> int:
+        """Bind one listener and serve it in a daemon thread, as ``AE.start_server`` does."""
+        server = ae.make_server(
+            (listener.host, listener.port),
+            ssl_context=listener.ssl_context,
+            evt_handlers=handlers,
+            server_class=AcceptorServer,
+        )
+        ae._servers.append(server)  # where AE.shutdown() and server.shutdown() expect it
+        self._servers.append(server)
+        kind = "DICOM TLS" if listener.ssl_context is not None else "DICOM"
+        threading.Thread(
+            target=make_target(server.serve_forever), name=f"{kind} acceptor", daemon=True
+        ).start()
         bound = int(server.server_address[1])
-        LOG.info("DICOM listening on %s:%d as %s", address[0], bound, self.settings.ae_title)
+        LOG.info("%s listening on %s:%d as %s", kind, listener.host, bound, ae.ae_title)
         return bound
+
+    def commitment_context(self) -> CommitmentContext:
+        return CommitmentContext(
+            self.session_factory,
+            self.storage_dir or StorageSettings().dir,
+            self.settings.ae_title,
+            self.settings.stgcmt_report_delay,
+        )
+
+    @property
+    def tls_port(self) -> int | None:
+        """The bound TLS port, while it listens."""
+        return self._ports[1] if len(self._ports) > 1 else None
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return bool(self._servers)
 
     def stats(self) -> dict[str, int]:
         """Associations now: ``associations_open``, ``connections_unassociated``."""
@@ -134,9 +255,10 @@ class DicomServer:
 
     def stop(self) -> None:
         metrics.unwatch_dicom(self.stats)
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        for server in self._servers:
+            server.shutdown()
+        self._servers.clear()
+        self._ports.clear()
         if self._ae is not None:
             self._ae.shutdown()
             self._ae = None
