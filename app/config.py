@@ -333,6 +333,10 @@ class HttpSettings(_Section):
         ge=1024,
         description="largest REST request body, bytes; a bigger one gets 413 before it is parsed",
     )
+    metrics_public: bool = Field(
+        default=False,
+        description="serve GET /metrics without sign-in; by default it needs a viewer token",
+    )
 
 
 class ClientCertificates(StrEnum):
@@ -495,6 +499,7 @@ ENV: dict[str, tuple[str | None, str]] = {
     "login_max_failures": ("http", "login_max_failures"),
     "login_window_seconds": ("http", "login_window_seconds"),
     "http_max_body_bytes": ("http", "max_body_bytes"),
+    "metrics_public": ("http", "metrics_public"),
     "tls_cert": ("tls", "cert"),
     "tls_key": ("tls", "key"),
     "tls_ca": ("tls", "ca"),

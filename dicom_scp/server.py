@@ -34,6 +34,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 from pynetdicom.utils import make_target
 
+from app import metrics
 from app.config import DicomSettings, StorageSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
@@ -41,6 +42,8 @@ from app.tls import failure_reason, session_summary
 from dicom_scp.commitment import CommitmentContext, handle_n_action, resume
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
+from dicom_scp.observe import HANDLERS as OBSERVERS
+from dicom_scp.observe import snapshot, timed_find
 from dicom_scp.qr import SOP_CLASSES as QR_SOP_CLASSES
 from dicom_scp.qr import handle_get, handle_move, install_raw_sending
 
@@ -189,10 +192,11 @@ class DicomServer:
         )
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
-            (evt.EVT_C_FIND, handle_find, [ctx]),
+            (evt.EVT_C_FIND, timed_find(handle_find), [ctx]),
             (evt.EVT_N_CREATE, handle_n_create, [ctx]),
             (evt.EVT_N_SET, handle_n_set, [ctx]),
             (evt.EVT_N_GET, handle_n_get, [ctx]),
+            *OBSERVERS,
             (evt.EVT_C_MOVE, handle_move, [ctx]),
             (evt.EVT_C_GET, handle_get, [ctx]),
             (evt.EVT_N_ACTION, handle_n_action, [self.commitment_context()]),
@@ -204,6 +208,7 @@ class DicomServer:
         except BaseException:
             self.stop()
             raise
+        metrics.watch_dicom(self.stats)
         threading.Thread(
             target=resume, args=(self.commitment_context(),), name="stgcmt-resume", daemon=True
         ).start()
@@ -244,7 +249,12 @@ class DicomServer:
     def running(self) -> bool:
         return bool(self._servers)
 
+    def stats(self) -> dict[str, int]:
+        """Associations now: ``associations_open``, ``connections_unassociated``."""
+        return snapshot(self._ae)
+
     def stop(self) -> None:
+        metrics.unwatch_dicom(self.stats)
         for server in self._servers:
             server.shutdown()
         self._servers.clear()
