@@ -27,6 +27,7 @@ from app.db import SessionFactory
 from app.services.mpps import Delivery
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
+from dicom_scp.tcp import HANDLERS as TCP_HANDLERS
 
 LOG = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class DicomServer:
             (evt.EVT_N_CREATE, handle_n_create, [ctx]),
             (evt.EVT_N_SET, handle_n_set, [ctx]),
             (evt.EVT_N_GET, handle_n_get, [ctx]),
+            *TCP_HANDLERS,
         ]
         self._ae = build_ae(self.settings)
         address = (
