@@ -1,11 +1,16 @@
 """C-FIND side by side: mwl-broker (as users run it) against DCMTK wlmscpfs, same worklist.
 
     .venv/bin/python bench/mwl_find.py --items 2000 --queries 50
+    .venv/bin/python bench/mwl_find.py --items 10000 --broker-only --db /tmp/b10k.db
+    .venv/bin/python bench/mwl_find.py --items 10000 --broker-only --db /tmp/b10k.db \
+        --source /tmp/old-checkout      # the same database served by another source tree
 
 Loads ``--items`` steps into a fresh SQLite broker and the same items as ``*.wl`` files for
 wlmscpfs, then times a broad query (one station, one day) and a patient query over one
 association per server, and prints median latencies and the broker/wlmscpfs ratio. Needs DCMTK.
-Only loopback traffic; every loop is bounded.
+Only loopback traffic; every loop is bounded. ``--broker-only`` skips wlmscpfs (and its files);
+``--db`` keeps the loaded database for the next run (loaded only when missing); ``--source``
+runs the broker of another source tree (``python -m app.cli`` there), for before/after runs.
 """
 
 from __future__ import annotations
@@ -33,13 +38,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.db import create_db_engine, create_session_factory, session_scope  # noqa: E402
+from app.domain.actor import Actor  # noqa: E402
 from app.domain.items import item_from_json  # noqa: E402
 from app.domain.status import AuditSource  # noqa: E402
 from app.migrations import upgrade  # noqa: E402
 from app.services import worklist  # noqa: E402
+from dicom_scp.tcp import HANDLERS as NODELAY  # noqa: E402
 
 STATIONS = 20
 DAYS = 28
+MODALITIES = ("CT", "MR", "US", "CR", "DX", "NM")
 
 
 def free_port() -> int:
@@ -68,7 +76,7 @@ def item(index: int) -> dict[str, Any]:
                     "00400001": el("AE", f"ST{index % STATIONS}"),
                     "00400002": el("DA", f"202612{index % DAYS + 1:02d}"),
                     "00400003": el("TM", f"{8 + index % 10:02d}0000"),
-                    "00080060": el("CS", "CT"),
+                    "00080060": el("CS", MODALITIES[index % len(MODALITIES)]),
                     "00400009": el("SH", f"S{index}"),
                     "00400007": el("LO", "CT HEAD"),
                 }
@@ -77,15 +85,17 @@ def item(index: int) -> dict[str, Any]:
     }
 
 
-def load(url: str, wl_dir: Path, count: int) -> None:
+def load(url: str, wl_dir: Path | None, count: int) -> None:
     upgrade(url)
     engine = create_db_engine(url)
     factory = create_session_factory(engine)
+    actor = Actor(AuditSource.CLI, "bench")
     with session_scope(factory) as session:
         for index in range(count):
             data = item_from_json(item(index))
-            stored = worklist.upsert_item(session, data=data, source=AuditSource.CLI)
-            write_wl(stored.item, wl_dir / f"item{index}.wl")
+            stored = worklist.upsert_item(session, data=data, actor=actor)
+            if wl_dir is not None:
+                write_wl(stored.item, wl_dir / f"item{index}.wl")
     engine.dispose()
 
 
@@ -131,13 +141,45 @@ def queries() -> dict[str, Callable[[], Dataset]]:
         ds.ScheduledProcedureStepSequence = [Dataset()]
         return ds
 
-    return {"station+day": broad, "patient ID": patient}
+    def modality_week() -> Dataset:
+        ds = Dataset()
+        ds.PatientName = ""
+        ds.PatientID = ""
+        ds.PatientBirthDate = ""
+        ds.PatientSex = ""
+        ds.AccessionNumber = ""
+        ds.StudyInstanceUID = ""
+        ds.RequestedProcedureID = ""
+        ds.RequestedProcedureDescription = ""
+        step = Dataset()
+        step.ScheduledStationAETitle = ""
+        step.ScheduledProcedureStepStartDate = "20261201-20261207"
+        step.ScheduledProcedureStepStartTime = ""
+        step.Modality = "MR"
+        step.ScheduledProcedureStepID = ""
+        step.ScheduledProcedureStepDescription = ""
+        ds.ScheduledProcedureStepSequence = [step]
+        return ds
+
+    def nothing() -> Dataset:
+        ds = patient()
+        ds.PatientID = "NOBODY"
+        return ds
+
+    return {
+        "station+day": broad,
+        "patient ID": patient,
+        "modality+week": modality_week,
+        "no match": nothing,
+    }
 
 
 def time_queries(port: int, called: str, identifier: Dataset, repeat: int) -> tuple[float, int]:
     ae = AE(ae_title="BENCH")
     ae.add_requested_context(ModalityWorklistInformationFind)
-    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    # The client side without Nagle too (as DCMTK's findscu): the request's second PDU must
+    # not wait on the server's delayed ACK, or every query measures that wait.
+    assoc = ae.associate("127.0.0.1", port, ae_title=called, evt_handlers=list(NODELAY))
     assert assoc.is_established
     samples = []
     matches = 0
@@ -150,51 +192,72 @@ def time_queries(port: int, called: str, identifier: Dataset, repeat: int) -> tu
     return statistics.median(samples), matches
 
 
+def start_broker(url: str, port: int, source: Path | None) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "BROKER_DATABASE_URL": url,
+        "BROKER_DICOM_PORT": str(port),
+        "BROKER_BIND_HOST": "127.0.0.1",
+        "BROKER_LOG_LEVEL": "WARNING",
+    }
+    if source is None:
+        command = [str(Path(sys.executable).parent / "mwl-broker")]
+    else:
+        env["PYTHONPATH"] = str(source)
+        command = [sys.executable, "-m", "app.cli"]
+    return subprocess.Popen([*command, "serve", "--only", "dicom"], env=env, cwd=source)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--broker-only", action="store_true", help="no wlmscpfs column")
+    parser.add_argument("--db", type=Path, help="SQLite file to keep (loaded when missing)")
+    parser.add_argument("--source", type=Path, help="run the broker of this source tree")
     args = parser.parse_args()
-    if not shutil.which("wlmscpfs"):
+    if not args.broker_only and not shutil.which("wlmscpfs"):
         raise SystemExit("wlmscpfs not found: install Debian's dcmtk (make test-deps)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        wl_dir = work / "wl" / "BENCH"
-        wl_dir.mkdir(parents=True)
-        (wl_dir / "lockfile").touch()
-        url = f"sqlite:///{work / 'broker.db'}"
-        load(url, wl_dir, args.items)
+        wl_dir = None if args.broker_only else work / "wl" / "BENCH"
+        if wl_dir is not None:
+            wl_dir.mkdir(parents=True)
+            (wl_dir / "lockfile").touch()
+        db = args.db or work / "broker.db"
+        url = f"sqlite:///{db}"
+        if wl_dir is not None or not db.exists():
+            load(url, wl_dir, args.items)
         broker_port, dcmtk_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "BROKER_DATABASE_URL": url,
-            "BROKER_DICOM_PORT": str(broker_port),
-            "BROKER_BIND_HOST": "127.0.0.1",
-            "BROKER_LOG_LEVEL": "WARNING",
-        }
-        mwl_broker = str(Path(sys.executable).parent / "mwl-broker")
-        broker = subprocess.Popen([mwl_broker, "serve", "--only", "dicom"], env=env)
-        dcmtk = subprocess.Popen(
-            ["wlmscpfs", "-dfp", str(work / "wl"), str(dcmtk_port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        broker = start_broker(url, broker_port, args.source)
+        dcmtk = None
+        if wl_dir is not None:
+            dcmtk = subprocess.Popen(
+                ["wlmscpfs", "-dfp", str(work / "wl"), str(dcmtk_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         try:
             wait_echo(broker_port, "MWLBROKER")
-            wait_echo(dcmtk_port, "BENCH")
+            if dcmtk is not None:
+                wait_echo(dcmtk_port, "BENCH")
             print(f"{args.items} items, median of {args.queries} queries per row")
             print(f"{'query':<14}{'matches':>8}{'broker ms':>12}{'wlmscpfs ms':>13}{'ratio':>8}")
             for name, build in queries().items():
                 b, bm = time_queries(broker_port, "MWLBROKER", build(), args.queries)
+                if dcmtk is None:
+                    print(f"{name:<14}{bm:>8}{b * 1000:>12.2f}")
+                    continue
                 d, dm = time_queries(dcmtk_port, "BENCH", build(), args.queries)
                 print(f"{name:<14}{bm:>8}{b * 1000:>12.2f}{d * 1000:>13.2f}{b / d:>8.2f}")
                 if bm != dm:
                     print(f"  note: match counts differ (broker {bm}, wlmscpfs {dm})")
         finally:
             broker.send_signal(signal.SIGTERM)
-            dcmtk.terminate()
             broker.wait(timeout=15)
-            dcmtk.wait(timeout=15)
+            if dcmtk is not None:
+                dcmtk.terminate()
+                dcmtk.wait(timeout=15)
 
 
 if __name__ == "__main__":

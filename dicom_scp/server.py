@@ -25,7 +25,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from app.config import DicomSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
-from dicom_scp.handlers import ScpContext, handle_echo, handle_find
+from dicom_scp.handlers import ScpContext, handle_echo, serve_find_event
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
 from dicom_scp.tcp import HANDLERS as TCP_HANDLERS
 
@@ -79,7 +79,7 @@ class DicomServer:
         ctx = ScpContext(self.worklist, self.session_factory, self.delivery)
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
-            (evt.EVT_C_FIND, handle_find, [ctx]),
+            (evt.EVT_C_FIND, serve_find_event, [ctx]),
             (evt.EVT_N_CREATE, handle_n_create, [ctx]),
             (evt.EVT_N_SET, handle_n_set, [ctx]),
             (evt.EVT_N_GET, handle_n_get, [ctx]),
