@@ -74,9 +74,11 @@ class DicomServer:
     delivery: Delivery = field(default_factory=Delivery)
     _ae: AE | None = field(default=None, init=False)
     _server: ThreadedAssociationServer | None = field(default=None, init=False)
+    context: ScpContext | None = field(default=None, init=False)  # with the listener's caches
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
         ctx = ScpContext(self.worklist, self.session_factory, self.delivery)
+        self.context = ctx
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
             (evt.EVT_C_FIND, serve_find_event, [ctx]),
