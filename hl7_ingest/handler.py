@@ -137,9 +137,6 @@ class Hl7Handler:
                 "MSH^1^3",
             )
             return codec, self._fail(env, text, AckCode.AR, error).ack_text
-        previous = self._previous(env)
-        if previous is not None:
-            return codec, self._redelivered(env, text, previous.ack, previous.raw).ack_text
         return codec, self._process(text, env).ack_text
 
     def _sender_allowed(self, env: parse.Envelope) -> bool:
@@ -196,6 +193,10 @@ class Hl7Handler:
         try:
             decoded = router.decode_message(text, env)
         except Hl7Error as exc:
+            # a message accepted before (under other settings) keeps its ACK when resent
+            previous = self._previous(env)
+            if previous is not None:
+                return self._redelivered(env, text, previous.ack, previous.raw)
             return self._fail(env, text, ack_code(exc), exc)
         accepted = self._answer(env, AckCode.AA, None, decoded.warnings)
         try:

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_
+from sqlalchemy import or_, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, delete, select
 
 from app.domain.errors import NotFoundError
@@ -62,6 +63,24 @@ def accepted_message(
         )
     ).first()
     return None if row is None else (row[0], row[1])
+
+
+def claim(session: Session, *, message: MessageRecord) -> bool:
+    """Log an accepted message first thing in its transaction, unless its MSH-3/4/10 is
+    already accepted: ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index, so
+    the redelivery check and the log row are one statement. ``False``: a copy was accepted
+    (or is being accepted on another connection, which this statement waits for)."""
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Hl7Message)
+    statement = (
+        insert.values(**vars(message), received_at=utcnow())
+        .on_conflict_do_nothing(
+            index_elements=["sending_application", "sending_facility", "control_id"],
+            index_where=text(f"outcome = '{ACCEPTED}'"),
+        )
+        .returning(col(Hl7Message.id))
+    )
+    return session.execute(statement).scalar_one_or_none() is not None
 
 
 def record(session: Session, *, message: MessageRecord) -> int:

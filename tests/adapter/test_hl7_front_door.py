@@ -272,7 +272,8 @@ def test_pool_timeout_during_commit_is_never_aa_nor_ar(
     def exhausted(*_args: Any, **_kwargs: Any) -> int:
         raise sa_exc.TimeoutError("QueuePool limit of size 10 overflow 20 reached")
 
-    monkeypatch.setattr(hl7_log, "record", exhausted)
+    monkeypatch.setattr(hl7_log, "claim", exhausted)  # the accepted message's log row
+    monkeypatch.setattr(hl7_log, "record", exhausted)  # a refused one's
     settings = make_settings(database_url, tmp_path, hl7_db_down=mode)
     peer = serve(Hl7Handler(settings.hl7, session_factory))
     answer = peer.exchange(ORDER)
@@ -297,7 +298,7 @@ def test_database_back_then_the_resend_is_accepted(
     def refused(*_args: Any, **_kwargs: Any) -> Any:
         raise sa_exc.OperationalError("SELECT", {}, ConnectionRefusedError("refused"))
 
-    monkeypatch.setattr(hl7_log, "accepted_message", refused)
+    monkeypatch.setattr(hl7_log, "claim", refused)  # the first statement of an intake
     assert serve(Hl7Handler(settings.hl7, session_factory)).exchange(ORDER) is None
     monkeypatch.undo()
     answer = serve(Hl7Handler(settings.hl7, session_factory)).exchange(ORDER)
