@@ -125,9 +125,11 @@ class ResponsePlan:
 
 @dataclass
 class Answer:
-    """The answer to one requested element for one item (``None``: left out)."""
+    """Whether one requested element is answered for one item, and what decides the
+    character set. The answer's data set is not kept (memory: one per element and item); its
+    bytes are, per syntax and character set (``EncodedItem.encoded``)."""
 
-    dataset: Dataset | None
+    present: bool
     non_ascii: tuple[str, ...]
     ambiguous: bool
     fits: dict[Charset, bool] = field(default_factory=dict)
@@ -142,10 +144,10 @@ class Answer:
 def _answer(element: PlannedElement, item: JsonDataset) -> Answer:
     reduced = mwl._reduce(element.template, item, mwl._TOP_TABLE)
     if len(reduced) == 0:
-        return Answer(None, (), False)
+        return Answer(False, (), False)
     texts = tuple(t for t in mwl._strings(reduced) if not t.isascii())
     ambiguous = any(" or " in str(e.VR) for e in reduced.iterall())
-    return Answer(reduced, texts, ambiguous)
+    return Answer(True, texts, ambiguous)
 
 
 class EncodedItem:
@@ -168,8 +170,7 @@ class EncodedItem:
         found = self._bytes.get(key)
         if found is None:
             # Built afresh for each encoding: pydicom value objects may keep encoded forms.
-            fresh = _answer(element, self.item).dataset
-            assert fresh is not None
+            fresh = mwl._reduce(element.template, self.item, mwl._TOP_TABLE)
             found = encode_dataset(fresh, syntax, charset)
             self._bytes[key] = found
         return found
@@ -203,7 +204,7 @@ def _choose_charset(plan: ResponsePlan, answers: Sequence[Answer]) -> Charset:
 def encode_response(plan: ResponsePlan, entry: EncodedItem, syntax: Syntax) -> bytes:
     """The encoded response identifier of one item: equal to pynetdicom's encoding of
     ``mwl.build_response(plan.identifier, entry.item, plan.requested_charset)``."""
-    present = [(e, a) for e in plan.elements if (a := entry.answer(e)).dataset is not None]
+    present = [(e, a) for e in plan.elements if (a := entry.answer(e)).present]
     if any(a.ambiguous for _, a in present):
         return slow_response(plan, entry.item, syntax)
     charset = _choose_charset(plan, [a for _, a in present])
