@@ -10,8 +10,10 @@ import http.client
 import socket
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE, Association, evt
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
@@ -19,6 +21,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep
 from app.delivery import OutboxMessageView
 from app.runtime import Broker
 from dicom_scp.forward import mpps_forwarder
+from dicom_scp.tcp import on_data_received
 from tests.support.net import wait_until
 from tests.support.scp import start_scp
 from tests.support.settings import make_settings
@@ -49,6 +52,8 @@ def test_dicom_listener_sets_nodelay_on_accepted_connections(
             wait_until(lambda: len(scp.server._ae.active_associations) == 1)  # type: ignore[union-attr]
             (accepted,) = scp.server._ae.active_associations
             assert _nodelay(_assoc_socket(accepted))
+            bound = [h for h, _ in accepted.get_handlers(evt.EVT_DATA_RECV)]  # type: ignore[misc]
+            assert on_data_received in bound
         finally:
             assoc.release()
     finally:
@@ -115,3 +120,21 @@ def _health(conn: http.client.HTTPConnection) -> int:
     response = conn.getresponse()
     response.read()
     return response.status
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux only")
+def test_each_received_pdu_is_acknowledged_at_once() -> None:
+    """A peer with Nagle on holds its identifier PDU until the command PDU is acknowledged:
+    after each PDU read the broker's socket is back in quick-ACK mode."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+        with client, server:
+            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+            assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 0
+            transport = SimpleNamespace(socket=server)
+            event: Any = SimpleNamespace(
+                assoc=SimpleNamespace(dul=SimpleNamespace(socket=transport))
+            )
+            on_data_received(event)
+            assert server.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1
