@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
@@ -23,7 +24,7 @@ from app.domain.worklist import parse_worklist_query
 from app.services import worklist, worklist_policies
 from app.services.mpps import Delivery
 from app.services.worklist import ItemCache
-from dicom_scp import mwl, mwl_encoded
+from dicom_scp import mwl, mwl_encoded, qr
 from dicom_scp.find_sender import serve_find
 from dicom_scp.mwl_encoded import IMPLICIT_LITTLE, EncodedCache, Syntax
 from dicom_scp.status import DimseStatus, find_failure, status_dataset
@@ -40,6 +41,7 @@ class ScpContext:
     worklist: WorklistSettings
     session_factory: SessionFactory
     delivery: Delivery = field(default_factory=Delivery)  # where MPPS changes go
+    storage_dir: Path | None = None  # BROKER_STORAGE_DIR: the files C-MOVE and C-GET send
     # Per listener: assembled items and their encoded answers, by item version.
     items: ItemCache = field(default_factory=ItemCache)
     encoded: EncodedCache = field(default_factory=EncodedCache)
@@ -82,8 +84,11 @@ def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
 
     Honours C-CANCEL between matches and caps the number of matches
     (``BROKER_MWL_MAX_RESULTS``): past it the stream ends with 0xA700, so the modality knows
-    its list is incomplete.
+    its list is incomplete. Query/Retrieve C-FINDs go to ``dicom_scp.qr``.
     """
+    if qr.is_qr_find(event):
+        yield from qr.handle_find(event, ctx)
+        return
     try:
         identifier: Dataset = event.identifier
         request = mwl.parse_request(identifier)

@@ -1,4 +1,5 @@
-"""The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND and MPPS.
+"""The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND, MPPS and
+Query/Retrieve (Patient Root and Study Root FIND, MOVE, GET).
 
 Association policy (PS3.8 9.3.4, stated in the conformance statement): the Called AE must be
 ``BROKER_AE_TITLE`` unless ``BROKER_REQUIRE_CALLED_AE`` is off (reject 1/1/7); Calling AEs are
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityPerformedProcedureStepRetrieve,
@@ -27,6 +29,8 @@ from app.db import SessionFactory
 from app.services.mpps import Delivery
 from dicom_scp.handlers import ScpContext, handle_echo, serve_find_event
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
+from dicom_scp.qr import SOP_CLASSES as QR_SOP_CLASSES
+from dicom_scp.qr import handle_get, handle_move, install_raw_sending
 from dicom_scp.tcp import HANDLERS as TCP_HANDLERS
 
 LOG = logging.getLogger(__name__)
@@ -43,6 +47,7 @@ SOP_CLASSES: tuple[tuple[str, str], ...] = (
     (ModalityWorklistInformationFind, "Modality Worklist Information Model - FIND"),
     (ModalityPerformedProcedureStep, "Modality Performed Procedure Step"),
     (ModalityPerformedProcedureStepRetrieve, "Modality Performed Procedure Step Retrieve"),
+    *QR_SOP_CLASSES,
 )
 
 # Identifiers carry patient data: pynetdicom must not print them (it does at INFO by default).
@@ -61,7 +66,23 @@ def build_ae(settings: DicomSettings) -> AE:
     ae.maximum_pdu_size = settings.max_pdu_size
     for uid, _name in SOP_CLASSES:
         ae.add_supported_context(uid, list(TRANSFER_SYNTAXES))
+    add_get_storage_contexts(ae)
+    install_raw_sending()
     return ae
+
+
+def add_get_storage_contexts(ae: AE) -> None:
+    """Storage contexts a C-GET requestor proposes with the SCP role (PS3.4 C.4.3.1, PS3.7
+    D.3.3.4): every storage SOP class and transfer syntax, since stored files go out as they
+    are. Both proposed roles are accepted, so a plain Storage SCU is not affected.
+
+    pynetdicom accepts the first of these syntaxes the requestor offers in a context, so
+    Explicit VR Little Endian comes first: it is what most stored files are in, and a file is
+    never transcoded to fit a context."""
+    preferred = [TRANSFER_SYNTAXES[1], TRANSFER_SYNTAXES[0]]
+    syntaxes = preferred + [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in preferred]
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(str(cx.abstract_syntax), syntaxes, scu_role=True, scp_role=True)
 
 
 @dataclass
@@ -72,12 +93,15 @@ class DicomServer:
     worklist: WorklistSettings
     session_factory: SessionFactory
     delivery: Delivery = field(default_factory=Delivery)
+    storage_dir: Path | None = None
     _ae: AE | None = field(default=None, init=False)
     _server: ThreadedAssociationServer | None = field(default=None, init=False)
     context: ScpContext | None = field(default=None, init=False)  # with the listener's caches
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
-        ctx = ScpContext(self.worklist, self.session_factory, self.delivery)
+        ctx = ScpContext(
+            self.worklist, self.session_factory, self.delivery, storage_dir=self.storage_dir
+        )
         self.context = ctx
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
@@ -85,6 +109,8 @@ class DicomServer:
             (evt.EVT_N_CREATE, handle_n_create, [ctx]),
             (evt.EVT_N_SET, handle_n_set, [ctx]),
             (evt.EVT_N_GET, handle_n_get, [ctx]),
+            (evt.EVT_C_MOVE, handle_move, [ctx]),
+            (evt.EVT_C_GET, handle_get, [ctx]),
             *TCP_HANDLERS,
         ]
         self._ae = build_ae(self.settings)

@@ -83,8 +83,32 @@ def claim(session: Session, *, message: MessageRecord) -> bool:
     return session.execute(statement).scalar_one_or_none() is not None
 
 
+# Longest value each column takes; PostgreSQL refuses longer ones (SQLite stores anything).
+KEY_LENGTHS: dict[str, int] = {
+    column.name: column.type.length
+    for column in Hl7Message.__table__.columns  # type: ignore[attr-defined]
+    if getattr(column.type, "length", None)
+}
+_NUL = "\x00"
+NUL_STAND_IN = "\ufffd"  # PostgreSQL text cannot hold NUL: the log shows the replacement char
+
+
+def storable(message: MessageRecord) -> MessageRecord:
+    """The record as every database can keep it: NUL characters replaced (PostgreSQL text
+    cannot hold them) and values cut to their column's length.
+
+    Only a refused message can need this: the adapter refuses a key (MSH-3, MSH-4, MSH-10)
+    longer than its column, so an accepted message is always logged as it came.
+    """
+    values = {name: value.replace(_NUL, NUL_STAND_IN) for name, value in vars(message).items()}
+    for name, length in KEY_LENGTHS.items():
+        if name in values:
+            values[name] = values[name][:length]
+    return MessageRecord(**values)
+
+
 def record(session: Session, *, message: MessageRecord) -> int:
-    row = Hl7Message(**vars(message))
+    row = Hl7Message(**vars(storable(message)))
     session.add(row)
     session.flush()
     assert row.id is not None
