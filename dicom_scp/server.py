@@ -40,12 +40,13 @@ from app.db import SessionFactory
 from app.services.mpps import Delivery
 from app.tls import failure_reason, session_summary
 from dicom_scp.commitment import CommitmentContext, handle_n_action, resume
-from dicom_scp.handlers import ScpContext, handle_echo, handle_find
+from dicom_scp.handlers import ScpContext, handle_echo, serve_find_event
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
 from dicom_scp.observe import HANDLERS as OBSERVERS
 from dicom_scp.observe import snapshot, timed_find
 from dicom_scp.qr import SOP_CLASSES as QR_SOP_CLASSES
 from dicom_scp.qr import handle_get, handle_move, install_raw_sending
+from dicom_scp.tcp import HANDLERS as TCP_HANDLERS
 
 LOG = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ class DicomServer:
     _ae: AE | None = field(default=None, init=False)
     _servers: list[ThreadedAssociationServer] = field(default_factory=list, init=False)
     _ports: list[int] = field(default_factory=list, init=False)
+    context: ScpContext | None = field(default=None, init=False)  # with the listener's caches
 
     def listeners(self, host: str | None = None, port: int | None = None) -> list[Listener]:
         """The plain listener (``host``/``port`` override the settings) and the TLS one."""
@@ -190,9 +192,10 @@ class DicomServer:
             self.storage_dir,
             self.client_ssl_context,
         )
+        self.context = ctx
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
-            (evt.EVT_C_FIND, timed_find(handle_find), [ctx]),
+            (evt.EVT_C_FIND, timed_find(serve_find_event), [ctx]),
             (evt.EVT_N_CREATE, handle_n_create, [ctx]),
             (evt.EVT_N_SET, handle_n_set, [ctx]),
             (evt.EVT_N_GET, handle_n_get, [ctx]),
@@ -200,6 +203,7 @@ class DicomServer:
             (evt.EVT_C_MOVE, handle_move, [ctx]),
             (evt.EVT_C_GET, handle_get, [ctx]),
             (evt.EVT_N_ACTION, handle_n_action, [self.commitment_context()]),
+            *TCP_HANDLERS,
         ]
         self._ae = build_ae(self.settings)
         try:
