@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from app import log_context
 from app.config import Settings, SettingsError, load_settings
 from app.migrations import pending_revision, upgrade
 
@@ -17,9 +18,10 @@ LOG = logging.getLogger("mwl_broker")
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+    """Log to stderr; every line names its unit of work (``app.log_context``)."""
+    logging.basicConfig(level=level, format=log_context.FORMAT, force=True)
+    for handler in logging.getLogger().handlers:
+        log_context.install(handler)
     # pynetdicom narrates every PDU at INFO; keep it for DEBUG sessions only.
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 

@@ -397,6 +397,10 @@ class HttpSettings(_Section):
         ge=1024,
         description="largest REST request body, bytes; a bigger one gets 413 before it is parsed",
     )
+    metrics_public: bool = Field(
+        default=False,
+        description="serve GET /metrics without sign-in; by default it needs a viewer token",
+    )
 
 
 class DuplicatePolicy(StrEnum):
@@ -590,6 +594,7 @@ ENV: dict[str, tuple[str | None, str]] = {
     "login_window_seconds": ("http", "login_window_seconds"),
     "http_max_body_bytes": ("http", "max_body_bytes"),
     "remote_aes": ("dicom", "remote_aes"),
+    "metrics_public": ("http", "metrics_public"),
     "tls_cert": ("tls", "cert"),
     "tls_key": ("tls", "key"),
     "tls_ca": ("tls", "ca"),

@@ -15,6 +15,7 @@ from app.api import (
     errors,
     health,
     hl7,
+    metrics,
     mpps,
     mwlitems,
     orders,
@@ -30,6 +31,7 @@ from app.api import (
 from app.api import events as event_stream
 from app.api.deps import require
 from app.api.limits import RequestLimitMiddleware
+from app.api.request_context import RequestContextMiddleware
 from app.config import Settings
 from app.db import SessionFactory
 from app.domain.access import Role
@@ -59,12 +61,16 @@ def create_app(
     app.state.events = events if events is not None else EventBus()
     errors.install(app)
     app.add_middleware(RequestLimitMiddleware, max_body_bytes=settings.http.max_body_bytes)
+    # Added last, so it runs first: a request refused by the limits has an id too.
+    app.add_middleware(RequestContextMiddleware)
     auth.install(app, settings, session_factory)
     # Open: health and sign-in. users.router requires admin on its own.
     for router in (health.router, auth.router, users.router):
         app.include_router(router)
     # Patient data: viewer to read; each writing route requires more (scheduler or admin).
     viewer = [Depends(require(Role.VIEWER))]
+    # Metrics carry no patient data, but tell who talks to the broker: closed unless opened.
+    app.include_router(metrics.router, dependencies=[] if settings.http.metrics_public else viewer)
     for router in (
         mwlitems.router,
         patients.router,

@@ -671,3 +671,15 @@ class StorageCommitmentView(StorageCommitmentSummary):
     committed: tuple[CommittedInstanceView, ...]
     failed: tuple[FailedInstanceView, ...]
     delivery: CommitmentDeliveryView | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations (the database side of GET /metrics)
+
+
+class OperationalGauges(_View):
+    """What the database says about the whole deployment, read at each metrics scrape."""
+
+    outbox_pending: int
+    outbox_oldest_created_at: datetime | None
+    mpps_by_status: dict[str, int]

@@ -26,6 +26,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[
 from app.config import DicomSettings, parse_endpoint
 from app.delivery import OutboxMessageView
 from app.domain.reports import MPPS_CREATE, ForwardedMpps
+from dicom_scp.tcp import HANDLERS as TCP_HANDLERS
 
 MPPS_UID = str(ModalityPerformedProcedureStep)
 WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
@@ -111,7 +112,9 @@ def forward(settings: DicomSettings, view: OutboxMessageView, tls_for: TlsFor = 
         raise ValueError(f"the dicom channel does not send '{view.kind}'")
     called, host, port = parse_target(view.destination)
     tls = tls_args(tls_for(called), host)
-    assoc = _build_ae(settings).associate(host, port, ae_title=called, tls_args=tls)
+    assoc = _build_ae(settings).associate(
+        host, port, ae_title=called, tls_args=tls, evt_handlers=list(TCP_HANDLERS)
+    )
     if not assoc.is_established:
         reason = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
         raise ForwardError(f"association to {view.destination} {reason}")

@@ -20,17 +20,21 @@ from pynetdicom import evt
 
 from app.config import WorklistSettings
 from app.db import SessionFactory
-from app.domain.dicom_json import JsonDataset
 from app.domain.errors import DomainError
 from app.domain.worklist import parse_worklist_query
-from app.services import worklist_policies
+from app.services import worklist, worklist_policies
 from app.services.mpps import Delivery
-from dicom_scp import mwl, qr
+from app.services.worklist import ItemCache
+from dicom_scp import mwl, mwl_encoded, qr
+from dicom_scp.find_sender import serve_find
+from dicom_scp.mwl_encoded import IMPLICIT_LITTLE, EncodedCache, Syntax
 from dicom_scp.status import DimseStatus, find_failure, status_dataset
 
 LOG = logging.getLogger(__name__)
 
-FindResult = tuple[int | Dataset, Dataset | None]
+# A Pending's identifier is encoded already (bytes, see ``find_sender``); other statuses
+# carry a status Dataset or nothing.
+FindResult = tuple[int | Dataset, Dataset | bytes | None]
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class ScpContext:
     delivery: Delivery = field(default_factory=Delivery)  # where MPPS changes go
     storage_dir: Path | None = None  # BROKER_STORAGE_DIR: the files C-MOVE and C-GET send
     client_tls: ssl.SSLContext | None = None  # app.tls.client_context: TLS remote AEs
+    # Per listener: assembled items and their encoded answers, by item version.
+    items: ItemCache = field(default_factory=ItemCache)
+    encoded: EncodedCache = field(default_factory=EncodedCache)
 
 
 def _peer(event: evt.Event) -> str:
@@ -59,8 +66,23 @@ def _offending(error: DomainError) -> list[int] | None:
     return [tag] if tag is not None else None
 
 
+def serve_find_event(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
+    """The ``EVT_C_FIND`` handler: ``handle_find``, its Pendings sent by ``find_sender``."""
+    return serve_find(handle_find(event, ctx), event)
+
+
+def _syntax(event: Any) -> Syntax:
+    """The presentation context's transfer syntax (the DICOM default when the event has no
+    context, as in tests that call ``handle_find`` directly)."""
+    context = getattr(event, "context", None)
+    return Syntax.of(str(context.transfer_syntax)) if context is not None else IMPLICIT_LITTLE
+
+
 def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
     """Modality Worklist C-FIND (PS3.4 K.4.1.3): one Pending per match, then Success.
+
+    Pending identifiers are yielded encoded (``mwl_encoded``), in the transfer syntax of the
+    request's presentation context.
 
     Honours C-CANCEL between matches and caps the number of matches
     (``BROKER_MWL_MAX_RESULTS``): past it the stream ends with 0xA700, so the modality knows
@@ -91,14 +113,18 @@ def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
     yield from _stream_matches(event, ctx, identifier, request, query)
 
 
-def _fetch_matches(event: evt.Event, ctx: ScpContext, query: Any) -> list[JsonDataset]:
+def _fetch_matches(event: evt.Event, ctx: ScpContext, query: Any) -> list[worklist.Match]:
     """The matches, at most one past the cap, read in one short transaction: the session is
     closed before the first response goes out, so a slow or stalled modality holds no database
     connection while it reads."""
     limit = ctx.worklist.max_results
     with ctx.session_factory() as session:
-        found = worklist_policies.find(
-            session, query=query, calling_ae=_peer(event), default=ctx.worklist.default_policy
+        found = worklist_policies.find_matches(
+            session,
+            query=query,
+            calling_ae=_peer(event),
+            default=ctx.worklist.default_policy,
+            cache=ctx.items,
         )
         return list(islice(found, limit + 1)) if limit else list(found)
 
@@ -110,7 +136,10 @@ def _stream_matches(
     sent = 0
     try:
         matches = _fetch_matches(event, ctx, query)
-        for item in matches:
+        plan = mwl_encoded.ResponsePlan(identifier, request.charset)
+        syntax = _syntax(event)
+        status = int(mwl.pending_status(request))
+        for match in matches:
             if event.is_cancelled:
                 LOG.info("C-FIND from %s cancelled after %d matches", _peer(event), sent)
                 yield int(DimseStatus.CANCEL), None
@@ -125,9 +154,10 @@ def _stream_matches(
                     None,
                 )
                 return
-            response = mwl.build_response(identifier, item, request.charset)
+            entry = ctx.encoded.entry(match.version, match.item)
+            response = mwl_encoded.encode_response(plan, entry, syntax)
             sent += 1
-            yield int(mwl.pending_status(request)), response
+            yield status, response
     except Exception:
         LOG.exception("C-FIND from %s failed after %d matches", _peer(event), sent)
         yield status_dataset(DimseStatus.UNABLE_TO_PROCESS, "worklist query failed"), None

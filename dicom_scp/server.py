@@ -34,16 +34,20 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 from pynetdicom.utils import make_target
 
+from app import metrics
 from app.config import DicomSettings, StorageSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
 from app.tls import failure_reason, session_summary
 from dicom_scp.commitment import CommitmentContext, handle_n_action, resume
-from dicom_scp.handlers import ScpContext, handle_echo, handle_find
+from dicom_scp.handlers import ScpContext, handle_echo, serve_find_event
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
+from dicom_scp.observe import HANDLERS as OBSERVERS
+from dicom_scp.observe import snapshot, timed_find
 from dicom_scp.qr import SOP_CLASSES as QR_SOP_CLASSES
 from dicom_scp.qr import handle_get, handle_move, install_raw_sending
 from dicom_scp.storage import StoreContext, handle_store
+from dicom_scp.tcp import HANDLERS as TCP_HANDLERS
 
 LOG = logging.getLogger(__name__)
 
@@ -170,6 +174,7 @@ class DicomServer:
     _ae: AE | None = field(default=None, init=False)
     _servers: list[ThreadedAssociationServer] = field(default_factory=list, init=False)
     _ports: list[int] = field(default_factory=list, init=False)
+    context: ScpContext | None = field(default=None, init=False)  # with the listener's caches
 
     def listeners(self, host: str | None = None, port: int | None = None) -> list[Listener]:
         """The plain listener (``host``/``port`` override the settings) and the TLS one."""
@@ -190,15 +195,18 @@ class DicomServer:
             self.files_dir,
             self.client_ssl_context,
         )
+        self.context = ctx
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
-            (evt.EVT_C_FIND, handle_find, [ctx]),
+            (evt.EVT_C_FIND, timed_find(serve_find_event), [ctx]),
             (evt.EVT_N_CREATE, handle_n_create, [ctx]),
             (evt.EVT_N_SET, handle_n_set, [ctx]),
             (evt.EVT_N_GET, handle_n_get, [ctx]),
+            *OBSERVERS,
             (evt.EVT_C_MOVE, handle_move, [ctx]),
             (evt.EVT_C_GET, handle_get, [ctx]),
             (evt.EVT_N_ACTION, handle_n_action, [self.commitment_context()]),
+            *TCP_HANDLERS,
         ]
         if self.storage is not None:
             store = StoreContext(self.storage, self.session_factory)
@@ -210,6 +218,7 @@ class DicomServer:
         except BaseException:
             self.stop()
             raise
+        metrics.watch_dicom(self.stats)
         threading.Thread(
             target=resume, args=(self.commitment_context(),), name="stgcmt-resume", daemon=True
         ).start()
@@ -257,7 +266,12 @@ class DicomServer:
     def running(self) -> bool:
         return bool(self._servers)
 
+    def stats(self) -> dict[str, int]:
+        """Associations now: ``associations_open``, ``connections_unassociated``."""
+        return snapshot(self._ae)
+
     def stop(self) -> None:
+        metrics.unwatch_dicom(self.stats)
         for server in self._servers:
             server.shutdown()
         self._servers.clear()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from app import log_context, metrics
 from app.config import Hl7Settings
 from app.db import SessionFactory
 from app.domain.actor import Actor
@@ -76,24 +77,33 @@ class Hl7Handler:
     # -- entry points ---------------------------------------------------------------------
 
     def handle(self, raw: bytes) -> bytes:
-        """Always returns an ACK; an unexpected failure is logged and answered AE/AR."""
-        try:
-            codec, ack_text = self._handle(raw)
-        except hl7_accept.DatabaseUnavailable as exc:
-            codec, ack_text = "ascii", self._database_down(raw, exc)
-        except Exception:
-            LOG.exception("HL7 message could not be processed")
-            text = "internal error; see the broker log"
-            error = MessageRejected(APPLICATION_INTERNAL_ERROR, text, "")
-            codec = "ascii"
-            ack_text = ack.build_ack(None, AckCode.AR, settings=self.settings, error=error)
+        """Always returns an ACK; an unexpected failure is logged and answered AE/AR.
+
+        Every log line of the message carries its MSH-10 (``app.log_context``) once read.
+        """
+        with log_context.scope():
+            try:
+                codec, outcome = self._handle(raw)
+                code, ack_text = outcome.code, outcome.ack_text
+            except hl7_accept.DatabaseUnavailable as exc:
+                codec, code, ack_text = "ascii", AckCode.AE, self._database_down(raw, exc)
+            except Exception:
+                LOG.exception("HL7 message could not be processed")
+                text = "internal error; see the broker log"
+                error = MessageRejected(APPLICATION_INTERNAL_ERROR, text, "")
+                codec, code = "ascii", AckCode.AR
+                ack_text = ack.build_ack(None, AckCode.AR, settings=self.settings, error=error)
+        metrics.HL7_MESSAGES.labels(code.value).inc()
         return ack_text.encode(codec, errors="replace")
 
     def _database_down(self, raw: bytes, exc: Exception) -> str:
         """Nothing was applied: close without an answer (``CloseConnection``) or AE 207."""
         env = _envelope_or_none(raw)
         control_id = env.control_id if env else "?"
+        if env is not None:
+            log_context.bind(msh10=env.control_id)
         if self.settings.db_down == "close":
+            metrics.HL7_MESSAGES.labels(metrics.HL7_NO_ACK).inc()
             LOG.warning(
                 "HL7 %s from %s: %s; closing without an ACK so that the sender resends",
                 control_id,
@@ -109,14 +119,15 @@ class Hl7Handler:
         """The AR for a frame the transport could not deliver (oversized)."""
         error = MessageRejected(APPLICATION_INTERNAL_ERROR, reason, "")
         LOG.warning("HL7 frame rejected: %s", reason)
+        metrics.HL7_MESSAGES.labels(AckCode.AR.value).inc()
         return ack.build_ack(None, AckCode.AR, settings=self.settings, error=error).encode(
             "ascii", errors="replace"
         )
 
     # -- steps ----------------------------------------------------------------------------
 
-    def _handle(self, raw: bytes) -> tuple[str, str]:
-        """The ACK's codec (the message's MSH-18, which the ACK echoes) and the ACK."""
+    def _handle(self, raw: bytes) -> tuple[str, _Outcome]:
+        """The ACK's codec (the message's MSH-18, which the ACK echoes) and the outcome."""
         try:
             decoded = parse.decode_text(raw)
             env = parse.envelope(decoded.text)
@@ -124,6 +135,7 @@ class Hl7Handler:
             return "ascii", self._unreadable(raw.decode("latin-1"), exc)
         except MessageError as exc:  # text valid neither in MSH-18's set nor as UTF-8
             return self._undecodable(raw, exc)
+        log_context.bind(msh10=env.control_id)
         text = decoded.text
         if decoded.utf8_instead_of is not None:
             LOG.warning(
@@ -135,7 +147,7 @@ class Hl7Handler:
         codec = parse.charset_codec(env.charset)  # decode() already accepted this charset
         overlong = _overlong_key(env)
         if overlong is not None:
-            return codec, self._fail(env, text, AckCode.AR, overlong).ack_text
+            return codec, self._fail(env, text, AckCode.AR, overlong)
         if not self._sender_allowed(env):
             error = MessageRejected(
                 APPLICATION_INTERNAL_ERROR,
@@ -143,8 +155,8 @@ class Hl7Handler:
                 "allowed (BROKER_HL7_ALLOWED_SENDERS)",
                 "MSH^1^3",
             )
-            return codec, self._fail(env, text, AckCode.AR, error).ack_text
-        return codec, self._process(text, env).ack_text
+            return codec, self._fail(env, text, AckCode.AR, error)
+        return codec, self._process(text, env)
 
     def _sender_allowed(self, env: parse.Envelope) -> bool:
         allowed = self.allowed_senders
@@ -166,7 +178,7 @@ class Hl7Handler:
         )
         return self._fail(env, text, AckCode.AE, error)
 
-    def _unreadable(self, text: str, exc: MessageRejected) -> str:
+    def _unreadable(self, text: str, exc: MessageRejected) -> _Outcome:
         outcome = self._answer(None, AckCode.AR, exc)
         LOG.info(
             "HL7 message from %s answered AR: %d %s (%s)",
@@ -176,9 +188,9 @@ class Hl7Handler:
             exc.text,
         )
         self._log_failure(None, text, outcome)
-        return outcome.ack_text
+        return outcome
 
-    def _undecodable(self, raw: bytes, error: MessageError) -> tuple[str, str]:
+    def _undecodable(self, raw: bytes, error: MessageError) -> tuple[str, _Outcome]:
         """AE for a message whose text cannot be decoded: its MSH (ASCII) is still read, so the
         ACK names the message (MSA-2); the log keeps the bytes as Latin-1, nothing is applied."""
         latin = parse.normalize_segments(raw.decode("latin-1"))
@@ -186,7 +198,8 @@ class Hl7Handler:
             env = parse.envelope(latin)
         except MessageRejected as exc:
             return "ascii", self._unreadable(latin, exc)
-        return "ascii", self._fail(env, latin, AckCode.AE, error).ack_text
+        log_context.bind(msh10=env.control_id)
+        return "ascii", self._fail(env, latin, AckCode.AE, error)
 
     def _previous(self, env: parse.Envelope) -> hl7_accept.EarlierMessage | None:
         return hl7_accept.earlier_message(

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from app.domain.dicom_json import JsonDataset, element
@@ -29,7 +30,7 @@ from app.models import (
 )
 from app.schemas import OrderView, PatientView, ProcedureView, StepView
 from app.services import storage
-from app.services.sql import name_key_condition, range_condition, text_key_condition
+from app.services.sql import Binder
 
 Row = tuple[ScheduledProcedureStep, RequestedProcedure, ImagingServiceRequest, Patient]
 
@@ -108,11 +109,12 @@ def joined() -> Any:
     )
 
 
-def _station_condition(query: WorklistQuery) -> ColumnElement[bool] | None:
+def _station_condition(b: Binder, query: WorklistQuery) -> ColumnElement[bool] | None:
     title = col(ScheduledStationAETitle.ae_title)
-    parts = [text_key_condition(title, query.station_ae_title)]
-    if query.allowed_stations is not None:  # a worklist policy: on the same station value
-        parts.append(title.in_(query.allowed_stations))
+    # a worklist policy limits on the same station value the key matches
+    parts = [b.text(title, query.station_ae_title), b.one_of(title, query.allowed_stations)]
+    if not b.build:
+        return None
     conditions = [c for c in parts if c is not None]
     if not conditions:
         return None
@@ -120,43 +122,162 @@ def _station_condition(query: WorklistQuery) -> ColumnElement[bool] | None:
     return col(ScheduledProcedureStep.id).in_(titles)
 
 
-def query_conditions(query: WorklistQuery) -> list[ColumnElement[bool]]:
-    """SQL that narrows to a superset of ``query.matches`` through the indexes."""
+def _conditions(b: Binder, query: WorklistQuery) -> list[ColumnElement[bool]]:
     sps, rp, isr, pat = ScheduledProcedureStep, RequestedProcedure, ImagingServiceRequest, Patient
     conditions: list[ColumnElement[bool] | None] = [
-        _station_condition(query),
-        range_condition(col(sps.start_datetime), query.start),
-        text_key_condition(col(sps.modality), query.modality),
-        name_key_condition(col(sps.performing_physician_key), query.performing_physician),
-        text_key_condition(col(sps.sps_id), query.sps_id),
-        text_key_condition(col(sps.status), query.sps_status),
-        name_key_condition(col(pat.name_key), query.patient_name),
-        text_key_condition(col(pat.patient_id), query.patient_id),
-        range_condition(col(pat.birth_date), query.birth_date),
-        text_key_condition(col(pat.sex), query.sex),
-        text_key_condition(col(isr.accession_number), query.accession_number),
-        text_key_condition(col(rp.requested_procedure_id), query.requested_procedure_id),
+        _station_condition(b, query),
+        b.range(col(sps.start_datetime), query.start),
+        b.text(col(sps.modality), query.modality),
+        b.name(col(sps.performing_physician_key), query.performing_physician),
+        b.text(col(sps.sps_id), query.sps_id),
+        b.text(col(sps.status), query.sps_status),
+        b.name(col(pat.name_key), query.patient_name),
+        b.text(col(pat.patient_id), query.patient_id),
+        b.range(col(pat.birth_date), query.birth_date),
+        b.text(col(pat.sex), query.sex),
+        b.text(col(isr.accession_number), query.accession_number),
+        b.text(col(rp.requested_procedure_id), query.requested_procedure_id),
+        b.range(_time_of_day() if b.build else None, query.start_time_of_day),
+        b.one_of(col(rp.study_instance_uid), query.study_instance_uids),
+        b.one_of(col(sps.modality), query.allowed_modalities),
+        b.flag(not query.include_final, _not_final),
     ]
-    if query.start_time_of_day is not None:
-        conditions.append(
-            range_condition(func.substr(col(sps.start_datetime), 9, 6), query.start_time_of_day)
-        )
-    if query.study_instance_uids is not None:
-        conditions.append(col(rp.study_instance_uid).in_(query.study_instance_uids))
-    if query.allowed_modalities is not None:
-        conditions.append(col(sps.modality).in_(query.allowed_modalities))
-    if not query.include_final:
-        conditions.append(col(sps.status).not_in([s.value for s in FINAL_STATUSES]))
     return [c for c in conditions if c is not None]
 
 
-def find_statement(query: WorklistQuery) -> Any:
-    statement = joined()
-    for condition in query_conditions(query):
+def _time_of_day() -> Any:
+    return func.substr(col(ScheduledProcedureStep.start_datetime), 9, 6)
+
+
+def _not_final() -> ColumnElement[bool]:
+    return col(ScheduledProcedureStep.status).not_in([s.value for s in FINAL_STATUSES])
+
+
+def query_conditions(query: WorklistQuery) -> tuple[list[ColumnElement[bool]], dict[str, Any]]:
+    """SQL that narrows to a superset of ``query.matches`` through the indexes, and the values
+    of its bound parameters."""
+    b = Binder(build=True)
+    return _conditions(b, query), b.params
+
+
+def _ordered(statement: Any, conditions: list[ColumnElement[bool]]) -> Any:
+    for condition in conditions:
         statement = statement.where(condition)
     return statement.order_by(
         col(ScheduledProcedureStep.start_datetime), col(ScheduledProcedureStep.id)
     )
+
+
+def find_statement(query: WorklistQuery) -> Any:
+    """The full rows (step, procedure, order, patient) of the candidates, values bound."""
+    conditions, params = query_conditions(query)
+    return _ordered(joined(), conditions).params(params)
+
+
+# ---------------------------------------------------------------------------------------------
+# The C-FIND hot path: per query shape one cached statement of the matchable columns and the
+# row versions; full rows only for the candidates whose items are not cached.
+
+_SPS, _RP, _ISR, _PAT = ScheduledProcedureStep, RequestedProcedure, ImagingServiceRequest, Patient
+_CANDIDATE_COLUMNS: tuple[Any, ...] = (
+    _SPS.id,
+    _SPS.updated_at,
+    _RP.id,
+    _RP.updated_at,
+    _ISR.id,
+    _ISR.updated_at,
+    _PAT.id,
+    _PAT.updated_at,
+    _SPS.station_ae_title,
+    _SPS.start_datetime,
+    _SPS.modality,
+    _SPS.performing_physician,
+    _SPS.sps_id,
+    _SPS.status,
+    _PAT.name,
+    _PAT.patient_id,
+    _PAT.birth_date,
+    _PAT.sex,
+    _ISR.accession_number,
+    _RP.requested_procedure_id,
+    _RP.study_instance_uid,
+)
+_VERSION_WIDTH = 8
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
+_STATEMENTS_MAX = 512  # distinct query shapes kept; past it the oldest go
+
+
+def _candidates_select() -> Any:
+    return (
+        sa_select(*(col(c) for c in _CANDIDATE_COLUMNS))
+        .select_from(_SPS)
+        .join(_RP, col(_SPS.procedure_pk) == _RP.id)
+        .join(_ISR, col(_RP.order_pk) == _ISR.id)
+        .join(_PAT, col(_ISR.patient_pk) == _PAT.id)
+    )
+
+
+def candidates_statement(query: WorklistQuery) -> tuple[Any, dict[str, Any]]:
+    """The cached statement for ``query``'s shape and the parameters of this query.
+
+    Each row: the version of the item (the four rows' primary keys and ``updated_at``, see
+    ``Version``), then the matchable values (``candidate_record``)."""
+    shape = Binder(build=False)
+    _conditions(shape, query)
+    key = tuple(shape.shape)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        built = Binder(build=True)
+        statement = _ordered(_candidates_select(), _conditions(built, query))
+        assert built.params.keys() == shape.params.keys()
+        if len(_STATEMENTS) >= _STATEMENTS_MAX:
+            _STATEMENTS.clear()  # a bound on memory; real modalities use a handful of shapes
+        _STATEMENTS[key] = statement
+    return statement, shape.params
+
+
+Version = tuple[Any, ...]
+
+
+def candidate_version(row: Sequence[Any]) -> Version:
+    """What an item is made of, in a form that changes whenever the item does: the primary
+    keys of its step, procedure, order and patient and each one's ``updated_at`` (every write
+    in ``app.services.write`` sets it). Read in the same query as the match, so it holds for
+    changes made by any process on the database."""
+    return tuple(row[:_VERSION_WIDTH])
+
+
+def candidate_record(row: Sequence[Any]) -> WorklistRecord:
+    (station, start, modality, physician, sps_id, status, name, patient_id, birth, sex,
+     accession, rp_id, study_uid) = row[_VERSION_WIDTH:]  # fmt: skip
+    return WorklistRecord(
+        station_ae_titles=tuple(station.split(VALUE_SEPARATOR)),
+        start_datetime=start,
+        modality=modality,
+        performing_physician=physician,
+        sps_id=sps_id,
+        sps_status=status,
+        patient_name=name,
+        patient_id=patient_id,
+        birth_date=birth,
+        sex=sex,
+        accession_number=accession,
+        requested_procedure_id=rp_id,
+        study_instance_uid=study_uid,
+    )
+
+
+def rows_by_step(session: Session, step_pks: Sequence[int]) -> dict[int, Row]:
+    """Full rows of the given steps, in as few queries as the parameter limits allow."""
+    out: dict[int, Row] = {}
+    for start in range(0, len(step_pks), 500):
+        chunk = list(step_pks[start : start + 500])
+        statement = joined().where(col(ScheduledProcedureStep.id).in_(chunk))
+        for row in session.execute(statement):
+            typed: Row = tuple(row)
+            assert typed[0].id is not None
+            out[typed[0].id] = typed
+    return out
 
 
 def row_by_identity(session: Session, study_uid: str, sps_id: str) -> Row | None:

@@ -7,7 +7,8 @@ Rows are written by ``app.services.write``; rows become items in ``app.services.
 
 from __future__ import annotations
 
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from app.models import ImagingServiceRequest, RequestedProcedure, ScheduledProce
 from app.services import read, write
 
 _STREAM_BATCH = 500
+_RESOLVE_BATCH = 100  # confirmed matches whose items are fetched together
+ITEM_CACHE_SIZE = 20_000  # items kept per cache (a few KiB each)
 
 
 @dataclass(frozen=True)
@@ -34,22 +37,112 @@ class StoredItem:
     step_pk: int
 
 
-def find(session: Session, *, query: WorklistQuery, offset: int = 0) -> Iterator[JsonDataset]:
+class ItemCache:
+    """Assembled items by step, each kept with the version it was assembled from
+    (``read.candidate_version``), at most ``max_items`` (least recently used go first).
+
+    A hit needs the version read with the match to be equal, so a changed step, procedure,
+    order or patient is never answered from the cache, whichever process changed it.
+    Thread-safe: the DICOM listener serves each association in its own thread.
+    """
+
+    def __init__(self, max_items: int = ITEM_CACHE_SIZE) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[int, tuple[read.Version, JsonDataset]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, step_pk: int, version: read.Version) -> JsonDataset | None:
+        with self._lock:
+            found = self._items.get(step_pk)
+            if found is None or found[0] != version:
+                return None
+            self._items.move_to_end(step_pk)
+            return found[1]
+
+    def put(self, step_pk: int, version: read.Version, item: JsonDataset) -> None:
+        with self._lock:
+            self._items[step_pk] = (version, item)
+            self._items.move_to_end(step_pk)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True)
+class Match:
+    """One matching item and the version it was built from (a cache key for encodings)."""
+
+    version: read.Version
+    item: JsonDataset
+
+
+def _version_of(row: read.Row) -> read.Version:
+    step, procedure, order, patient = row
+    return (
+        step.id, step.updated_at, procedure.id, procedure.updated_at,
+        order.id, order.updated_at, patient.id, patient.updated_at,
+    )  # fmt: skip
+
+
+def _resolve(
+    session: Session, versions: list[read.Version], cache: ItemCache | None
+) -> Iterator[Match]:
+    """The items of ``versions`` (in order): from the cache, else assembled from full rows."""
+    found: dict[int, Match] = {}
+    for version in versions:
+        item = cache.get(version[0], version) if cache is not None else None
+        if item is not None:
+            found[version[0]] = Match(version, item)
+    missing = [v[0] for v in versions if v[0] not in found]
+    for pk, row in read.rows_by_step(session, missing).items():
+        # Versioned by the rows read now: a change committed since the candidate query
+        # (PostgreSQL reads each statement's own snapshot) is cached under its own version.
+        version = _version_of(row)
+        item = read.assemble_item(row)
+        if cache is not None:
+            cache.put(pk, version, item)
+        found[pk] = Match(version, item)
+    for version in versions:
+        if version[0] in found:  # a step deleted in between is no match any more
+            yield found[version[0]]
+
+
+def find_matches(
+    session: Session, *, query: WorklistQuery, offset: int = 0, cache: ItemCache | None = None
+) -> Iterator[Match]:
     """Stream the items matching ``query`` in start order (PS3.4 K.2.2, C.2.2.2).
 
-    Rows are fetched in batches and confirmed one by one with ``WorklistQuery.matches``; the
-    caller stops iterating whenever it has enough (or the peer cancelled).
+    One statement per query shape (``read.candidates_statement``) reads the matchable columns
+    and the row versions; each candidate is confirmed with ``WorklistQuery.matches``; items
+    come from ``cache`` when their version is unchanged, else from their full rows (one query
+    per batch). The caller stops iterating whenever it has enough (or the peer cancelled).
     """
-    statement = read.find_statement(query).execution_options(yield_per=_STREAM_BATCH)
+    statement, params = read.candidates_statement(query)
+    rows = session.execute(statement, params, execution_options={"yield_per": _STREAM_BATCH})
     skipped = 0
-    for row in session.execute(statement):
-        typed: read.Row = tuple(row)
-        if not query.matches(read.record_of(typed)):
+    batch: list[read.Version] = []
+    for row in rows:
+        if not query.matches(read.candidate_record(row)):
             continue
         if skipped < offset:
             skipped += 1
             continue
-        yield read.assemble_item(typed)
+        batch.append(read.candidate_version(row))
+        if len(batch) >= _RESOLVE_BATCH:
+            yield from _resolve(session, batch, cache)
+            batch = []
+    if batch:
+        yield from _resolve(session, batch, cache)
+
+
+def find(
+    session: Session, *, query: WorklistQuery, offset: int = 0, cache: ItemCache | None = None
+) -> Iterator[JsonDataset]:
+    """The items of ``find_matches``, without their versions."""
+    for match in find_matches(session, query=query, offset=offset, cache=cache):
+        yield match.item
 
 
 def get_item(session: Session, *, study_uid: str, sps_id: str) -> JsonDataset:

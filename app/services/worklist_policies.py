@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -158,23 +160,45 @@ def delete_policy(session: Session, *, pk: int, actor: Actor) -> None:
     write.audit(session, actor=actor, action="delete", entity=ENTITY, entity_pk=pk, before=before)
 
 
+_POLICY_OF = (
+    sa_select(
+        col(CallingAePolicy.policy),
+        col(CallingAePolicy.station_ae_titles),
+        col(CallingAePolicy.modalities),
+    )
+    .where(col(CallingAePolicy.calling_ae_title) == bindparam("calling_ae"))
+    .limit(1)
+)  # built once: read on every C-FIND
+
+
 def policy_for(session: Session, *, calling_ae: str, default: PolicyKind) -> WorklistPolicy:
     """The policy of ``calling_ae`` (exact title, spaces around it not significant)."""
-    row = session.exec(
-        select(CallingAePolicy).where(CallingAePolicy.calling_ae_title == calling_ae.strip())
-    ).first()
+    row = session.execute(_POLICY_OF, {"calling_ae": calling_ae.strip()}).first()
     if row is None:
         return WorklistPolicy(PolicyKind(default))
-    return WorklistPolicy(
-        PolicyKind(row.policy), tuple(row.station_ae_titles), tuple(row.modalities)
-    )
+    policy, stations, modalities = row
+    return WorklistPolicy(PolicyKind(policy), tuple(stations), tuple(modalities))
+
+
+def find_matches(
+    session: Session,
+    *,
+    query: WorklistQuery,
+    calling_ae: str,
+    default: PolicyKind,
+    cache: worklist.ItemCache | None = None,
+) -> Iterator[worklist.Match]:
+    """``worklist.find_matches`` for a C-FIND from ``calling_ae``, under that AE's policy."""
+    policy = policy_for(session, calling_ae=calling_ae, default=default)
+    if policy.kind is not PolicyKind.NONE:
+        LOG.info("C-FIND from %s: worklist policy %s", calling_ae, policy.describe(calling_ae))
+    applied = apply_policy(query, policy, calling_ae)
+    yield from worklist.find_matches(session, query=applied, cache=cache)
 
 
 def find(
     session: Session, *, query: WorklistQuery, calling_ae: str, default: PolicyKind
 ) -> Iterator[JsonDataset]:
-    """``worklist.find`` for a C-FIND from ``calling_ae``, under that AE's worklist policy."""
-    policy = policy_for(session, calling_ae=calling_ae, default=default)
-    if policy.kind is not PolicyKind.NONE:
-        LOG.info("C-FIND from %s: worklist policy %s", calling_ae, policy.describe(calling_ae))
-    yield from worklist.find(session, query=apply_policy(query, policy, calling_ae))
+    """The items of ``find_matches``."""
+    for match in find_matches(session, query=query, calling_ae=calling_ae, default=default):
+        yield match.item

@@ -16,7 +16,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 
 from app.db import session_scope
 from app.services import worklist
-from dicom_scp import mwl
+from dicom_scp import mwl_encoded
 from tests.support.scp import Scp, start_scp
 
 MWL = ModalityWorklistInformationFind
@@ -257,17 +257,17 @@ def test_cancel_stops_the_stream(
     scp.add()
     item = next(iter(_items(scp)))
 
-    def many(session: Any, *, query: Any, offset: int = 0) -> Iterator[dict[str, Any]]:
-        yield from [item] * 500
+    def many(session: Any, *, query: Any, offset: int = 0, cache: Any = None) -> Iterator[Any]:
+        yield from [worklist.Match((1,), item)] * 500
 
-    build = mwl.build_response
+    encode = mwl_encoded.encode_response
 
-    def slow_build(*args: Any) -> Any:
+    def slow_encode(*args: Any) -> Any:
         time.sleep(0.02)  # responses slower than the network, so the cancel lands mid-way
-        return build(*args)
+        return encode(*args)
 
-    monkeypatch.setattr(worklist, "find", many)
-    monkeypatch.setattr(mwl, "build_response", slow_build)
+    monkeypatch.setattr(worklist, "find_matches", many)
+    monkeypatch.setattr(mwl_encoded, "encode_response", slow_encode)
     responses = assoc.send_c_find(step_query(), MWL)
     statuses = []
     for status, _ds in responses:

@@ -1,4 +1,5 @@
-"""compose.yaml and the Dockerfile: PostgreSQL, a one-shot migration, then the broker."""
+"""compose.yaml, deploy/haproxy.cfg and the Dockerfile: PostgreSQL, a one-shot migration, two
+brokers and HAProxy in TCP mode in front of them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import yaml
 
 from app.config import Settings
 from tests.support.ci import IN_CI
+from tests.support.haproxy import HAPROXY_CFG, haproxy_executable, section, sections
 from tests.support.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
@@ -57,8 +59,22 @@ def published_container_ports(name: str) -> set[int]:
     return ports
 
 
+BROKERS = ("broker-1", "broker-2")
+LISTENERS = ("dicom", "hl7", "http")
+BALANCER_PORTS = {"dicom": 11112, "hl7": 2575, "http": 8080}
+
+
+def defaults() -> Settings:
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def broker_ports() -> dict[str, int]:
+    settings = defaults()
+    return {"dicom": settings.dicom.port, "hl7": settings.hl7.port, "http": settings.http.port}
+
+
 def test_services() -> None:
-    assert set(compose()["services"]) == {"postgres", "migrate", "broker"}
+    assert set(compose()["services"]) == {"postgres", "migrate", *BROKERS, "haproxy"}
 
 
 def test_postgres_is_checked_with_pg_isready_and_keeps_a_named_volume() -> None:
@@ -78,42 +94,114 @@ def test_migrate_runs_db_upgrade_once_postgres_is_healthy() -> None:
     assert migrate.get("restart", "no") == "no"
 
 
-def test_broker_serves_after_a_successful_migration() -> None:
-    broker = service("broker")
+@pytest.mark.parametrize("name", BROKERS)
+def test_each_broker_serves_after_a_successful_migration(name: str) -> None:
+    broker = service(name)
     assert "build" in broker
-    assert command("broker") == ["mwl-broker", "serve"]
+    assert command(name) == ["mwl-broker", "serve"]
     assert broker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert broker["restart"] == "unless-stopped"
 
 
-def test_migrate_and_broker_use_the_same_postgres_database() -> None:
+@pytest.mark.parametrize("name", BROKERS)
+def test_migrate_and_every_broker_use_the_same_postgres_database(name: str) -> None:
     migrate_url = environment("migrate")["BROKER_DATABASE_URL"]
-    broker_url = environment("broker")["BROKER_DATABASE_URL"]
+    broker_url = environment(name)["BROKER_DATABASE_URL"]
     assert migrate_url == broker_url
     assert broker_url.startswith(POSTGRES_URL_PREFIX)
     assert "@postgres:5432/" in broker_url
     assert broker_url.rsplit("/", 1)[-1] == environment("postgres")["POSTGRES_DB"]
 
 
-def test_broker_publishes_the_default_dicom_and_http_ports() -> None:
-    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert {
-        defaults.dicom.port,
-        defaults.hl7.port,
-        defaults.http.port,
-    } <= published_container_ports("broker")
+@pytest.mark.parametrize("name", BROKERS)
+def test_brokers_are_reached_only_through_the_balancer(name: str) -> None:
+    assert not service(name).get("ports"), "a broker port published beside the balancer"
+    exposed = {int(str(port)) for port in service(name)["expose"]}
+    assert set(broker_ports().values()) <= exposed
 
 
-def test_broker_healthcheck_asks_the_health_endpoint() -> None:
-    test = " ".join(service("broker")["healthcheck"]["test"])
+def test_the_balancer_publishes_dicom_hl7_and_http() -> None:
+    assert published_container_ports("haproxy") == set(BALANCER_PORTS.values())
+    assert set(service("haproxy")["depends_on"]) == set(BROKERS)
+
+
+@pytest.mark.parametrize("name", BROKERS)
+def test_broker_healthcheck_asks_the_health_endpoint(name: str) -> None:
+    test = " ".join(service(name)["healthcheck"]["test"])
     assert "urllib" in test
-    assert "http://localhost:8000/api/health" in test
+    assert f"http://localhost:{broker_ports()['http']}/api/health" in test
 
 
-def test_broker_storage_is_a_named_volume() -> None:
-    mounts = [str(v) for v in service("broker")["volumes"]]
-    assert any(m.endswith(":/app/data/storage") for m in mounts)
-    assert any(m.split(":")[0] in compose()["volumes"] for m in mounts)
+def test_brokers_share_one_storage_volume() -> None:
+    mounts = {name: [str(v) for v in service(name)["volumes"]] for name in BROKERS}
+    storage = {m for ms in mounts.values() for m in ms if m.endswith(":/app/data/storage")}
+    assert len(storage) == 1, mounts
+    assert next(iter(storage)).split(":")[0] in compose()["volumes"]
+
+
+# ---------------------------------------------------------------------------------------------
+# deploy/haproxy.cfg: TCP mode, one frontend per listener, every broker checked on /api/health
+
+
+def test_the_balancer_runs_the_config_in_the_repository() -> None:
+    mounts = [str(v) for v in service("haproxy")["volumes"]]
+    assert "./deploy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in mounts
+    assert HAPROXY_CFG.is_file()
+
+
+def test_every_port_is_balanced_in_tcp_mode() -> None:
+    assert section("defaults").directives("mode") == [["mode", "tcp"]]
+    for part in sections():
+        assert part.directives("mode") in ([], [["mode", "tcp"]]), part.name
+
+
+@pytest.mark.parametrize("listener", LISTENERS)
+def test_each_frontend_binds_its_published_port(listener: str) -> None:
+    frontend = section("frontend", listener)
+    assert frontend.directives("bind") == [["bind", f":{BALANCER_PORTS[listener]}"]]
+    assert frontend.directives("default_backend") == [["default_backend", f"brokers_{listener}"]]
+
+
+@pytest.mark.parametrize("listener", LISTENERS)
+def test_each_backend_has_every_broker_on_its_port(listener: str) -> None:
+    servers = section("backend", f"brokers_{listener}").directives("server")
+    port = broker_ports()[listener]
+    assert [words[1:3] for words in servers] == [[name, f"{name}:{port}"] for name in BROKERS]
+
+
+@pytest.mark.parametrize("listener", LISTENERS)
+def test_each_backend_checks_the_brokers_health_endpoint(listener: str) -> None:
+    backend = section("backend", f"brokers_{listener}")
+    assert backend.directives("option httpchk") == [["option", "httpchk"]]
+    [send] = backend.directives("http-check send")
+    assert send[send.index("uri") + 1] == "/api/health"
+    assert backend.directives("http-check expect") == [["http-check", "expect", "status", "200"]]
+    [default_server] = section("defaults").directives("default-server")
+    # checked on the HTTP port whatever port the backend balances
+    assert default_server[default_server.index("port") + 1] == str(broker_ports()["http"])
+    assert "check" in default_server
+
+
+def test_connections_are_not_sticky() -> None:
+    for part in sections():
+        assert not part.directives("stick-table") and not part.directives("stick"), part.name
+        assert not part.directives("balance source"), part.name
+
+
+def test_haproxy_accepts_the_config() -> None:
+    haproxy = haproxy_executable()
+    if haproxy is None:
+        message = "haproxy is not installed"
+        if IN_CI:
+            pytest.fail(message + "; .ci/install-test-deps installs Debian's haproxy")
+        pytest.skip(message)
+    result = subprocess.run(
+        [haproxy, "-c", "-f", str(HAPROXY_CFG)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "[WARNING]" in line]
+    # The broker names resolve only inside the compose network.
+    assert all("could not resolve address 'broker-" in line for line in warnings), warnings
 
 
 def test_dockerfile_runs_the_broker_as_a_non_root_user() -> None:
@@ -124,7 +212,7 @@ def test_dockerfile_runs_the_broker_as_a_non_root_user() -> None:
     assert 'CMD ["mwl-broker", "serve"]' in lines
     assert "WORKDIR /app" in lines
     exposed = {int(p) for line in lines if line.startswith("EXPOSE ") for p in line.split()[1:]}
-    assert published_container_ports("broker") <= exposed
+    assert set(broker_ports().values()) <= exposed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_HTTP_PORT": ("8080", 8080),
     "BROKER_COOKIE_SECURE": ("true", True),
     "BROKER_HTTP_MAX_BODY_BYTES": ("65536", 65536),
+    "BROKER_METRICS_PUBLIC": ("true", True),
     "BROKER_TLS_CERT": ("/etc/mwl/broker.crt", None),
     "BROKER_TLS_KEY": ("/etc/mwl/broker.key", None),
     "BROKER_TLS_CA": ("/etc/mwl/ca.pem", None),
