@@ -1,10 +1,8 @@
 """The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND and MPPS.
 
-Association policy (PS3.8 9.3.4, stated in the conformance statement): the Called AE must be
-``BROKER_AE_TITLE`` unless ``BROKER_REQUIRE_CALLED_AE`` is off (reject 1/1/7); Calling AEs are
-limited to ``BROKER_ALLOWED_CALLING_AES`` when set (reject 1/1/3); at most
-``BROKER_MAX_ASSOCIATIONS`` at once (reject 2/3/2). When several fail, pynetdicom reports the
-last it checks: calling AE, then called AE, then the association limit.
+Association policy (PS3.8 9.3.4, stated in the conformance statement) and the bounds on every
+connection live in ``dicom_scp.admission`` and ``dicom_scp.transport``: every listener is started
+through ``FrontDoor.start_listener`` so that they apply to it.
 """
 
 from __future__ import annotations
@@ -20,13 +18,19 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityWorklistInformationFind,
     Verification,
 )
-from pynetdicom.transport import ThreadedAssociationServer
 
 from app.config import DicomSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
+from dicom_scp.admission import AdmissionPolicy
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
+from dicom_scp.transport import (
+    FrontDoor,
+    FrontDoorStats,
+    GuardedAssociationServer,
+    TransportPolicy,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -49,11 +53,15 @@ _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
 
 
+# pynetdicom counts every acceptor thread, associated or not, against this: the front door
+# counts established associations itself (BROKER_MAX_ASSOCIATIONS), so this never decides.
+UNCOUNTED = 1_000_000
+
+
 def build_ae(settings: DicomSettings) -> AE:
     ae = AE(ae_title=settings.ae_title)
-    ae.maximum_associations = settings.max_associations
+    ae.maximum_associations = UNCOUNTED
     ae.require_called_aet = settings.require_called_ae
-    ae.require_calling_aet = list(settings.allowed_calling_aes)
     ae.acse_timeout = settings.acse_timeout
     ae.dimse_timeout = settings.dimse_timeout
     ae.network_timeout = settings.network_timeout
@@ -61,6 +69,25 @@ def build_ae(settings: DicomSettings) -> AE:
     for uid, _name in SOP_CLASSES:
         ae.add_supported_context(uid, list(TRANSFER_SYNTAXES))
     return ae
+
+
+def build_front_door(settings: DicomSettings) -> FrontDoor:
+    transport = TransportPolicy(
+        artim_timeout=settings.artim_timeout,
+        idle_timeout=settings.network_timeout,
+        max_association_seconds=settings.max_association_seconds,
+        max_connections=settings.max_connections,
+        max_pdu_length=settings.max_pdu_size,
+        max_associate_rq_length=settings.max_associate_rq_bytes,
+    )
+    admission = AdmissionPolicy(
+        ae_title=settings.ae_title,
+        require_called_ae=settings.require_called_ae,
+        calling_ae_services=settings.calling_ae_services,
+        max_associations=settings.max_associations,
+        max_associations_per_ae=settings.max_associations_per_ae,
+    )
+    return FrontDoor(transport, admission)
 
 
 @dataclass
@@ -72,7 +99,8 @@ class DicomServer:
     session_factory: SessionFactory
     delivery: Delivery = field(default_factory=Delivery)
     _ae: AE | None = field(default=None, init=False)
-    _server: ThreadedAssociationServer | None = field(default=None, init=False)
+    _server: GuardedAssociationServer | None = field(default=None, init=False)
+    _door: FrontDoor | None = field(default=None, init=False)
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
         ctx = ScpContext(self.worklist, self.session_factory, self.delivery)
@@ -88,8 +116,8 @@ class DicomServer:
             host if host is not None else self.settings.bind_host,
             port if port is not None else self.settings.port,
         )
-        server = self._ae.start_server(address, block=False, evt_handlers=handlers)
-        assert server is not None  # block=False always returns the server
+        self._door = build_front_door(self.settings)
+        server = self._door.start_listener(self._ae, address, handlers)
         self._server = server
         bound = int(server.server_address[1])
         LOG.info("DICOM listening on %s:%d as %s", address[0], bound, self.settings.ae_title)
@@ -99,10 +127,18 @@ class DicomServer:
     def running(self) -> bool:
         return self._server is not None
 
+    def stats(self) -> FrontDoorStats:
+        """Connections, associations, refusals and watchdog closes (thread-safe)."""
+        if self._door is None:
+            raise RuntimeError("the DICOM listener is not running")
+        return self._door.stats()
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        if self._door is not None:
+            self._door.stop()  # wakes readers and senders blocked on a socket
         if self._ae is not None:
             self._ae.shutdown()
             self._ae = None
