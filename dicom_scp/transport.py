@@ -376,16 +376,37 @@ class GuardedSocket(AssociationSocket):
         self.connection = conn
         self._body_next = False
 
+    def _read(self, nr_bytes: int) -> bytearray:
+        """``nr_bytes`` or, when the peer closed or the socket failed, fewer: the connection is
+        then over (pynetdicom's reactor may linger, the connection is not counted)."""
+        try:
+            data = super().recv(nr_bytes)
+        except OSError:
+            self._ended()
+            raise
+        if len(data) < nr_bytes:
+            self._ended()
+        return data
+
+    def _ended(self) -> None:
+        """The connection is over: stop counting it and, before association, wake the
+        association thread that waits for the A-ASSOCIATE-RQ (it takes ``None`` as its ARTIM
+        expiring), so that no thread outlives its connection by the ARTIM time."""
+        self.door.close(self.connection)
+        if not self.connection.admitted:
+            self.assoc.dul.to_user_queue.put(None)
+
     def recv(self, nr_bytes: int) -> bytearray:
         if self.connection.closed:
+            self._ended()
             return bytearray()
         if self._body_next:
             self._body_next = False
-            body = super().recv(nr_bytes)
+            body = self._read(nr_bytes)
             if len(body) == nr_bytes:
                 self.door.touch(self.connection)
             return body
-        header = super().recv(nr_bytes)
+        header = self._read(nr_bytes)
         if nr_bytes != PDU_HEADER_LENGTH or len(header) != PDU_HEADER_LENGTH:
             return header
         pdu_type, _, length = struct.unpack(">BBL", header)
@@ -394,6 +415,7 @@ class GuardedSocket(AssociationSocket):
             self._body_next = True
             return header
         self._refuse(reason, pdu_type, length)
+        self._ended()
         return bytearray()
 
     def _refuse(self, reason: RejectReason, pdu_type: int, length: int) -> None:

@@ -37,13 +37,15 @@ from tests.support.dicom_wire import (
 from tests.support.net import wait_until
 from tests.support.scp import Scp, start_scp
 
-FAST = {"dicom": {"artim_timeout": 0.5, "network_timeout": 1.5}}
+# Short enough to see each close in seconds; long enough for a modality's own association on
+# a loaded machine (ARTIM runs from connect until its A-ASSOCIATE-RQ has been read).
+ARTIM = 1.0
 MB = 1024 * 1024
 RSS_MARGIN = 48 * MB  # far below what buffering the declared lengths would take
 
 
 def scp_with(url: str, tmp_path: Path, **dicom: Any) -> Scp:
-    return start_scp(url, tmp_path, dicom={"artim_timeout": 0.5, "network_timeout": 1.5, **dicom})
+    return start_scp(url, tmp_path, dicom={"artim_timeout": ARTIM, "network_timeout": 2.0, **dicom})
 
 
 @pytest.fixture
