@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-deps lint typecheck conformance screenshots clean
+.PHONY: install run test test-deps lint typecheck conformance screenshots bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ lint: $(STAMP)
 ## screenshots: docs/screenshots/*.png of the staff page at 1366x768 (needs Debian's chromium)
 screenshots: $(STAMP) test-deps
 	$(BIN)/python docs/screenshots/make.py
+
+## bench: the broker beside DCMTK wlmscpfs at 1k/10k/100k steps (table + chart in bench/results)
+bench: $(STAMP) test-deps
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 conformance: $(STAMP)
 	$(BIN)/mwl-broker conformance --output docs/conformance.md

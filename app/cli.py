@@ -52,11 +52,42 @@ def _serve(settings: Settings, only: str | None) -> int:
 def _import_wl(settings: Settings, paths: list[str]) -> int:
     from app.runtime import import_worklist_files
 
-    report = import_worklist_files(settings, [Path(p) for p in paths])
-    for failure in report.failures:
-        print(f"skipped {failure.path}: {failure.reason}", file=sys.stderr)
-    print(f"imported {report.imported} worklist file(s), {len(report.failures)} skipped")
+    with _ImportBar() as bar:
+        report = import_worklist_files(settings, [Path(p) for p in paths], progress=bar)
+    print(
+        f"imported {report.imported} worklist file(s): {report.created} new, "
+        f"{report.updated} updated; {len(report.failures)} refused"
+    )
+    for reason, files in report.reasons().items():
+        shown = ", ".join(str(f) for f in files[:_EXAMPLES])
+        more = f" and {len(files) - _EXAMPLES} more" if len(files) > _EXAMPLES else ""
+        print(f"refused {len(files)}: {reason} ({shown}{more})", file=sys.stderr)
     return 0 if not report.failures else 1
+
+
+_EXAMPLES = 3  # refused files named per reason
+
+
+class _ImportBar:
+    """A progress bar on stderr (rich) for ``import-wl``."""
+
+    def __enter__(self) -> _ImportBar:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self._progress = Progress(console=Console(stderr=True), transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task("importing worklist files", total=None)
+        return self
+
+    def start(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
+    def advance(self, count: int) -> None:
+        self._progress.advance(self._task, count)
+
+    def __exit__(self, *_exc: object) -> None:
+        self._progress.stop()
 
 
 def _conformance(settings: Settings, output: str | None) -> int:

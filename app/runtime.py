@@ -41,7 +41,7 @@ from app.services.mpps import Delivery
 from dicom_scp.conformance import render as render_conformance
 from dicom_scp.forward import mpps_forwarder
 from dicom_scp.server import DicomServer
-from dicom_scp.wlimport import ImportReport, import_paths
+from dicom_scp.wlimport import ImportProgress, ImportReport, import_paths
 from hl7_ingest.handler import Hl7Handler
 from hl7_ingest.outbound import hl7_sender
 from hl7_ingest.server import MllpServer
@@ -52,11 +52,13 @@ PURGE_INTERVAL = 3600.0  # seconds between HL7 message log retention runs
 GRACEFUL_SHUTDOWN = 2  # seconds the HTTP server waits for open requests (event streams) on stop
 
 
-def import_worklist_files(settings: Settings, paths: Sequence[Path]) -> ImportReport:
+def import_worklist_files(
+    settings: Settings, paths: Sequence[Path], progress: ImportProgress | None = None
+) -> ImportReport:
     """``mwl-broker import-wl``: DCMTK/Orthanc worklist files into the configured database."""
     engine = create_db_engine(settings.database_url)
     try:
-        return import_paths(list(paths), create_session_factory(engine))
+        return import_paths(list(paths), create_session_factory(engine), progress=progress)
     finally:
         engine.dispose()
 

@@ -25,12 +25,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import multiprocessing
+import os
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydicom import dcmread
 from pydicom.datadict import dictionary_has_tag
@@ -41,10 +46,12 @@ from app.db import SessionFactory, session_scope
 from app.domain.actor import Actor
 from app.domain.dicom_json import JsonDataset, sequence_items, string_of, validate_json_dataset
 from app.domain.errors import DomainError
-from app.domain.items import item_from_json
+from app.domain.items import WorklistItemData, item_from_json
 from app.domain.mwl_attributes import SPS_SEQUENCE_KEY
 from app.domain.status import AuditSource
-from app.services.worklist import upsert_item
+from app.services.worklist import create_new_items, upsert_item
+
+LOG = logging.getLogger(__name__)
 
 WORKLIST_SUFFIX = ".wl"
 STUDY_INSTANCE_UID_KEY = "0020000D"
@@ -54,6 +61,9 @@ CHARSET_KEY = "00080005"
 _DECODE_WARNINGS = ("Failed to decode", "Unknown encoding")
 # Fixed namespace of the derived Study Instance UIDs: never change it, or re-imports duplicate.
 UID_NAMESPACE = uuid.UUID("5d1f3c2e-8a4b-5b7e-9c61-2f0e4d6a7b80")
+BATCH_SIZE = 500  # files per transaction
+PARALLEL_FROM = 2000  # files; fewer parse faster in-process than by starting workers
+PARSE_CHUNK = 64  # files handed to a parsing worker at a time
 
 
 @dataclass(frozen=True)
@@ -64,13 +74,37 @@ class ImportFailure:
 
 @dataclass
 class ImportReport:
-    imported: int = 0
+    """What an import did: items created, items updated, files refused (with the reason)."""
+
+    created: int = 0
+    updated: int = 0
     failures: list[ImportFailure] = field(default_factory=list)
+
+    @property
+    def imported(self) -> int:
+        return self.created + self.updated
+
+    def reasons(self) -> dict[str, list[Path]]:
+        """The refused files by reason, most frequent reason first."""
+        grouped: dict[str, list[Path]] = {}
+        for failure in self.failures:
+            grouped.setdefault(failure.reason, []).append(failure.path)
+        return dict(sorted(grouped.items(), key=lambda entry: -len(entry[1])))
 
 
 class WorklistFileError(Exception):
     """A file that cannot be read or decoded as a DICOM data set."""
 
+
+class ImportProgress(Protocol):
+    """Told how many files there are, then how many more are done (a progress bar)."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, count: int) -> None: ...
+
+
+Parsed = tuple[Path, WorklistItemData | str]  # the item, or why the file was refused
 
 IMPORT_ACTOR = Actor(AuditSource.CLI, "import-wl")
 
@@ -145,24 +179,103 @@ def _sps_id(digest: bytes) -> str:
     return "SPS" + digest.hex()[:13].upper()
 
 
-def import_file(path: Path, session_factory: SessionFactory) -> None:
-    """Import one worklist file; raises ``WorklistFileError`` or ``DomainError``."""
+def parse_file(path: Path) -> Parsed:
+    """The item a worklist file describes, or why it cannot be imported (no database)."""
+    try:
+        item = with_stable_identifiers(validate_json_dataset(read_dataset_json(path)))
+        return path, item_from_json(item)
+    except WorklistFileError as exc:
+        return path, str(exc)
+    except DomainError as exc:
+        return path, exc.message
+
+
+def import_file(path: Path, session_factory: SessionFactory) -> bool:
+    """Import one worklist file; ``True`` when it created the item. Raises
+    ``WorklistFileError`` or ``DomainError``."""
     item = with_stable_identifiers(validate_json_dataset(read_dataset_json(path)))
-    data = item_from_json(item)
     with session_scope(session_factory) as session:
-        upsert_item(session, data=data, actor=IMPORT_ACTOR)
+        return upsert_item(session, data=item_from_json(item), actor=IMPORT_ACTOR).created
 
 
-def import_paths(paths: list[Path], session_factory: SessionFactory) -> ImportReport:
-    """Import every worklist file under ``paths``; each file in its own transaction."""
+def import_paths(
+    paths: list[Path],
+    session_factory: SessionFactory,
+    *,
+    batch_size: int = BATCH_SIZE,
+    workers: int | None = None,
+    progress: ImportProgress | None = None,
+) -> ImportReport:
+    """Import every worklist file under ``paths``, ``batch_size`` files per transaction.
+
+    Files are parsed by ``workers`` processes (by default one per CPU once there are
+    ``PARALLEL_FROM`` files). New items of a batch are written together
+    (``create_new_items``); the rest (updates, several steps of one procedure) and every
+    item of a batch whose joint write failed are written one per transaction, so one bad item
+    is reported and never stops the others. ``progress`` hears the number of files, then each
+    batch as it is done.
+    """
+    files = list(worklist_files(paths))
+    if workers is None:
+        workers = (os.cpu_count() or 1) if len(files) >= PARALLEL_FROM else 1
     report = ImportReport()
-    for path in worklist_files(paths):
-        try:
-            import_file(path, session_factory)
-        except WorklistFileError as exc:
-            report.failures.append(ImportFailure(path, str(exc)))
-        except DomainError as exc:
-            report.failures.append(ImportFailure(path, exc.message))
-        else:
-            report.imported += 1
+    if progress is not None:
+        progress.start(len(files))
+    for batch in batched(_parsed(files, workers), batch_size):
+        _import_batch(batch, session_factory, report)
+        if progress is not None:
+            progress.advance(len(batch))
     return report
+
+
+def batched(items: Iterable[Parsed], size: int) -> Iterator[list[Parsed]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _parsed(files: list[Path], workers: int) -> Iterator[Parsed]:
+    if workers <= 1:
+        yield from map(parse_file, files)
+        return
+    # spawn, not fork: the importing process may run threads (a server, a progress bar)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield from pool.map(parse_file, files, chunksize=PARSE_CHUNK)
+
+
+def _import_batch(
+    batch: list[Parsed], session_factory: SessionFactory, report: ImportReport
+) -> None:
+    good: list[tuple[Path, WorklistItemData]] = []
+    for path, parsed in batch:
+        if isinstance(parsed, str):
+            report.failures.append(ImportFailure(path, parsed))
+        else:
+            good.append((path, parsed))
+    try:
+        with session_scope(session_factory) as session:
+            items = [data for _, data in good]
+            done = set(create_new_items(session, items, actor=IMPORT_ACTOR))
+    except Exception as exc:  # any failure of the joint write: retry the batch item by item
+        LOG.info("import batch of %d written one by one: %s", len(good), type(exc).__name__)
+        done = set()
+    report.created += len(done)
+    for index, (path, data) in enumerate(good):
+        if index not in done:
+            _import_one(path, data, session_factory, report)
+
+
+def _import_one(
+    path: Path, data: WorklistItemData, session_factory: SessionFactory, report: ImportReport
+) -> None:
+    try:
+        with session_scope(session_factory) as session:
+            created = upsert_item(session, data=data, actor=IMPORT_ACTOR).created
+    except DomainError as exc:
+        report.failures.append(ImportFailure(path, exc.message))
+        return
+    if created:
+        report.created += 1
+    else:
+        report.updated += 1

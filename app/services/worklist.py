@@ -7,10 +7,11 @@ Rows are written by ``app.services.write``; rows become items in ``app.services.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.domain.actor import Actor
 from app.domain.dicom_json import JsonDataset
@@ -56,6 +57,27 @@ def get_item(session: Session, *, study_uid: str, sps_id: str) -> JsonDataset:
     if row is None:
         raise NotFoundError(f"no worklist item {study_uid}/{sps_id}")
     return read.assemble_item(row)
+
+
+def create_new_items(
+    session: Session, items: Sequence[WorklistItemData], *, actor: Actor
+) -> list[int]:
+    """Create at once those ``items`` that are certainly new: their Study Instance UID is
+    unknown and appears once in ``items``. Returns their indexes; the others are left for
+    ``upsert_item`` (an update, or several steps of one procedure)."""
+    uids = [item.procedure.study_instance_uid for item in items]
+    known = set(
+        session.exec(
+            select(RequestedProcedure.study_instance_uid).where(
+                col(RequestedProcedure.study_instance_uid).in_(set(uids))
+            )
+        )
+    )
+    counts = Counter(uids)
+    chosen = [n for n, uid in enumerate(uids) if uid not in known and counts[uid] == 1]
+    if chosen:
+        write.create_items(session, [items[n] for n in chosen], actor=actor)
+    return chosen
 
 
 def _find_order(

@@ -10,16 +10,24 @@ users) belong to their own service, which uses ``audit`` from here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, delete, select, update
+from sqlmodel import Session, col, delete, insert, select, update
 
 from app.domain.actor import Actor
 from app.domain.errors import ConflictError, InvalidTransitionError
-from app.domain.items import COLUMNS, OrderData, PatientData, ProcedureData, StepData
+from app.domain.items import (
+    COLUMNS,
+    OrderData,
+    PatientData,
+    ProcedureData,
+    StepData,
+    WorklistItemData,
+)
 from app.domain.matching import VALUE_SEPARATOR, person_name_key
 from app.domain.mwl_attributes import Level
 from app.domain.status import SpsStatus, can_transition
@@ -67,18 +75,23 @@ def audit(
         body["before"] = dict(before)
     if after is not None:
         body["after"] = dict(after)
-    session.add(
-        AuditEvent(
-            source=actor.source.value,
-            actor=actor.name[:128],
-            action=action,
-            entity=entity,
-            entity_pk=entity_pk,
-            context=(context or actor.context)[:199],
-            detail=body,
-        )
-    )
+    session.add(AuditEvent(**_audit_row(actor, action, entity, entity_pk, body, context)))
     note(session, ChangeEvent(_EVENT_ENTITY.get(entity, entity), entity_pk, action, status))
+
+
+def _audit_row(
+    actor: Actor, action: str, entity: str, pk: int, body: dict[str, Any], context: str
+) -> dict[str, Any]:
+    return {
+        "at": utcnow(),
+        "source": actor.source.value,
+        "actor": actor.name[:128],
+        "action": action,
+        "entity": entity,
+        "entity_pk": pk,
+        "context": (context or actor.context)[:199],
+        "detail": body,
+    }
 
 
 def assign(row: Any, values: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -397,7 +410,7 @@ def create_step_row(
         ) from None
     _replace_station_titles(session, step)
     assert step.id is not None
-    shown = {k: v for k, v in values.items() if k not in ("attributes", "performing_physician_key")}
+    shown = {k: v for k, v in values.items() if k not in _NOT_SHOWN}
     audit(
         session,
         actor=actor,
@@ -408,6 +421,219 @@ def create_step_row(
         status=status.value,
     )
     return step
+
+
+# ---------------------------------------------------------------------------------------------
+# Many new items at once (``import-wl``)
+
+
+def create_items(session: Session, items: Sequence[WorklistItemData], *, actor: Actor) -> list[int]:
+    """Write many *new* items with a few multi-row statements instead of several per item.
+
+    Every item's Study Instance UID must be new and appear once in ``items`` (the caller
+    checks; a clash still fails with ``ConflictError`` and nothing is written). Patients and
+    orders are found or created as one by one; a patient first seen here is created with what
+    all its items say (later non-empty values win). Every new row gets its audit row and
+    change event, as when written singly. Returns the new steps' primary keys.
+    """
+    patient_pks = _patient_pks(session, [item.patient for item in items], actor)
+    order_pks = _order_pks(session, items, patient_pks, actor)
+    procedure_pks = _insert(
+        session,
+        RequestedProcedure,
+        [
+            {
+                "order_pk": order_pk,
+                "study_instance_uid": item.procedure.study_instance_uid,
+                **procedure_values(item.procedure),
+            }
+            for item, order_pk in zip(items, order_pks, strict=True)
+        ],
+        "Study Instance UID already used",
+        "StudyInstanceUID",
+    )
+    steps = [
+        {
+            "procedure_pk": procedure_pk,
+            "sps_id": item.step.sps_id,
+            "status": (item.step.status or SpsStatus.SCHEDULED).value,
+            **step_values(item.step),
+        }
+        for item, procedure_pk in zip(items, procedure_pks, strict=True)
+    ]
+    step_pks = _insert(
+        session, ScheduledProcedureStep, steps, "SPS ID already used", "ScheduledProcedureStepID"
+    )
+    titles = [
+        {"sps_pk": pk, "ae_title": title}
+        for pk, step in zip(step_pks, steps, strict=True)
+        for title in dict.fromkeys(step["station_ae_title"].split(VALUE_SEPARATOR))
+    ]
+    session.execute(insert(ScheduledStationAETitle), titles)
+    records = []
+    for item, procedure_pk, step_pk, step in zip(
+        items, procedure_pks, step_pks, steps, strict=True
+    ):
+        procedure = {
+            "study_instance_uid": item.procedure.study_instance_uid,
+            "requested_procedure_id": item.procedure.requested_procedure_id,
+        }
+        shown = {k: v for k, v in step.items() if k not in (*_NOT_SHOWN, "procedure_pk")}
+        records.append(_Created(PROCEDURE, procedure_pk, procedure))
+        records.append(_Created(STEP, step_pk, shown, step["status"]))
+    _audit_created(session, actor, records)
+    return step_pks
+
+
+_NOT_SHOWN = ("attributes", "performing_physician_key")
+
+
+@dataclass(frozen=True)
+class _Created:
+    entity: str
+    pk: int
+    after: Mapping[str, Any]
+    status: str | None = None
+
+
+def _audit_created(session: Session, actor: Actor, records: Sequence[_Created]) -> None:
+    """The audit rows of many new rows in one statement, as ``audit`` writes them singly."""
+    if not records:
+        return
+    rows = [
+        _audit_row(actor, "create", r.entity, r.pk, {"after": dict(r.after)}, "") for r in records
+    ]
+    session.execute(insert(AuditEvent), rows)
+    for record in records:
+        event_ = ChangeEvent(_EVENT_ENTITY[record.entity], record.pk, "create", record.status)
+        note(session, event_)
+
+
+def _insert(
+    session: Session, model: Any, rows: list[dict[str, Any]], message: str, field: str
+) -> list[int]:
+    """INSERT the rows (the model's defaults fill what they leave out); their keys, in order."""
+    if not rows:
+        return []
+    defaults = {
+        name: info
+        for name, info in model.model_fields.items()
+        if name != "id" and not info.is_required()
+    }
+    full = [
+        {**{k: info.get_default(call_default_factory=True) for k, info in defaults.items()}, **row}
+        for row in rows
+    ]
+    statement = insert(model).returning(model.id, sort_by_parameter_order=True)
+    try:
+        return [int(pk) for pk in session.execute(statement, full).scalars()]
+    except IntegrityError:
+        raise ConflictError(message, field=field) from None
+
+
+def _patient_pks(session: Session, datas: Sequence[PatientData], actor: Actor) -> list[int]:
+    """The patient of each ``datas`` entry: a known patient, with what the entry knows merged
+    in as ``ensure_patient`` does, or a new one created once per identity."""
+    ids = sorted({data.patient_id for data in datas})
+    known = {
+        (row.patient_id, row.issuer_of_patient_id): row
+        for row in session.exec(select(Patient).where(col(Patient.patient_id).in_(ids)))
+    }
+    new: dict[tuple[str, str], dict[str, Any]] = {}
+    for data in datas:
+        identity = (data.patient_id, data.issuer_of_patient_id)
+        changes = {f: getattr(data, f) for f in PATIENT_DEMOGRAPHICS if getattr(data, f)}
+        if identity in known:
+            update_patient_row(session, known[identity], changes, data.attributes, actor=actor)
+        elif identity in new:
+            folded = new[identity]
+            folded.update(changes)
+            folded["attributes"] = {**folded["attributes"], **data.attributes}
+        else:
+            new[identity] = {
+                "patient_id": data.patient_id,
+                "issuer_of_patient_id": data.issuer_of_patient_id,
+                **{f: getattr(data, f) for f in PATIENT_DEMOGRAPHICS},
+                "attributes": dict(data.attributes),
+            }
+    rows = [{**row, "name_key": person_name_key(row["name"])} for row in new.values()]
+    pks = _insert(session, Patient, rows, "patient created concurrently", "PatientID")
+    created = dict(zip(new, pks, strict=True))
+    _audit_created(
+        session,
+        actor,
+        [
+            _Created(PATIENT, pk, {f: row[f] for f in ("patient_id", *PATIENT_DEMOGRAPHICS)})
+            for pk, row in zip(pks, rows, strict=True)
+        ],
+    )
+    result = []
+    for data in datas:
+        identity = (data.patient_id, data.issuer_of_patient_id)
+        result.append(created[identity] if identity in created else _pk(known[identity]))
+    return result
+
+
+def _order_pks(
+    session: Session, items: Sequence[WorklistItemData], patient_pks: Sequence[int], actor: Actor
+) -> list[int]:
+    """Each item's order: the patient's order with its Accession Number, else a new one."""
+    accessions = sorted({i.order.accession_number for i in items if i.order.accession_number})
+    known: dict[tuple[int, str], int] = {}
+    if accessions:
+        rows = session.exec(
+            select(
+                ImagingServiceRequest.id,
+                ImagingServiceRequest.patient_pk,
+                col(ImagingServiceRequest.accession_number),
+            )
+            .where(col(ImagingServiceRequest.accession_number).in_(accessions))
+            .order_by(col(ImagingServiceRequest.id))
+        )
+        for pk, patient_pk, accession in rows:
+            known.setdefault((patient_pk, accession), _pk_value(pk))
+    # an item's order: a known key, or the index of the new order it creates or shares
+    picks: list[int | tuple[str, int]] = []
+    new: list[dict[str, Any]] = []
+    new_by_key: dict[tuple[int, str], int] = {}
+    for item, patient_pk in zip(items, patient_pks, strict=True):
+        key = (patient_pk, item.order.accession_number)
+        if item.order.accession_number and key in known:
+            picks.append(known[key])
+            continue
+        if item.order.accession_number and key in new_by_key:
+            picks.append(("new", new_by_key[key]))
+            continue
+        values = order_values(item.order)
+        new.append({"patient_pk": patient_pk, **values, "attributes": item.order.attributes})
+        if item.order.accession_number:
+            new_by_key[key] = len(new) - 1
+        picks.append(("new", len(new) - 1))
+    pks = _insert(
+        session, ImagingServiceRequest, new, "order created concurrently", "AccessionNumber"
+    )
+    _audit_created(
+        session,
+        actor,
+        [
+            _Created(
+                ORDER, pk, {k: v for k, v in row.items() if k not in ("patient_pk", "attributes")}
+            )
+            for pk, row in zip(pks, new, strict=True)
+        ],
+    )
+    return [pick if isinstance(pick, int) else pks[pick[1]] for pick in picks]
+
+
+def _pk_value(pk: int | None) -> int:
+    assert pk is not None
+    return pk
+
+
+def _pk(row: Any) -> int:
+    """The primary key of a flushed row."""
+    assert row.id is not None
+    return int(row.id)
 
 
 def update_step_row(

@@ -13,10 +13,12 @@ from pydicom import dcmread
 from sqlalchemy import func
 from sqlmodel import select
 
+from app.cli import main
 from app.db import SessionFactory, create_db_engine, create_session_factory
 from app.domain.worklist import parse_worklist_query
 from app.models import Patient, ScheduledProcedureStep
 from app.services import worklist
+from dicom_scp import wlimport
 from dicom_scp.wlimport import import_paths
 from tests.support.ci import IN_CI
 
@@ -77,9 +79,11 @@ def test_the_dcmtk_example_folder_imports_completely(
 
 
 def test_reimport_creates_no_duplicates(factory: SessionFactory, example_folder: Path) -> None:
-    assert import_paths([example_folder], factory).imported == 10
+    first = import_paths([example_folder], factory)
+    assert (first.created, first.updated) == (10, 0)
     again = import_paths([example_folder], factory)
     assert again.imported == 10 and again.failures == []
+    assert (again.created, again.updated) == (0, 10)
     assert _count(factory, ScheduledProcedureStep) == 10
 
 
@@ -149,3 +153,66 @@ def test_text_is_decoded_by_the_files_character_set(
     names = {i["00100020"]["Value"][0]: i["00100010"]["Value"][0] for i in _items(factory)}
     assert names["AV35674"] == {"Alphabetic": "MÜLLER^JOSÉ"}
     assert names["UTF8"] == {"Alphabetic": "山田^太郎"}
+
+
+class _Progress:
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.done: list[int] = []
+
+    def start(self, total: int) -> None:
+        self.total = total
+
+    def advance(self, count: int) -> None:
+        self.done.append(count)
+
+
+def test_batches_parsed_by_worker_processes_give_the_same_result(
+    factory: SessionFactory, example_folder: Path, sqlite_url: str
+) -> None:
+    (example_folder / "garbage.wl").write_bytes(b"not DICOM")
+    progress = _Progress()
+
+    report = import_paths([example_folder], factory, batch_size=3, workers=2, progress=progress)
+
+    assert (report.created, report.updated) == (10, 0)
+    assert [f.path.name for f in report.failures] == ["garbage.wl"]
+    assert progress.total == 11 and progress.done == [3, 3, 3, 2]
+    assert _count(factory, ScheduledProcedureStep) == 10
+    assert list(report.reasons()) == [report.failures[0].reason]
+
+
+def test_a_failed_joint_write_imports_the_batch_one_by_one(
+    factory: SessionFactory, example_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*_args: object, **_kwargs: object) -> list[int]:
+        raise RuntimeError("joint write failed")
+
+    monkeypatch.setattr(wlimport, "create_new_items", fail)
+
+    report = import_paths([example_folder], factory, batch_size=4)
+
+    assert (report.created, report.updated, report.failures) == (10, 0, [])
+    assert _count(factory, ScheduledProcedureStep) == 10
+
+
+def test_the_command_prints_a_summary_with_refused_files_by_reason(
+    sqlite_url: str,
+    example_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for n in range(5):
+        (example_folder / f"garbage{n}.wl").write_bytes(b"this is not a DICOM file\n" * 10)
+    monkeypatch.chdir(example_folder)  # no stray .env
+    monkeypatch.setenv("BROKER_DATABASE_URL", sqlite_url)
+
+    assert main(["import-wl", str(example_folder)]) == 1
+    first = capsys.readouterr()
+    assert main(["import-wl", str(example_folder)]) == 1
+    again = capsys.readouterr()
+
+    assert "imported 10 worklist file(s): 10 new, 0 updated; 5 refused" in first.out
+    assert "imported 10 worklist file(s): 0 new, 10 updated; 5 refused" in again.out
+    (line,) = [ln for ln in first.err.splitlines() if ln.startswith("refused")]
+    assert line.startswith("refused 5: not a DICOM data set") and "and 2 more" in line

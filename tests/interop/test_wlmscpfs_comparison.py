@@ -133,7 +133,8 @@ def wlmscpfs(worklist_folder: Path) -> Iterator[int]:
 def servers(broker: BrokerProcess, wlmscpfs: int, worklist_folder: Path) -> Servers:
     done = broker.cli("import-wl", str(worklist_folder))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"imported {len(WORKLIST_DUMPS)} worklist file(s), 0 skipped" in done.stdout
+    count = len(WORKLIST_DUMPS)
+    assert f"imported {count} worklist file(s): {count} new, 0 updated; 0 refused" in done.stdout
     return Servers(broker, wlmscpfs)
 
 
