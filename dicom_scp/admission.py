@@ -49,6 +49,7 @@ class RejectReason(StrEnum):
     UNEXPECTED_PDU = "unexpected_pdu"
     UNKNOWN_PDU = "unknown_pdu"
     PDU_LENGTH = "pdu_length"
+    MESSAGE_LENGTH = "message_length"
     ASSOCIATE_RQ_LENGTH = "associate_rq_length"
     INTERNAL = "internal"
 

@@ -41,6 +41,7 @@ from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
 from app.domain.worklist_policy import PolicyKind
 from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_scp.status import DimseStatus, NStatus
+from dicom_scp.transport import MAX_COMMAND_BYTES, MAX_DATA_SET_BYTES, UNSTATED_PDU_CEILING
 
 PRODUCT = "mwl-broker"
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
@@ -324,7 +325,7 @@ def _per_ae(settings: Settings) -> str:
 
 def _transport_rules(settings: Settings) -> list[str]:
     dicom = settings.dicom
-    stated = dicom.max_pdu_size or "16777216 (no Maximum Length is stated)"
+    stated = dicom.max_pdu_size or f"{UNSTATED_PDU_CEILING} (no Maximum Length is stated)"
     return _paragraphs("Bounds on every connection (PS3.8 9.1.5, 9.3.1):") + _bullets(
         [
             f"A connection must send its whole A-ASSOCIATE-RQ within {dicom.artim_timeout:g} s "
@@ -337,6 +338,9 @@ def _transport_rules(settings: Settings) -> list[str]:
             f"{stated} bytes are answered with A-ABORT (source 2, reason 6 "
             "invalid-PDU-parameter-value) as soon as their header is read: the body is never "
             "read.",
+            f"A command set longer than {MAX_COMMAND_BYTES} bytes, or a data set of any SOP "
+            f"Class but Storage longer than {MAX_DATA_SET_BYTES} bytes, summed over its "
+            "P-DATA-TF fragments, is answered with the same A-ABORT.",
             f"An association with no whole PDU received or sent for {dicom.network_timeout:g} s "
             f"(`{_env_name('network_timeout')}`), or open for longer than "
             f"{dicom.max_association_seconds:g} s (`{_env_name('max_association_seconds')}`), "

@@ -47,7 +47,13 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
-from dicom_scp.admission import REJECT_CODES, AdmissionPolicy, RejectReason, allowed_sop_classes
+from dicom_scp.admission import (
+    REJECT_CODES,
+    AdmissionPolicy,
+    RejectReason,
+    allowed_sop_classes,
+    service_of,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -57,6 +63,12 @@ P_DATA_TF = 0x04
 PDU_TYPES = range(0x01, 0x08)
 # With BROKER_MAX_PDU_SIZE=0 the broker states no limit; it still reads no PDU beyond this.
 UNSTATED_PDU_CEILING = 16 * 1024 * 1024
+# A DIMSE message spans any number of P-DATA-TF PDUs and pynetdicom joins its fragments in memory:
+# a command set, and a data set of any service but storage (identifiers, MPPS, commitment
+# requests), may not grow past these. Storage data sets are the storage service's to bound.
+MAX_COMMAND_BYTES = 64 * 1024
+MAX_DATA_SET_BYTES = 8 * 1024 * 1024
+UNBOUNDED_SERVICES = frozenset({"store"})
 # A-ABORT reasons (PS3.8 Table 9-26), source 2: the DICOM UL service provider.
 ABORT_UNRECOGNIZED_PDU = 0x01
 ABORT_UNEXPECTED_PDU = 0x02
@@ -122,6 +134,9 @@ class Connection:
     calling_ae: str | None = None
     admitted_at: float | None = None
     closed: bool = False
+    # Bytes of the DIMSE message being received, per kind (command set, data set).
+    command_bytes: int = 0
+    data_bytes: int = 0
 
     @property
     def admitted(self) -> bool:
@@ -375,6 +390,7 @@ class GuardedSocket(AssociationSocket):
         self.door = door
         self.connection = conn
         self._body_next = False
+        self._pdu_type = 0
 
     def _read(self, nr_bytes: int) -> bytearray:
         """``nr_bytes`` or, when the peer closed or the socket failed, fewer: the connection is
@@ -403,8 +419,13 @@ class GuardedSocket(AssociationSocket):
         if self._body_next:
             self._body_next = False
             body = self._read(nr_bytes)
-            if len(body) == nr_bytes:
-                self.door.touch(self.connection)
+            if len(body) != nr_bytes:
+                return body
+            self.door.touch(self.connection)
+            if self._pdu_type == P_DATA_TF and not self._fragments_fit(body):
+                self._refuse(RejectReason.MESSAGE_LENGTH, P_DATA_TF, nr_bytes)
+                self._ended()
+                return bytearray()
             return body
         header = self._read(nr_bytes)
         if nr_bytes != PDU_HEADER_LENGTH or len(header) != PDU_HEADER_LENGTH:
@@ -413,10 +434,37 @@ class GuardedSocket(AssociationSocket):
         reason = self.door.check_header(self.connection, pdu_type, length)
         if reason is None:
             self._body_next = True
+            self._pdu_type = pdu_type
             return header
         self._refuse(reason, pdu_type, length)
         self._ended()
         return bytearray()
+
+    def _fragments_fit(self, body: bytes | bytearray) -> bool:
+        """Add the P-DATA-TF's fragments (PS3.8 9.3.5, E.2) to the message being received;
+        ``False`` once a command or non-storage data set grows past its bound. Malformed PDV
+        items are left to pynetdicom, which aborts on them."""
+        conn = self.connection
+        pos = 0
+        while pos + 6 <= len(body):
+            length, context_id, control = struct.unpack_from(">LBB", body, pos)
+            fragment = max(length - 2, 0)
+            pos += 4 + length
+            if control & 0x01:
+                conn.command_bytes = 0 if control & 0x02 else conn.command_bytes + fragment
+                if conn.command_bytes > MAX_COMMAND_BYTES:
+                    return False
+                continue
+            conn.data_bytes = 0 if control & 0x02 else conn.data_bytes + fragment
+            if conn.data_bytes > MAX_DATA_SET_BYTES and not self._unbounded(context_id):
+                return False
+        return True
+
+    def _unbounded(self, context_id: int) -> bool:
+        context = self.assoc._accepted_cx.get(context_id)
+        if context is None or context.abstract_syntax is None:
+            return False
+        return service_of(str(context.abstract_syntax)) in UNBOUNDED_SERVICES
 
     def _refuse(self, reason: RejectReason, pdu_type: int, length: int) -> None:
         LOG.info(

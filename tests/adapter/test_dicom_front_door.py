@@ -325,3 +325,19 @@ def test_an_undecodable_mpps_data_set_is_refused(scp: Scp, request_set: Any) -> 
     assert answer.Status == 0x0110
     assert "cannot be decoded" in answer.ErrorComment
     peer.close()
+
+
+def test_an_endless_fragmented_identifier_is_aborted(scp: Scp) -> None:
+    """Each P-DATA within the limit, the message not: pynetdicom would join them all."""
+    peer = associated_peer(scp.port)
+    before = rss_bytes()
+    fragment = p_data(3, bytes(200_000), command=False, last=False)
+    assert peer.send(p_data(3, c_find_rq(), command=True))
+    sent = 0
+    while sent < 64 * MB and peer.send(fragment):
+        sent += len(fragment)
+    assert sent < 64 * MB, "the broker kept joining fragments"
+    assert rss_bytes() - before < RSS_MARGIN
+    assert scp.server.stats().refused.get("message_length") == 1
+    settled(scp)
+    assert echo_status(scp.port) == 0
