@@ -46,16 +46,19 @@ class PoolLimits:
     timeout: float = 30.0  # seconds a session waits for a connection before it fails
 
     @classmethod
-    def for_front_ends(cls, max_associations: int) -> PoolLimits:
+    def for_front_ends(
+        cls, max_associations: int, *, dicom: bool = True, hl7: bool = True
+    ) -> PoolLimits:
         """Room for every DICOM association at once plus the rest of the process.
 
         An association runs one DIMSE operation at a time and each holds at most one
         connection, so DICOM can never take more than ``max_associations``: the HL7 workers
         (``HL7_WORKERS``) and HTTP requests and background jobs (``OTHER_HEADROOM``) always find
         one. The short timeout makes a starved request fail with a status instead of hanging.
+        A process that runs only some front ends (``serve --only``) sizes for those.
         """
         return cls(
-            size=max_associations + HL7_WORKERS + OTHER_HEADROOM,
+            size=(max_associations if dicom else 0) + (HL7_WORKERS if hl7 else 0) + OTHER_HEADROOM,
             overflow=OTHER_HEADROOM,
             timeout=FRONT_END_POOL_TIMEOUT,
         )

@@ -98,7 +98,11 @@ class Broker:
     def __post_init__(self) -> None:
         self.engine = create_db_engine(
             self.settings.database_url,
-            PoolLimits.for_front_ends(self.settings.dicom.max_associations),
+            PoolLimits.for_front_ends(
+                self.settings.dicom.max_associations,
+                dicom=self._wanted("dicom"),
+                hl7=self._wanted("hl7"),
+            ),
         )
         self.session_factory = create_session_factory(self.engine)
         # The one after-commit hook: open pages hear of every committed change, and the

@@ -26,6 +26,8 @@ def test_the_pool_has_room_for_every_association_and_the_rest(tmp_path: Path) ->
     limits = PoolLimits.for_front_ends(max_associations=20)
     assert limits.size >= 20 + HL7_WORKERS + OTHER_HEADROOM
     assert limits.timeout <= 5.0
+    only_hl7 = PoolLimits.for_front_ends(max_associations=20, dicom=False)
+    assert only_hl7.size == HL7_WORKERS + OTHER_HEADROOM
     engine = create_db_engine(f"sqlite:///{tmp_path / 'pool.db'}", limits)
     try:
         assert engine.pool.size() == limits.size  # type: ignore[attr-defined]
