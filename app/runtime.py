@@ -159,6 +159,7 @@ class Broker:
             self.settings.worklist,
             self.session_factory,
             Delivery.from_settings(self.settings.outbox),
+            self.settings.storage.dir,
         )
         self.ports["dicom"] = self._dicom.start()
 

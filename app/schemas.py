@@ -534,3 +534,16 @@ class RemoteAeView(_View):
     services: list[str]
     description: str
     updated_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# Query/Retrieve: the instances a C-MOVE or C-GET sends
+
+
+class StoredInstanceRef(_View):
+    """One stored SOP instance to send: its Part 10 file, relative to ``BROKER_STORAGE_DIR``."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    path: str

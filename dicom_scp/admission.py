@@ -83,11 +83,17 @@ def service_of(sop_class: str) -> str | None:
     return None
 
 
+# C-GET's instances come back as C-STORE sub-operations on the same association, in Storage
+# presentation contexts the requestor proposes with the SCP role (PS3.4 C.4.3.1): "get" needs them.
+IMPLIED_SERVICES: dict[str, frozenset[str]] = {"get": frozenset({"store"})}
+
+
 def allowed_sop_classes(services: frozenset[str] | None, sop_classes: Iterable[str]) -> set[str]:
     """The SOP Classes a Calling AE with ``services`` may negotiate (``None``: all)."""
     if services is None:
         return set(sop_classes)
-    return {uid for uid in sop_classes if service_of(uid) in services}
+    granted = set(services).union(*(IMPLIED_SERVICES.get(s, frozenset()) for s in services))
+    return {uid for uid in sop_classes if service_of(uid) in granted}
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from app.domain.mwl_attributes import (
 from app.domain.status import FINAL_STATUSES, SpsStatus
 from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
 from app.domain.worklist_policy import PolicyKind
+from dicom_scp.conformance_qr import qr_section
 from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_scp.status import DimseStatus, NStatus
 from dicom_scp.transport import MAX_COMMAND_BYTES, MAX_DATA_SET_BYTES, UNSTATED_PDU_CEILING
@@ -244,11 +245,15 @@ def _overview() -> list[str]:
         f"{PRODUCT} is a Modality Worklist and MPPS broker: it keeps worklist items (one "
         "Scheduled Procedure Step with its Requested Procedure, Imaging Service Request, Visit "
         "and Patient), answers Modality Worklist queries from modalities, and records their "
-        "Modality Performed Procedure Steps. It initiates associations only to forward MPPS "
-        "to configured downstream MPPS SCPs (section 3.5.3.5) and supports no other DICOM "
-        "service than the ones below.",
+        "Modality Performed Procedure Steps. It answers Query/Retrieve requests over the "
+        "instances it stores. It initiates associations only to forward MPPS to configured "
+        "downstream MPPS SCPs (section 3.5.3.5) and to send the instances of a C-MOVE to its "
+        "Move Destination (section 3.5.4), and supports no other DICOM service than the ones "
+        "below.",
     )
     rows = [(name, uid, "No", "Yes") for uid, name in SOP_CLASSES]
+    rows.append(("Storage SOP Classes (C-STORE sub-operations of C-MOVE and C-GET)",
+                 "PS3.4 Annex B", "Yes", "No"))  # fmt: skip
     return lines + _table(("SOP Class", "UID", "User of Service (SCU)", "Provider (SCP)"), rows)
 
 
@@ -307,7 +312,7 @@ def _association_policies(settings: Settings) -> list[str]:
         "A-ASSOCIATE-RQ takes no association slot. At most "
         f"{settings.dicom.max_connections} TCP connections are open at once "
         f"(`{_env_name('dicom_max_connections')}`); one more is closed at once, without any "
-        "PDU. The broker never initiates associations on this port.",
+        "PDU. Associations the broker initiates (3.3) are not counted.",
         "#### 3.2.3 Asynchronous Nature",
         "Asynchronous operations are not supported: an Asynchronous Operations Window "
         "sub-item is not answered, so the maximum number of operations invoked and performed "
@@ -376,7 +381,8 @@ def _calling_ae_rule(settings: Settings) -> str:
         f"{_reject(1, 1, 3, 'calling-AE-title-not-recognized')}. An AE listed with services "
         "(echo: Verification; find: Modality Worklist FIND; mpps: the MPPS SOP Classes; "
         "store, commit, move, get: Storage, Storage Commitment, and the Query/Retrieve MOVE "
-        "and GET SOP Classes) may use only those: a presentation context of any other SOP "
+        "and GET SOP Classes; get includes the Storage contexts its C-STORE sub-operations "
+        "use) may use only those: a presentation context of any other SOP "
         "Class is answered with result 3 (abstract-syntax-not-supported), so its requests "
         "cannot be sent. An AE listed without services may use every SOP Class of section 3.1."
     )
@@ -385,7 +391,8 @@ def _calling_ae_rule(settings: Settings) -> str:
 def _acceptance_policy(settings: Settings) -> list[str]:
     lines = _section(
         "### 3.3 Association Initiation Policy",
-        f"`{settings.dicom.ae_title}` never initiates associations.",
+        f"`{settings.dicom.ae_title}` initiates associations only to forward MPPS "
+        "(3.5.3.5) and for the C-STORE sub-operations of a C-MOVE (3.5.4).",
         "### 3.4 Association Acceptance Policy",
         f"`{settings.dicom.ae_title}` accepts associations on TCP port {settings.dicom.port} when:",
     )
@@ -413,8 +420,9 @@ def _acceptance_policy(settings: Settings) -> list[str]:
         f"{settings.dicom.network_timeout:g} s is aborted (A-ABORT, or a TCP close when the "
         f"peer does not read). `{_env_name('acse_timeout')}` "
         f"({settings.dicom.acse_timeout:g} s) applies to the associations the broker opens "
-        "to forward MPPS.",
-        "SCP/SCU Role Selection is not supported: the requestor is SCU and the broker SCP. "
+        "(MPPS forward, C-MOVE sub-operations).",
+        "SCP/SCU Role Selection is accepted for storage SOP classes only (C-GET, 3.5.4); for "
+        "the other SOP classes the requestor is SCU and the broker SCP. "
         "SOP Class Extended Negotiation is not supported (no fuzzy semantic matching of person "
         "names, no timezone query adjustment). User Identity Negotiation is not supported: the "
         "sub-item is ignored and no response is returned.",
@@ -435,6 +443,14 @@ def _presentation_contexts() -> list[str]:
     )
     syntaxes = "<br>".join(_transfer_syntax(uid) for uid in TRANSFER_SYNTAXES)
     rows = [(f"{name}<br>{uid}", syntaxes, "SCP", "None") for uid, name in SOP_CLASSES]
+    rows.append(
+        (
+            "Every storage SOP class (PS3.4 Annex B), proposed by a C-GET requestor",
+            "all transfer syntaxes pynetdicom knows, Explicit VR Little Endian first",
+            "SCU (requestor proposes SCP role)",
+            "None",
+        )
+    )
     headers = ("Abstract Syntax", "Transfer Syntaxes", "Role", "Extended Negotiation")
     return lines + _table(headers, rows)
 
@@ -933,6 +949,7 @@ def render(settings: Settings) -> str:
         _charset_behaviour(),
         _worklist_policies(settings),
         _mpps(settings),
+        qr_section(settings),
         _communication(settings),
         _extensions(),
         _configuration(settings),

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
@@ -24,7 +25,7 @@ from app.domain.errors import DomainError
 from app.domain.worklist import parse_worklist_query
 from app.services import worklist_policies
 from app.services.mpps import Delivery
-from dicom_scp import mwl
+from dicom_scp import mwl, qr
 from dicom_scp.status import DimseStatus, find_failure, status_dataset
 from dicom_scp.wire import MalformedDataSet, check_encoded
 
@@ -38,6 +39,7 @@ class ScpContext:
     worklist: WorklistSettings
     session_factory: SessionFactory
     delivery: Delivery = field(default_factory=Delivery)  # where MPPS changes go
+    storage_dir: Path | None = None  # BROKER_STORAGE_DIR: the files C-MOVE and C-GET send
 
 
 def _peer(event: evt.Event) -> str:
@@ -62,7 +64,7 @@ def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
 
     Honours C-CANCEL between matches and caps the number of matches
     (``BROKER_MWL_MAX_RESULTS``): past it the stream ends with 0xA700, so the modality knows
-    its list is incomplete.
+    its list is incomplete. Query/Retrieve C-FINDs go to ``dicom_scp.qr``.
     """
     malformed = malformed_data_set(event, "Identifier")
     if malformed is not None:
@@ -70,6 +72,9 @@ def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
             "C-FIND from %s refused: identifier cannot be decoded: %s", _peer(event), malformed
         )
         yield _undecodable_identifier(malformed), None
+        return
+    if qr.is_qr_find(event):
+        yield from qr.handle_find(event, ctx)
         return
     try:
         identifier: Dataset = event.identifier

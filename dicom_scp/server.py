@@ -1,4 +1,5 @@
-"""The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND and MPPS.
+"""The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND, MPPS and
+Query/Retrieve (Patient Root and Study Root FIND, MOVE, GET).
 
 Association policy (PS3.8 9.3.4, stated in the conformance statement) and the bounds on every
 connection live in ``dicom_scp.admission`` and ``dicom_scp.transport``: every listener is started
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityPerformedProcedureStepRetrieve,
@@ -25,6 +27,8 @@ from app.services.mpps import Delivery
 from dicom_scp.admission import AdmissionPolicy
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
+from dicom_scp.qr import SOP_CLASSES as QR_SOP_CLASSES
+from dicom_scp.qr import handle_get, handle_move, install_raw_sending
 from dicom_scp.transport import (
     FrontDoor,
     FrontDoorStats,
@@ -46,6 +50,7 @@ SOP_CLASSES: tuple[tuple[str, str], ...] = (
     (ModalityWorklistInformationFind, "Modality Worklist Information Model - FIND"),
     (ModalityPerformedProcedureStep, "Modality Performed Procedure Step"),
     (ModalityPerformedProcedureStepRetrieve, "Modality Performed Procedure Step Retrieve"),
+    *QR_SOP_CLASSES,
 )
 
 # Identifiers carry patient data: pynetdicom must not print them (it does at INFO by default).
@@ -68,6 +73,8 @@ def build_ae(settings: DicomSettings) -> AE:
     ae.maximum_pdu_size = settings.max_pdu_size
     for uid, _name in SOP_CLASSES:
         ae.add_supported_context(uid, list(TRANSFER_SYNTAXES))
+    add_get_storage_contexts(ae)
+    install_raw_sending()
     return ae
 
 
@@ -90,6 +97,20 @@ def build_front_door(settings: DicomSettings) -> FrontDoor:
     return FrontDoor(transport, admission)
 
 
+def add_get_storage_contexts(ae: AE) -> None:
+    """Storage contexts a C-GET requestor proposes with the SCP role (PS3.4 C.4.3.1, PS3.7
+    D.3.3.4): every storage SOP class and transfer syntax, since stored files go out as they
+    are. Both proposed roles are accepted, so a plain Storage SCU is not affected.
+
+    pynetdicom accepts the first of these syntaxes the requestor offers in a context, so
+    Explicit VR Little Endian comes first: it is what most stored files are in, and a file is
+    never transcoded to fit a context."""
+    preferred = [TRANSFER_SYNTAXES[1], TRANSFER_SYNTAXES[0]]
+    syntaxes = preferred + [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in preferred]
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(str(cx.abstract_syntax), syntaxes, scu_role=True, scp_role=True)
+
+
 @dataclass
 class DicomServer:
     """Start with ``start()`` (port 0 picks a free port), stop with ``stop()``."""
@@ -98,18 +119,21 @@ class DicomServer:
     worklist: WorklistSettings
     session_factory: SessionFactory
     delivery: Delivery = field(default_factory=Delivery)
+    storage_dir: Path | None = None
     _ae: AE | None = field(default=None, init=False)
     _server: GuardedAssociationServer | None = field(default=None, init=False)
     _door: FrontDoor | None = field(default=None, init=False)
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
-        ctx = ScpContext(self.worklist, self.session_factory, self.delivery)
+        ctx = ScpContext(self.worklist, self.session_factory, self.delivery, self.storage_dir)
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
             (evt.EVT_C_FIND, handle_find, [ctx]),
             (evt.EVT_N_CREATE, handle_n_create, [ctx]),
             (evt.EVT_N_SET, handle_n_set, [ctx]),
             (evt.EVT_N_GET, handle_n_get, [ctx]),
+            (evt.EVT_C_MOVE, handle_move, [ctx]),
+            (evt.EVT_C_GET, handle_get, [ctx]),
         ]
         self._ae = build_ae(self.settings)
         address = (

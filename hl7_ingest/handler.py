@@ -16,6 +16,9 @@ The order of things is what makes intake safe:
    by ``BROKER_HL7_DB_DOWN`` the connection is closed without an answer (``close``: the sender
    resends) or the message is answered AE 207 (``ae``).
 6. A sender outside ``BROKER_HL7_ALLOWED_SENDERS`` (when set) is answered AR; nothing applied.
+7. MSH-3, MSH-4 or MSH-10 longer than the log's key columns is answered AR 104 (it could not be
+   logged whole, so its redelivery could not be recognised); a NUL character anywhere is AE 102
+   (:func:`hl7_ingest.parse.decode_text`). PostgreSQL refuses both; SQLite would store them.
 
 The log keeps the raw message and the ACK sent. At INFO only control IDs and outcomes are logged:
 messages carry patient data.
@@ -36,6 +39,7 @@ from hl7_ingest import ack, parse, router
 from hl7_ingest.errors import (
     APPLICATION_INTERNAL_ERROR,
     DUPLICATE_KEY_IDENTIFIER,
+    VALUE_TOO_LONG,
     AckCode,
     FieldWarning,
     Hl7Error,
@@ -129,6 +133,9 @@ class Hl7Handler:
                 decoded.utf8_instead_of or "(none: ASCII)",
             )
         codec = parse.charset_codec(env.charset)  # decode() already accepted this charset
+        overlong = _overlong_key(env)
+        if overlong is not None:
+            return codec, self._fail(env, text, AckCode.AR, overlong).ack_text
         if not self._sender_allowed(env):
             error = MessageRejected(
                 APPLICATION_INTERNAL_ERROR,
@@ -137,9 +144,6 @@ class Hl7Handler:
                 "MSH^1^3",
             )
             return codec, self._fail(env, text, AckCode.AR, error).ack_text
-        previous = self._previous(env)
-        if previous is not None:
-            return codec, self._redelivered(env, text, previous.ack, previous.raw).ack_text
         return codec, self._process(text, env).ack_text
 
     def _sender_allowed(self, env: parse.Envelope) -> bool:
@@ -196,6 +200,10 @@ class Hl7Handler:
         try:
             decoded = router.decode_message(text, env)
         except Hl7Error as exc:
+            # a message accepted before (under other settings) keeps its ACK when resent
+            previous = self._previous(env)
+            if previous is not None:
+                return self._redelivered(env, text, previous.ack, previous.raw)
             return self._fail(env, text, ack_code(exc), exc)
         accepted = self._answer(env, AckCode.AA, None, decoded.warnings)
         try:
@@ -273,6 +281,28 @@ class Hl7Handler:
             LOG.warning("HL7 message log write failed: %s", exc)
         except Exception:  # the peer still gets its answer when the log is unavailable
             LOG.exception("HL7 message log write failed")
+
+
+# The message log's key: MSH-3, MSH-4 and MSH-10 (Envelope attribute, field, name).
+_LOG_KEY = (
+    ("sending_application", 3, "sending application"),
+    ("sending_facility", 4, "sending facility"),
+    ("control_id", 10, "message control id"),
+)
+
+
+def _overlong_key(env: parse.Envelope) -> MessageRejected | None:
+    """AR 104 when MSH-3, MSH-4 or MSH-10 is longer than the message log can keep: cut short,
+    two messages could share a key, and the key is what makes redelivery exactly-once."""
+    for name, field, label in _LOG_KEY:
+        limit = hl7_log.KEY_LENGTHS[name]
+        if len(getattr(env, name)) > limit:
+            return MessageRejected(
+                VALUE_TOO_LONG,
+                f"{label} (MSH-{field}) is longer than {limit} characters",
+                f"MSH^1^{field}",
+            )
+    return None
 
 
 def _envelope_or_none(raw: bytes) -> parse.Envelope | None:

@@ -20,6 +20,7 @@ from functools import lru_cache
 
 from hl7_ingest.errors import (
     APPLICATION_INTERNAL_ERROR,
+    DATA_TYPE_ERROR,
     REQUIRED_FIELD_MISSING,
     SEGMENT_SEQUENCE,
     MessageError,
@@ -176,6 +177,21 @@ class DecodedText:
 
 
 def decode_text(raw: bytes) -> DecodedText:
+    """:func:`decode_charset`, then NUL refused: no HL7 data type allows a NUL character
+    (v2.5.1 2.A), and PostgreSQL text cannot hold one. A NUL -> ``MessageError`` (AE) 102."""
+    decoded = decode_charset(raw)
+    nul = decoded.text.find("\x00")
+    if nul != -1:
+        raise MessageError(
+            DATA_TYPE_ERROR,
+            f"NUL character (0x00) at character {nul} of the message: not allowed in HL7 text; "
+            "the message is not stored",
+            "",
+        )
+    return decoded
+
+
+def decode_charset(raw: bytes) -> DecodedText:
     """Decode a message with the character set its MSH-18 names; segments ``\\r``-terminated.
 
     MSH is ASCII in every supported character set, so MSH-18 is read from the bytes first. An

@@ -71,6 +71,7 @@ STEP_SPECIAL = (
 
 # PS3.5 Table 6.2-1 maximum lengths of the values the broker keeps in columns.
 _MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "UI": 64, "DA": 8}
+PN_GROUP_MAX = 64  # PN: per component group (alphabetic=ideographic=phonetic)
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _DATE_RE = re.compile(r"^\d{8}$")
 _SEXES = frozenset({"", "M", "F", "O"})
@@ -147,6 +148,12 @@ def _check_length(keyword: str, value: str) -> str:
     if limit and len(value) > limit:
         raise ValidationError(
             f"{keyword}: '{value}' is longer than {limit} characters ({vr})", field=keyword
+        )
+    if vr == "PN" and any(len(group) > PN_GROUP_MAX for group in value.split("=")):
+        # Not the value in the message: a name is patient data.
+        raise ValidationError(
+            f"{keyword}: a component group is longer than {PN_GROUP_MAX} characters (PN)",
+            field=keyword,
         )
     if vr == "UI" and value and not _UID_RE.match(value):
         raise ValidationError(f"{keyword}: '{value}' is not a valid UID", field=keyword)
@@ -277,16 +284,31 @@ def item_from_json(item: JsonDataset) -> WorklistItemData:
     )
 
 
-def validate_item(data: WorklistItemData) -> None:
-    """The VR limits of the identifying values, for items not built by ``item_from_json``."""
+def validate_patient(data: PatientData) -> None:
+    """The VR limits of the patient's identity, name and birth date (PS3.5 Table 6.2-1)."""
     for keyword, value in (
-        ("PatientID", data.patient.patient_id),
+        ("PatientID", data.patient_id),
+        ("IssuerOfPatientID", data.issuer_of_patient_id),
+        ("PatientName", data.name),
+        ("PatientBirthDate", data.birth_date),
+    ):
+        _check_length(keyword, value)
+
+
+def validate_item(data: WorklistItemData) -> None:
+    """The VR limits of the identifying values and person names, for items not built by
+    ``item_from_json``."""
+    validate_patient(data.patient)
+    for keyword, value in (
         ("AccessionNumber", data.order.accession_number),
         ("RequestedProcedureID", data.procedure.requested_procedure_id),
         ("StudyInstanceUID", data.procedure.study_instance_uid),
         ("ScheduledProcedureStepID", data.step.sps_id),
         ("Modality", data.step.modality),
         ("ScheduledStationName", data.step.station_name),
+        ("RequestingPhysician", data.order.requesting_physician),
+        ("ReferringPhysicianName", data.order.referring_physician_name),
+        ("ScheduledPerformingPhysicianName", data.step.performing_physician),
     ):
         _check_length(keyword, value)
     validate_ae_titles(list(data.step.station_ae_titles))

@@ -134,7 +134,8 @@ def accept(
     message: hl7_log.MessageRecord,
 ) -> Accepted | AlreadyAccepted:
     """Apply ``command`` (audited as ``actor``) and log ``message`` (outcome AA, the ACK to
-    send) in one transaction.
+    send) in one transaction. The log row is written first (``hl7_log.claim``): a redelivered
+    message is recognised by that insert, before anything is applied.
 
     Raises the service's ``DomainError`` when the command cannot be applied (nothing is
     committed). When a message with the same MSH-3/4/10 committed first meanwhile, returns its
@@ -143,19 +144,28 @@ def accept(
     """
     try:
         with session_scope(session_factory) as session:
-            intake.apply(session, command, policy=policy, actor=actor)
-            hl7_log.record(session, message=message)
-    except IntegrityError:
-        previous = earlier_message(
+            if hl7_log.claim(session, message=message):
+                intake.apply(session, command, policy=policy, actor=actor)
+                return Accepted(message.ack)
+            previous = hl7_log.accepted_message(
+                session,
+                sending_application=message.sending_application,
+                sending_facility=message.sending_facility,
+                control_id=message.control_id,
+            )
+        if previous is not None:
+            return AlreadyAccepted(previous[1], previous[0])
+    except IntegrityError:  # a race the claim cannot see (another unique key): look again
+        earlier = earlier_message(
             session_factory,
             sending_application=message.sending_application,
             sending_facility=message.sending_facility,
             control_id=message.control_id,
         )
-        if previous is None:
+        if earlier is None:
             raise
-        return AlreadyAccepted(previous.ack, previous.raw)
-    return Accepted(message.ack)
+        return AlreadyAccepted(earlier.ack, earlier.raw)
+    raise RuntimeError("the message log row was neither inserted nor found")
 
 
 @_guarded

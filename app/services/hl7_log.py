@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_
+from sqlalchemy import or_, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, delete, select
 
 from app.domain.errors import NotFoundError
@@ -64,8 +65,50 @@ def accepted_message(
     return None if row is None else (row[0], row[1])
 
 
+def claim(session: Session, *, message: MessageRecord) -> bool:
+    """Log an accepted message first thing in its transaction, unless its MSH-3/4/10 is
+    already accepted: ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index, so
+    the redelivery check and the log row are one statement. ``False``: a copy was accepted
+    (or is being accepted on another connection, which this statement waits for)."""
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Hl7Message)
+    statement = (
+        insert.values(**vars(message), received_at=utcnow())
+        .on_conflict_do_nothing(
+            index_elements=["sending_application", "sending_facility", "control_id"],
+            index_where=text(f"outcome = '{ACCEPTED}'"),
+        )
+        .returning(col(Hl7Message.id))
+    )
+    return session.execute(statement).scalar_one_or_none() is not None
+
+
+# Longest value each column takes; PostgreSQL refuses longer ones (SQLite stores anything).
+KEY_LENGTHS: dict[str, int] = {
+    column.name: column.type.length
+    for column in Hl7Message.__table__.columns  # type: ignore[attr-defined]
+    if getattr(column.type, "length", None)
+}
+_NUL = "\x00"
+NUL_STAND_IN = "\ufffd"  # PostgreSQL text cannot hold NUL: the log shows the replacement char
+
+
+def storable(message: MessageRecord) -> MessageRecord:
+    """The record as every database can keep it: NUL characters replaced (PostgreSQL text
+    cannot hold them) and values cut to their column's length.
+
+    Only a refused message can need this: the adapter refuses a key (MSH-3, MSH-4, MSH-10)
+    longer than its column, so an accepted message is always logged as it came.
+    """
+    values = {name: value.replace(_NUL, NUL_STAND_IN) for name, value in vars(message).items()}
+    for name, length in KEY_LENGTHS.items():
+        if name in values:
+            values[name] = values[name][:length]
+    return MessageRecord(**values)
+
+
 def record(session: Session, *, message: MessageRecord) -> int:
-    row = Hl7Message(**vars(message))
+    row = Hl7Message(**vars(storable(message)))
     session.add(row)
     session.flush()
     assert row.id is not None

@@ -16,7 +16,7 @@ Values a message may leave out (SPEC_DIGEST 3.4 fallbacks):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -117,9 +117,17 @@ def apply_order(
     status = None if action == UPDATE else SpsStatus(action)
     patient = write.ensure_patient(session, message.patient, actor=actor)
     is_new = message.order_control.strip().upper() == NEW_ORDER
-    for group in message.groups:
-        if is_new and group.step.modality and not group.step.start_datetime:
-            group = _with_start_now(group, policy)
+    groups = [
+        _with_start_now(group, policy)
+        if is_new and group.step.modality and not group.step.start_datetime
+        else group
+        for group in message.groups
+    ]
+    if _all_new_procedures(session, groups, status):
+        items = [_item_data(session, message.patient, g, status, policy, None) for g in groups]
+        write.create_items(session, items, actor=actor)
+        return
+    for group in groups:
         carries_step = bool(group.step.modality and group.step.start_datetime)
         if carries_step and not (status and status.is_final):
             _write_item(session, patient, message.patient, group, status, policy, actor)
@@ -133,6 +141,28 @@ def apply_order(
             )
 
 
+def _all_new_procedures(
+    session: Session, groups: Sequence[OrderGroup], status: SpsStatus | None
+) -> bool:
+    """Whether every group writes a step of a procedure that is new and names its own Study
+    Instance UID: then they are written together (``write.create_items``), one statement per
+    table. Otherwise each group is written in turn, so a later group finds what an earlier one
+    created."""
+    if status is not None and status.is_final:
+        return False
+    if not all(g.step.modality and g.step.start_datetime for g in groups):
+        return False
+    uids = [g.procedure.study_instance_uid for g in groups]
+    if not all(uids) or len(set(uids)) != len(uids):
+        return False
+    known = session.exec(
+        select(RequestedProcedure.study_instance_uid).where(
+            col(RequestedProcedure.study_instance_uid).in_(uids)
+        )
+    ).first()
+    return known is None
+
+
 def _write_item(
     session: Session,
     patient: Patient,
@@ -143,6 +173,20 @@ def _write_item(
     actor: Actor,
 ) -> None:
     known = _find_procedure(session, patient, group)
+    data = _item_data(session, patient_data, group, status, policy, known)
+    worklist.upsert_item(session, data=data, actor=actor)
+
+
+def _item_data(
+    session: Session,
+    patient_data: PatientData,
+    group: OrderGroup,
+    status: SpsStatus | None,
+    policy: IntakePolicy,
+    known: RequestedProcedure | None,
+) -> WorklistItemData:
+    """The worklist item a group describes, completed from ``known`` (its procedure, if it
+    exists), the policy and the station table; validated."""
     if not group.order.accession_number:
         group = _with_known_accession(session, group, known, policy)
     rp_id = (
@@ -179,7 +223,7 @@ def _write_item(
         ),
     )
     validate_item(data)
-    worklist.upsert_item(session, data=data, actor=actor)
+    return data
 
 
 def _with_start_now(group: OrderGroup, policy: IntakePolicy) -> OrderGroup:

@@ -27,6 +27,7 @@ from app.domain.items import (
     ProcedureData,
     StepData,
     WorklistItemData,
+    validate_patient,
 )
 from app.domain.matching import VALUE_SEPARATOR, person_name_key
 from app.domain.mwl_attributes import Level
@@ -204,8 +205,10 @@ def ensure_patient(session: Session, data: PatientData, *, actor: Actor) -> Pati
     """Find or create the patient and merge in what ``data`` knows.
 
     Race-safe (see ``insert_patient``): concurrent messages about one new patient create one
-    row. Empty values in ``data`` do not erase known ones.
+    row. Empty values in ``data`` do not erase known ones. Values over their VR's length are
+    refused (``ValidationError``) on every database, not only where a column enforces it.
     """
+    validate_patient(data)
     inserted_pk = insert_patient(session, data)
     if inserted_pk is not None:
         return created_patient(session, data, inserted_pk, actor=actor)

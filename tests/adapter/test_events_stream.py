@@ -16,6 +16,7 @@ from app.runtime import Broker
 from tests.support.auth import bearer, create_api_token
 from tests.support.net import wait_until
 from tests.support.settings import make_settings
+from tests.support.sse import sse_events
 
 
 @pytest.fixture
@@ -24,20 +25,6 @@ def broker(sqlite_url: str, tmp_path: Path) -> Iterator[Broker]:
     running.start()
     yield running
     running.stop()
-
-
-def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
-    """(event, data) pairs of a text/event-stream; comments and retry lines are skipped."""
-    name, data = "message", ""
-    for line in lines:
-        if line == "":
-            if data:
-                yield name, data
-            name, data = "message", ""
-        elif line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: "):
-            data = line[6:]
 
 
 def open_stream(broker: Broker, sqlite_url: str) -> tuple[httpx.Client, httpx.Response]:

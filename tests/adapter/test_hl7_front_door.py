@@ -142,6 +142,52 @@ def test_malformed_msh_is_ar_with_err_and_logged(
     assert [outcome for outcome, _ in logged(session_factory)] == ["AR"]
 
 
+# --- values PostgreSQL cannot store (found by tests/adapter/test_hl7_fuzz.py) -----------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "error"),
+    [
+        (ORDER.replace(b"DOE^JOHN^Q", b"DOE^JO\x00HN^Q"), "AE", "102&"),
+        (b"\x00" * 64, "AR", "MSH^1|100^"),  # no MSH: a v2.5.1 ACK
+        (ORDER.replace(b"|MSG00001|", b"|" + b"C" * 200 + b"|"), "AR", "MSH^1^10^104&"),
+        (ORDER.replace(b"|RIS|", b"|" + b"R" * 228 + b"|"), "AR", "MSH^1^3^104&"),
+        (ORDER.replace(b"|HOSP|", b"|" + b"H" * 228 + b"|", 1), "AR", "MSH^1^4^104&"),
+        (ORDER.replace(b"ORM^O01", b"ORM^" + b"O" * 40), "AR", "MSH^1^9^201&"),
+        (ORDER.replace(b"DOE^JOHN^Q", b"DOE^" + b"J" * 65), "AE", "PID^1^5^102&"),
+        (ORDER.replace(b"DOE^JOHN^Q", b"DOE^" + b"J" * 500), "AE", "PID^1^5^102&"),
+    ],
+    ids=[
+        "nul-in-a-field",
+        "nul-only",
+        "long-msh10",
+        "long-msh3",
+        "long-msh4",
+        "long-msh9",
+        "pn-group-over-64",
+        "pn-over-the-column",
+    ],
+)
+def test_values_postgresql_cannot_store_are_refused_answered_and_logged(
+    handler: Hl7Handler,
+    session_factory: SessionFactory,
+    caplog: pytest.LogCaptureFixture,
+    raw: bytes,
+    code: str,
+    error: str,
+) -> None:
+    """SQLite stores NUL characters and over-long values, PostgreSQL refuses them: either way
+    the message is refused with an ERR (not an internal error), and the log keeps it."""
+    caplog.set_level(logging.INFO, logger=HANDLER_LOG)
+    ack = segments(handler.handle(raw))
+    assert ack["MSA"][1] == code
+    assert (ack["MSA"][2] != "") is raw.startswith(b"MSH")  # the ACK names the message
+    assert error in "|".join(ack["ERR"])
+    assert patient_names(session_factory) == {}
+    assert [outcome for outcome, _ in logged(session_factory)] == [code]
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 # --- sender allow-list ------------------------------------------------------------------------
 
 
@@ -272,7 +318,8 @@ def test_pool_timeout_during_commit_is_never_aa_nor_ar(
     def exhausted(*_args: Any, **_kwargs: Any) -> int:
         raise sa_exc.TimeoutError("QueuePool limit of size 10 overflow 20 reached")
 
-    monkeypatch.setattr(hl7_log, "record", exhausted)
+    monkeypatch.setattr(hl7_log, "claim", exhausted)  # the accepted message's log row
+    monkeypatch.setattr(hl7_log, "record", exhausted)  # a refused one's
     settings = make_settings(database_url, tmp_path, hl7_db_down=mode)
     peer = serve(Hl7Handler(settings.hl7, session_factory))
     answer = peer.exchange(ORDER)
@@ -297,7 +344,7 @@ def test_database_back_then_the_resend_is_accepted(
     def refused(*_args: Any, **_kwargs: Any) -> Any:
         raise sa_exc.OperationalError("SELECT", {}, ConnectionRefusedError("refused"))
 
-    monkeypatch.setattr(hl7_log, "accepted_message", refused)
+    monkeypatch.setattr(hl7_log, "claim", refused)  # the first statement of an intake
     assert serve(Hl7Handler(settings.hl7, session_factory)).exchange(ORDER) is None
     monkeypatch.undo()
     answer = serve(Hl7Handler(settings.hl7, session_factory)).exchange(ORDER)

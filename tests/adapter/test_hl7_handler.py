@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from app.config import Settings
 from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
@@ -17,7 +17,7 @@ from app.domain.actor import Actor
 from app.domain.status import AuditSource
 from app.domain.worklist import parse_worklist_query
 from app.models import AuditEvent, Hl7Message, Patient
-from app.services import hl7_log, stations, worklist
+from app.services import stations, worklist
 from hl7_ingest.handler import Hl7Handler
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "hl7"
@@ -141,10 +141,11 @@ def test_accepted_survives_a_restart(settings: Settings, handler: Hl7Handler) ->
 def test_a_failed_commit_is_never_acknowledged_aa(
     handler: Hl7Handler, session_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_record(*_args: Any, **_kwargs: Any) -> int:
+    def broken_commit(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(hl7_log, "record", broken_record)
+    # the order and its log row are written; the commit fails (so does logging the failure)
+    monkeypatch.setattr(Session, "commit", broken_commit)
     ack = segments(handler.handle(message("orm_o01_nw.hl7")))
     assert ack["MSA"][1] != "AA"
     monkeypatch.undo()
@@ -273,3 +274,22 @@ def test_unconfigured_order_control_is_ae_103(handler: Hl7Handler) -> None:
     ack = segments(handler.handle(variant("orm_o01_nw.hl7", "ZZ-1", ("ORC|NW|", "ORC|ZZ|"))))
     assert ack["MSA"][1] == "AE"
     assert ack["ERR"][1].startswith("ORC^1^1^103&")  # v2.3.1: ERR-1 is SEG^seq^field^code
+
+
+def test_a_resend_is_recognised_before_anything_is_applied(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    """The log row is claimed first: an order resent after it was cancelled gets its first
+    ACK back and does not bring the cancelled steps back (nor fail on them)."""
+    first = handler.handle(message("orm_o01_nw.hl7"))
+    cancel = segments(handler.handle(message("orm_o01_ca.hl7")))
+    audits = count(session_factory, AuditEvent)
+    scheduled = items(session_factory, ScheduledProcedureStepStatus="SCHEDULED")
+
+    again = handler.handle(message("orm_o01_nw.hl7"))
+
+    assert segments(first)["MSA"][1] == "AA" and cancel["MSA"][1] == "AA"
+    assert again == first
+    assert count(session_factory, AuditEvent) == audits  # nothing applied the second time
+    assert len(scheduled) == 1  # the CA cancelled one of the two procedures
+    assert items(session_factory, ScheduledProcedureStepStatus="SCHEDULED") == scheduled

@@ -13,9 +13,24 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.broker import BrokerProcess, running_broker
+from tests.support.db import create_pg_database
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
     """A broker subprocess with an empty, migrated database, shared by one test module."""
     yield from running_broker(tmp_path_factory.mktemp("broker"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def broker_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The database URL for a ``BrokerProcess``: ``""`` (its own SQLite file) or a fresh,
+    empty PostgreSQL database, dropped afterwards."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    url, drop = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop()

@@ -1,6 +1,7 @@
 """The broker as users run it: ``mwl-broker serve`` as a subprocess, configured only by
-``BROKER_*`` environment variables, on free ports and its own SQLite file; readiness is polled
-on ``/api/health``; SIGTERM must stop it with exit code 0.
+``BROKER_*`` environment variables, on free ports and its own SQLite file (or a given database);
+readiness is polled on ``/api/health``; SIGTERM must stop it with exit code 0, SIGKILL plays a
+crash.
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ class BrokerProcess:
     hl7_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     token: str = ""  # an admin API token, made with `mwl-broker token add` before serving
+    database: str = ""  # a database URL (PostgreSQL); default: its own SQLite file
+    extra_env: dict[str, str] = field(default_factory=dict)  # more BROKER_* settings
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.workdir / 'b.db'}"
+        return self.database or f"sqlite:///{self.workdir / 'b.db'}"
 
     @property
     def base_url(self) -> str:
@@ -77,6 +80,7 @@ class BrokerProcess:
             BROKER_AE_TITLE=BROKER_AE,
             BROKER_STORAGE_DIR=str(self.workdir / "storage"),
         )
+        env.update(self.extra_env)
         return env
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -94,6 +98,16 @@ class BrokerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def add_station(self, modality: str = "CT", ae_title: str = "CT01") -> None:
+        """Route orders of ``modality`` to ``ae_title`` (an order without a station is AE)."""
+        response = httpx.post(
+            f"{self.base_url}/api/stations",
+            json={"modality": modality, "ae_title": ae_title},
+            headers=self.headers,
+            timeout=10.0,
+        )
+        assert response.status_code == 201, response.text
+
     def _healthy(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
@@ -101,12 +115,19 @@ class BrokerProcess:
         return httpx.get(f"{self.base_url}/api/health", timeout=2.0).status_code == 200
 
     def start(self) -> None:
+        """Migrate, make an admin token, then serve (see :meth:`serve`)."""
         upgraded = self.cli("db", "upgrade")
         assert upgraded.returncode == 0, upgraded.stderr
-        made = self.cli("token", "add", "interop", "--role", "admin")
+        made = self.cli("token", "add", f"interop-{self.http_port}", "--role", "admin")
         assert made.returncode == 0, made.stderr
         self.token = made.stdout.strip()
-        with self.log_path.open("wb") as log:
+        self.serve()
+
+    def serve(self) -> None:
+        """Start ``mwl-broker serve`` (again, after :meth:`kill`) and wait until it is healthy.
+
+        The log is appended to, so that it tells the story across restarts."""
+        with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [broker_executable(), "serve"],
                 env=self.env,
@@ -119,6 +140,12 @@ class BrokerProcess:
         except AssertionError:
             self.stop()
             raise AssertionError(f"the broker did not become healthy:\n{self.log()}") from None
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut or the OOM killer would: no shutdown code runs."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=STOP_TIMEOUT)
 
     def stop(self) -> int:
         """SIGTERM, wait, and return the exit code (killed after a timeout: then -9)."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from tests.support.ci import IN_CI
 
@@ -34,7 +35,8 @@ def create_pg_database() -> tuple[str, Callable[[], None]]:
     """A fresh database on the test server; returns its URL and a function that drops it."""
     postgres_or_skip()
     name = f"mwl_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # No pool: a connection kept from CREATE to DROP would be dead after a server restart.
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"

@@ -20,7 +20,12 @@ class Scp:
     def __init__(self, settings: Settings) -> None:
         self.engine = create_db_engine(settings.database_url)
         self.factory: SessionFactory = create_session_factory(self.engine)
-        self.server = DicomServer(settings.dicom, settings.worklist, self.factory)
+        self.server = DicomServer(
+            settings.dicom,
+            settings.worklist,
+            self.factory,
+            storage_dir=settings.storage.dir,
+        )
         self.port = self.server.start()
         self.settings = settings
 

@@ -74,14 +74,16 @@ def findscu(
     query_file: Path | None = None,
     debug: bool = False,
     calling_ae: str | None = None,
+    model: str = "-W",
 ) -> FindResult:
     """Run ``findscu -W -X`` and read the extracted responses (``rsp0001.dcm``...) in order.
 
+    ``model`` ``-S`` or ``-P`` queries the Study or Patient Root Q/R model instead of ``-W``;
     ``debug`` (``-d``) makes findscu print every response's DIMSE status and status detail;
     ``calling_ae`` is findscu's own AE title (``-aet``; DCMTK's default is FINDSCU).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    args = [require_tool("findscu"), "-d" if debug else "-v", "-W", "-X", "-od", str(out_dir)]
+    args = [require_tool("findscu"), "-d" if debug else "-v", model, "-X", "-od", str(out_dir)]
     args += ["-aec", called_ae]
     if calling_ae is not None:
         args += ["-aet", calling_ae]

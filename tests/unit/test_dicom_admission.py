@@ -52,6 +52,8 @@ def test_services_select_sop_classes() -> None:
     every = {VERIFICATION, MWL, MPPS, CT_STORAGE, "1.2.3.4"}
     assert allowed_sop_classes(None, every) == every
     assert allowed_sop_classes(frozenset({"echo", "mpps"}), every) == {VERIFICATION, MPPS}
+    # C-GET returns instances over Storage contexts of the same association
+    assert allowed_sop_classes(frozenset({"get"}), every | {STUDY_GET}) == {STUDY_GET, CT_STORAGE}
 
 
 def test_permanent_rejections_come_before_limits() -> None:

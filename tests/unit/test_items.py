@@ -9,7 +9,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 
 from app.domain.dicom_json import pn_from_json, pn_to_json, validate_json_dataset
 from app.domain.errors import ValidationError
-from app.domain.items import item_from_json
+from app.domain.items import PatientData, item_from_json, validate_patient
 from app.domain.mwl_attributes import MWL_ATTRIBUTES, TABLE_K6_1, Level, level_of
 from app.domain.worklist import SUPPORTED_MATCHING_KEYS
 from tests.support.items import mwl_item
@@ -75,6 +75,16 @@ def test_missing_identifiers_are_generated() -> None:
         (lambda i: i.update({"0020000D": {"vr": "UI", "Value": ["1.02.x"]}}), "StudyInstanceUID"),
         (lambda i: i.update({"00080050": {"vr": "SH", "Value": ["A" * 17]}}), "AccessionNumber"),
         (
+            lambda i: i.update({"00100010": {"vr": "PN", "Value": [{"Alphabetic": "D" * 65}]}}),
+            "PatientName",
+        ),
+        (
+            lambda i: i["00400100"]["Value"][0].update(
+                {"00400006": {"vr": "PN", "Value": [{"Alphabetic": "X^" + "Y" * 63}]}}
+            ),
+            "ScheduledPerformingPhysicianName",
+        ),
+        (
             lambda i: i["00400100"]["Value"][0].update(
                 {"00400001": {"vr": "AE", "Value": ["CTÄ"]}}
             ),
@@ -132,3 +142,13 @@ def test_table_k6_1_holds_every_kept_attribute_with_its_return_type() -> None:
     assert rows[0x00400100].matching == "R"
     required = {row.name for row in TABLE_K6_1 if row.matching == "R"}
     assert len(required) == 8  # PS3.4 Table K.6-1: seven keys and the SPS Sequence
+
+
+def test_a_person_name_may_have_64_characters_in_each_component_group() -> None:
+    """PS3.5 Table 6.2-1: PN is 64 characters per component group, not in all."""
+    longest = "=".join(["A" * 64] * 3)
+    validate_patient(PatientData(patient_id="P1", name=longest))
+    with pytest.raises(ValidationError) as info:
+        validate_patient(PatientData(patient_id="P1", name=longest + "A"))
+    assert info.value.field == "PatientName"
+    assert "A" * 64 not in info.value.message  # a name is patient data: not in the message
