@@ -37,6 +37,10 @@ def _serve(settings: Settings, only: str | None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         ports = broker.start()
+    except SettingsError as exc:
+        LOG.error("%s", exc)
+        broker.stop()
+        return 2
     except OSError as exc:
         LOG.error("cannot listen: %s", exc)
         broker.stop()

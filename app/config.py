@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,16 @@ def _format_ae_services(ae: str, services: frozenset[str] | None) -> str:
     return ae + ":" + "+".join(s for s in DICOM_SERVICES if s in services)
 
 
+OFF = "off"
+
+
+def _optional_port(value: object) -> object:
+    """A TLS port: "off" (or empty) is no listener; 0 picks a free port, as for every port."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in (OFF, "")):
+        return None
+    return value
+
+
 def _split_list(value: object) -> object:
     if isinstance(value, str):
         return [part for part in (p.strip() for p in value.split(",")) if part]
@@ -116,8 +127,14 @@ class DicomSettings(_Section):
     these)."""
 
     ae_title: str = Field(default="MWLBROKER", description="the broker's own AE title")
-    bind_host: str = Field(default="0.0.0.0", description="address every listener binds to")
+    bind_host: str = Field(default="0.0.0.0", description="address the DICOM listeners bind to")
     port: int = Field(default=11112, ge=0, le=65535, description="DICOM DIMSE port")
+    tls_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="DICOM over TLS port (PS3.15 B.9), same AE and services; 'off' for none",
+    )
     require_called_ae: bool = Field(
         default=True, description="reject associations whose Called AE is not BROKER_AE_TITLE"
     )
@@ -154,11 +171,22 @@ class DicomSettings(_Section):
     max_pdu_size: int = Field(
         default=262144, ge=0, description="largest P-DATA PDU the broker receives (0 = no limit)"
     )
+    stgcmt_report_delay: float = Field(
+        default=1.0,
+        ge=0,
+        description="seconds a storage commitment requester has to release its association "
+        "before the report is sent on it instead of on a new association",
+    )
 
     @field_validator("ae_title")
     @classmethod
     def _check_ae_title(cls, value: str) -> str:
         return _validate_ae_title(value)
+
+    @field_validator("tls_port", mode="before")
+    @classmethod
+    def _port_or_off(cls, value: object) -> object:
+        return _optional_port(value)
 
     @field_validator("allowed_calling_aes", mode="before")
     @classmethod
@@ -196,8 +224,14 @@ class WorklistSettings(_Section):
 class Hl7Settings(_Section):
     """HL7 v2 over MLLP: intake, and the header of every message the broker sends."""
 
-    bind_host: str = Field(default="0.0.0.0", description="address every listener binds to")
+    bind_host: str = Field(default="0.0.0.0", description="address the MLLP listeners bind to")
     port: int = Field(default=2575, ge=0, le=65535, description="HL7 v2 MLLP port")
+    tls_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="MLLP over TLS port, same rules as the plain one; 'off' for none",
+    )
     # Order control: "ORC1" or "ORC1_ORC5" -> an SPS Status the steps take (creating them when
     # new), or "update" (change the order, keep the status).
     order_control: dict[str, str] = Field(
@@ -247,6 +281,11 @@ class Hl7Settings(_Section):
         default="MWLBROKER", description="MSH-3 of the broker's acknowledgements"
     )
     sending_facility: str = Field(default="RADIOLOGY", description="MSH-4 of the ACKs")
+
+    @field_validator("tls_port", mode="before")
+    @classmethod
+    def _port_or_off(cls, value: object) -> object:
+        return _optional_port(value)
 
     @field_validator("order_control", mode="before")
     @classmethod
@@ -323,7 +362,9 @@ def _items(value: str) -> list[str]:
 class HttpSettings(_Section):
     """The REST API and the staff page, with sign-in."""
 
-    bind_host: str = Field(default="0.0.0.0", description="address every listener binds to")
+    bind_host: str = Field(
+        default="0.0.0.0", description="address the REST API and web page bind to"
+    )
     port: int = Field(default=8000, ge=0, le=65535, description="REST API and web port")
     session_lifetime_hours: float = Field(
         default=12.0, gt=0, description="idle hours before a sign-in session expires (sliding)"
@@ -344,6 +385,64 @@ class HttpSettings(_Section):
     )
 
 
+class ClientCertificates(StrEnum):
+    """Whether TLS listeners ask connecting peers for a certificate (checked against the CA)."""
+
+    NONE = "none"  # not asked for
+    OPTIONAL = "optional"  # checked when the peer sends one
+    REQUIRED = "required"  # a peer without a valid certificate is refused
+
+
+class TlsSettings(_Section):
+    """Certificates for every TLS listener and TLS client of the broker (``app/tls.py``).
+
+    The files are read when a TLS listener or connection is set up; that they are present is
+    checked here, whether they can be read and used at start-up (a clear error, not a trace)."""
+
+    cert: Path | None = Field(
+        default=None, description="PEM certificate (chain) the broker presents"
+    )
+    key: Path | None = Field(default=None, description="PEM private key of that certificate")
+    ca: Path | None = Field(
+        default=None,
+        description="PEM CA certificates that peers' certificates must chain to; empty: the "
+        "system's CAs (outbound only)",
+    )
+    client_cert: ClientCertificates = Field(
+        default=ClientCertificates.NONE,
+        description="ask TLS clients for a certificate: none, optional or required",
+    )
+    check_hostname: bool = Field(
+        default=True,
+        description="outbound TLS: the peer's certificate must name the host connected to",
+    )
+
+    @field_validator("cert", "key", "ca", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("client_cert", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> TlsSettings:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("BROKER_TLS_CERT and BROKER_TLS_KEY go together")
+        if self.client_cert is not ClientCertificates.NONE and self.ca is None:
+            raise ValueError(
+                f"BROKER_TLS_CLIENT_CERT={self.client_cert.value} needs BROKER_TLS_CA "
+                "(the CA client certificates are checked against)"
+            )
+        return self
+
+    @property
+    def has_certificate(self) -> bool:
+        return self.cert is not None and self.key is not None
+
+
 class StorageSettings(_Section):
     dir: Path = Field(
         default=DEFAULT_DATA_DIR / "storage", description="where received instances are kept"
@@ -355,6 +454,9 @@ class OutboxSettings(_Section):
 
     ris_hl7_endpoint: str = Field(
         default="", description="host:port of the RIS's MLLP listener; empty: no status messages"
+    )
+    ris_hl7_tls: bool = Field(
+        default=False, description="send to the RIS over TLS (certificates: BROKER_TLS_*)"
     )
     ris_hl7_message: str = Field(
         default="ORM", description="status message type: ORM (ORM^O01 SC), ORU (ORU^R01), OMI"
@@ -399,12 +501,15 @@ class OutboxSettings(_Section):
 
 
 # The environment: BROKER_<NAME> -> (section, field); a section of None is the top level.
-# BROKER_BIND_HOST is every listener's address.
+# BROKER_BIND_HOST is the address of every listener whose own (BROKER_DICOM_BIND_HOST...) is not
+# given.
 ENV: dict[str, tuple[str | None, str]] = {
     "database_url": (None, "database_url"),
     "log_level": (None, "log_level"),
     "ae_title": ("dicom", "ae_title"),
+    "dicom_bind_host": ("dicom", "bind_host"),
     "dicom_port": ("dicom", "port"),
+    "dicom_tls_port": ("dicom", "tls_port"),
     "require_called_ae": ("dicom", "require_called_ae"),
     "allowed_calling_aes": ("dicom", "allowed_calling_aes"),
     "max_associations": ("dicom", "max_associations"),
@@ -417,10 +522,13 @@ ENV: dict[str, tuple[str | None, str]] = {
     "acse_timeout": ("dicom", "acse_timeout"),
     "network_timeout": ("dicom", "network_timeout"),
     "max_pdu_size": ("dicom", "max_pdu_size"),
+    "stgcmt_report_delay": ("dicom", "stgcmt_report_delay"),
     "mwl_name_case_insensitive": ("worklist", "name_case_insensitive"),
     "mwl_max_results": ("worklist", "max_results"),
     "mwl_default_policy": ("worklist", "default_policy"),
+    "hl7_bind_host": ("hl7", "bind_host"),
     "hl7_port": ("hl7", "port"),
+    "hl7_tls_port": ("hl7", "tls_port"),
     "hl7_order_control": ("hl7", "order_control"),
     "hl7_missing_study_uid": ("hl7", "missing_study_uid"),
     "hl7_missing_accession": ("hl7", "missing_accession"),
@@ -435,14 +543,21 @@ ENV: dict[str, tuple[str | None, str]] = {
     "hl7_message_retention_days": ("hl7", "message_retention_days"),
     "hl7_sending_application": ("hl7", "sending_application"),
     "hl7_sending_facility": ("hl7", "sending_facility"),
+    "http_bind_host": ("http", "bind_host"),
     "http_port": ("http", "port"),
     "session_lifetime_hours": ("http", "session_lifetime_hours"),
     "cookie_secure": ("http", "cookie_secure"),
     "login_max_failures": ("http", "login_max_failures"),
     "login_window_seconds": ("http", "login_window_seconds"),
     "http_max_body_bytes": ("http", "max_body_bytes"),
+    "tls_cert": ("tls", "cert"),
+    "tls_key": ("tls", "key"),
+    "tls_ca": ("tls", "ca"),
+    "tls_client_cert": ("tls", "client_cert"),
+    "tls_check_hostname": ("tls", "check_hostname"),
     "storage_dir": ("storage", "dir"),
     "ris_hl7_endpoint": ("outbox", "ris_hl7_endpoint"),
+    "ris_hl7_tls": ("outbox", "ris_hl7_tls"),
     "ris_hl7_message": ("outbox", "ris_hl7_message"),
     "mpps_forward": ("outbox", "mpps_forward"),
     "outbox_retry_min": ("outbox", "retry_min"),
@@ -454,8 +569,6 @@ LISTENER_SECTIONS = ("dicom", "hl7", "http")
 
 def env_name(section: str | None, field: str) -> str:
     """The environment variable of a setting, e.g. ``("dicom", "port")`` -> BROKER_DICOM_PORT."""
-    if field == BIND_HOST and section in LISTENER_SECTIONS:
-        return "BROKER_BIND_HOST"
     for flat, place in ENV.items():
         if place == (section, field):
             return f"BROKER_{flat.upper()}"
@@ -465,19 +578,21 @@ def env_name(section: str | None, field: str) -> str:
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     """Flat names (``dicom_port``) to their sections; unknown and nested keys pass through.
 
-    Section dicts go in first and flat names over them: the environment arrives already nested,
-    so a flat name here is a keyword override, and an override wins.
+    Section dicts go in first, then ``bind_host`` (every listener's), then the other flat names
+    (a listener's own bind host among them): the environment arrives already nested, so a flat
+    name here is a keyword override, and an override wins; the more specific name wins over
+    ``bind_host``.
     """
     nested: dict[str, Any] = {}
     for key, value in flat.items():
         if key in ENV or key == BIND_HOST:
             continue
         nested[key] = dict(value) if isinstance(value, dict) else value
+    if BIND_HOST in flat:
+        for listener in LISTENER_SECTIONS:
+            nested.setdefault(listener, {})[BIND_HOST] = flat[BIND_HOST]
     for key, value in flat.items():
-        if key == BIND_HOST:
-            for listener in LISTENER_SECTIONS:
-                nested.setdefault(listener, {})[BIND_HOST] = value
-        elif key in ENV and (section := ENV[key][0]) is not None:
+        if key in ENV and (section := ENV[key][0]) is not None:
             nested.setdefault(section, {})[ENV[key][1]] = value
         elif key in ENV:
             nested[key] = value
@@ -520,6 +635,7 @@ class Settings(BaseSettings):
     worklist: WorklistSettings = Field(default_factory=WorklistSettings)
     hl7: Hl7Settings = Field(default_factory=Hl7Settings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
@@ -547,9 +663,34 @@ class Settings(BaseSettings):
             raise ValueError("log level is one of DEBUG, INFO, WARNING, ERROR")
         return upper
 
+    @model_validator(mode="after")
+    def _tls_listeners_have_a_certificate(self) -> Settings:
+        on = [
+            env_name(section, "tls_port")
+            for section, port in (("dicom", self.dicom.tls_port), ("hl7", self.hl7.tls_port))
+            if port is not None
+        ]
+        if on and not self.tls.has_certificate:
+            verb = "needs" if len(on) == 1 else "need"
+            raise ValueError(f"{' and '.join(on)} {verb} BROKER_TLS_CERT and BROKER_TLS_KEY")
+        return self
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """``BROKER_NAME: `` of an error's place; "" for a rule between settings (its message
+    names them)."""
+    parts = [str(p) for p in loc]
+    if not parts:
+        return ""
+    if parts[0] in ("dicom", "worklist", "hl7", "http", "tls", "storage", "outbox"):
+        if len(parts) == 1:
+            return ""
+        return f"{env_name(parts[0], parts[1])}: "
+    return f"{env_name(None, parts[0])}: "
 
 
 class SettingsError(Exception):
@@ -563,7 +704,5 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            loc = [str(p) for p in err["loc"]]
-            section, field = (None, loc[0]) if len(loc) == 1 else (loc[0], loc[1])
-            lines.append(f"  {env_name(section, field)}: {err['msg']}")
+            lines.append(f"  {_where(err['loc'])}{err['msg'].removeprefix('Value error, ')}")
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

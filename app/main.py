@@ -21,6 +21,7 @@ from app.api import (
     outbox,
     patients,
     stations,
+    storage_commitments,
     users,
     worklist_policies,
 )
@@ -71,6 +72,7 @@ def create_app(
         hl7.router,
         outbox.router,
         mpps.router,
+        storage_commitments.router,
         audit.router,
         board.router,
         event_stream.router,

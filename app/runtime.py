@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,12 @@ from app.events import (
     install_pg_notify,
 )
 from app.main import create_app
-from app.services import hl7_log, outbox
+from app.services import hl7_log, outbox, remote_aes
 from app.services.mpps import Delivery
+from app.services.remote_aes import RemoteService
+from app.tls import client_context, server_context
 from dicom_scp.conformance import render as render_conformance
-from dicom_scp.forward import mpps_forwarder
+from dicom_scp.outbound import dicom_sender
 from dicom_scp.server import DicomServer
 from dicom_scp.wlimport import ImportProgress, ImportReport, import_paths
 from hl7_ingest.handler import Hl7Handler
@@ -88,6 +91,7 @@ class Broker:
     events: EventBus = field(default_factory=EventBus, init=False)
     _relay: PgEventRelay | None = field(default=None, init=False)
     ports: dict[str, int] = field(default_factory=dict, init=False)
+    _tls: ssl.SSLContext | None = field(default=None, init=False)
     _dicom: DicomServer | None = field(default=None, init=False)
     _hl7: MllpServer | None = field(default=None, init=False)
     _outbox: OutboxWorker | None = field(default=None, init=False)
@@ -125,24 +129,60 @@ class Broker:
             probes["dicom"] = lambda: {
                 "up": self._dicom is not None and self._dicom.running,
                 "port": self.ports.get("dicom"),
+                "tls_port": self.ports.get("dicom_tls"),
                 "ae_title": self.settings.dicom.ae_title,
             }
         if self._wanted("hl7"):
             probes["hl7"] = lambda: {
                 "up": self._hl7 is not None and self._hl7.running,
                 "port": self.ports.get("hl7"),
+                "tls_port": self.ports.get("hl7_tls"),
             }
         if self._wanted("http"):
             probes["http"] = lambda: {"up": True, "port": self.ports.get("http")}
         return probes
 
+    def _server_tls(self) -> ssl.SSLContext | None:
+        """The context of the TLS listeners this process runs (None: none of them is on).
+
+        Built once, before anything listens: a certificate that cannot be used is a
+        :class:`~app.config.SettingsError` at start-up."""
+        wanted = [
+            name
+            for name, port in (
+                ("dicom", self.settings.dicom.tls_port),
+                ("hl7", self.settings.hl7.tls_port),
+            )
+            if port is not None and self._wanted(name)
+        ]
+        if wanted and self._tls is None:
+            self._tls = server_context(self.settings.tls)
+        return self._tls
+
+    def _remote_tls(self, client: ssl.SSLContext) -> Callable[[str], ssl.SSLContext | None]:
+        """MPPS forwarding over TLS for the AEs whose ``remote_ae`` row says ``tls``."""
+
+        def tls_for(ae_title: str) -> ssl.SSLContext | None:
+            with session_scope(self.session_factory) as session:
+                known = remote_aes.lookup(session, ae_title, RemoteService.MPPS)
+            return client if known is not None and known.tls else None
+
+        return tls_for
+
     def start_outbox(self) -> None:
-        """The delivery worker: status messages to the RIS, MPPS to downstream SCPs."""
+        """The delivery worker: status messages to the RIS, MPPS to downstream SCPs, storage
+        commitment reports to their requesters."""
+        client = client_context(self.settings.tls)
+        ris_tls = client if self.settings.outbox.ris_hl7_tls else None
         self._outbox = OutboxWorker(
             self.session_factory,
             {
-                "hl7": hl7_sender(self.settings.hl7, self.settings.outbox.ris_hl7_message),
-                "dicom": mpps_forwarder(self.settings.dicom),
+                "hl7": hl7_sender(
+                    self.settings.hl7, self.settings.outbox.ris_hl7_message, ssl_context=ris_tls
+                ),
+                "dicom": dicom_sender(
+                    self.settings.dicom, self.session_factory, self._remote_tls(client), client
+                ),
             },
             retry_min=self.settings.outbox.retry_min,
             retry_max=self.settings.outbox.retry_max,
@@ -160,8 +200,12 @@ class Broker:
             self.session_factory,
             Delivery.from_settings(self.settings.outbox),
             self.settings.storage.dir,
+            ssl_context=self._server_tls() if self.settings.dicom.tls_port is not None else None,
+            client_ssl_context=client_context(self.settings.tls),
         )
         self.ports["dicom"] = self._dicom.start()
+        if self._dicom.tls_port is not None:
+            self.ports["dicom_tls"] = self._dicom.tls_port
 
     def start_hl7(self) -> None:
         hl7 = self.settings.hl7
@@ -176,8 +220,12 @@ class Broker:
             max_connections=hl7.max_connections,
             max_connections_per_address=hl7.max_connections_per_address,
             allowed_networks=hl7.address_allow_list,
+            tls_port=hl7.tls_port,
+            ssl_context=self._server_tls() if hl7.tls_port is not None else None,
         )
         self.ports["hl7"] = self._hl7.start()
+        if self._hl7.tls_port is not None:
+            self.ports["hl7_tls"] = self._hl7.tls_port
         threading.Thread(target=self._purge_loop, name="hl7-retention", daemon=True).start()
 
     def _purge_loop(self) -> None:
@@ -212,7 +260,12 @@ class Broker:
         return uvicorn.Server(config), sock
 
     def start(self) -> dict[str, int]:
-        """Start every wanted listener in background threads; return the bound ports."""
+        """Start every wanted listener in background threads; return the bound ports.
+
+        Raises :class:`~app.config.SettingsError` before anything starts when a TLS
+        certificate, key or CA cannot be used."""
+        self._server_tls()
+        client_context(self.settings.tls)
         if self._relay is not None and self._wanted("http"):
             self._relay.start()
         self.start_outbox()

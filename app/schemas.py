@@ -547,3 +547,50 @@ class StoredInstanceRef(_View):
     sop_instance_uid: str
     transfer_syntax_uid: str
     path: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage commitment (PS3.4 J.3)
+
+
+class CommittedInstanceView(_View):
+    sop_class_uid: str
+    sop_instance_uid: str
+
+
+class FailedInstanceView(CommittedInstanceView):
+    failure_reason: int = Field(description="Failure Reason (0008,1197), PS3.3 C.14.1.1")
+    failure_meaning: str
+
+
+class CommitmentDeliveryView(_View):
+    """The outbox message that carries the N-EVENT-REPORT on a new association."""
+
+    outbox_id: int
+    state: str
+    attempts: int
+    last_error: str
+    next_attempt_at: datetime
+    sent_at: datetime | None
+
+
+class StorageCommitmentSummary(_View):
+    transaction_uid: str
+    requester_ae_title: str
+    state: str = Field(description="pending, checked (report queued), reported, undeliverable")
+    received_at: datetime
+    reported_at: datetime | None
+    requested_count: int
+    committed_count: int
+    failed_count: int
+
+
+class StorageCommitmentView(StorageCommitmentSummary):
+    event_type: int | None = Field(
+        description="1 all committed, 2 failures exist (PS3.4 Table J.3-2); null until checked"
+    )
+    reported_via: str = Field(description="'same association', 'new association' or ''")
+    requested: tuple[CommittedInstanceView, ...]
+    committed: tuple[CommittedInstanceView, ...]
+    failed: tuple[FailedInstanceView, ...]
+    delivery: CommitmentDeliveryView | None

@@ -25,7 +25,14 @@ from pydicom.datadict import dictionary_description, tag_for_keyword
 from pydicom.uid import UID
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
-from app.config import ENV, Settings
+from app.config import ENV, OFF, ClientCertificates, Settings
+from app.domain.commitment import (
+    REQUEST_STORAGE_COMMITMENT,
+    WELL_KNOWN_INSTANCE_UID,
+    CommitmentState,
+    EventType,
+    FailureReason,
+)
 from app.domain.mwl_attributes import (
     BY_KEYWORD,
     BY_TAG,
@@ -39,8 +46,10 @@ from app.domain.mwl_attributes import (
 from app.domain.status import FINAL_STATUSES, SpsStatus
 from app.domain.worklist import SPS_LEVEL_KEYS, SUPPORTED_MATCHING_KEYS
 from app.domain.worklist_policy import PolicyKind
+from app.tls import PROFILE, TLS12_CIPHERS
+from dicom_scp.commitment_report import TRANSFER_SYNTAXES as REPORT_TRANSFER_SYNTAXES
 from dicom_scp.conformance_qr import qr_section
-from dicom_scp.server import SOP_CLASSES, TRANSFER_SYNTAXES
+from dicom_scp.server import ROLES, SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_scp.status import DimseStatus, NStatus
 from dicom_scp.transport import MAX_COMMAND_BYTES, MAX_DATA_SET_BYTES, UNSTATED_PDU_CEILING
 
@@ -51,8 +60,10 @@ UTF8 = "ISO_IR 192"
 # The settings that change what the statement says; every other setting is left out of it.
 DICOM_SETTINGS: tuple[str, ...] = (
     "ae_title",
-    "bind_host",
+    "dicom_bind_host",
     "dicom_port",
+    "dicom_tls_port",
+    "tls_client_cert",
     "require_called_ae",
     "allowed_calling_aes",
     "max_associations",
@@ -71,6 +82,9 @@ DICOM_SETTINGS: tuple[str, ...] = (
     "ris_hl7_endpoint",
     "ris_hl7_message",
     "mpps_forward",
+    "stgcmt_report_delay",
+    "outbox_retry_min",
+    "outbox_retry_max",
 )
 
 # Required matching keys of PS3.4 Table K.6-1; every other supported key is optional.
@@ -192,6 +206,8 @@ def _bullets(items: Iterable[str]) -> list[str]:
 
 
 def _setting_value(value: object) -> str:
+    if value is None:
+        return OFF
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -203,6 +219,19 @@ def _setting_value(value: object) -> str:
 
 def _env_name(field: str) -> str:
     return f"BROKER_{field.upper()}"
+
+
+def _tls_port(settings: Settings) -> str:
+    port = settings.dicom.tls_port
+    return f"{OFF} (`{_env_name('dicom_tls_port')}`)" if port is None else str(port)
+
+
+def _ports(settings: Settings) -> str:
+    """The plain port and, with TLS on, the TLS port, as the statement says them."""
+    text = f"TCP port {settings.dicom.port}"
+    if settings.dicom.tls_port is not None:
+        text += f" and, over TLS (section 8), TCP port {settings.dicom.tls_port}"
+    return text
 
 
 def _product_version() -> str:
@@ -233,6 +262,7 @@ def _header(settings: Settings) -> list[str]:
         ("Version", _product_version()),
         ("AE Title", f"`{settings.dicom.ae_title}`"),
         ("DICOM port (TCP)", str(settings.dicom.port)),
+        ("DICOM TLS port (TCP)", _tls_port(settings)),
         ("Implementation Class UID", str(PYNETDICOM_IMPLEMENTATION_UID)),
         ("Implementation Version Name", PYNETDICOM_IMPLEMENTATION_VERSION),
     ]
@@ -246,10 +276,11 @@ def _overview() -> list[str]:
         "Scheduled Procedure Step with its Requested Procedure, Imaging Service Request, Visit "
         "and Patient), answers Modality Worklist queries from modalities, and records their "
         "Modality Performed Procedure Steps. It answers Query/Retrieve requests over the "
-        "instances it stores. It initiates associations only to forward MPPS to configured "
-        "downstream MPPS SCPs (section 3.5.3.5) and to send the instances of a C-MOVE to its "
-        "Move Destination (section 3.5.4), and supports no other DICOM service than the ones "
-        "below.",
+        "instances it stores and, as Storage Commitment Push Model SCP, commits to their "
+        "safekeeping. It initiates associations only to forward MPPS to configured downstream "
+        "MPPS SCPs (section 3.5.3.5), to send the instances of a C-MOVE to its Move "
+        "Destination (section 3.5.4) and to report storage commitment results (section "
+        "3.5.5), and supports no other DICOM service than the ones below.",
     )
     rows = [(name, uid, "No", "Yes") for uid, name in SOP_CLASSES]
     rows.append(("Storage SOP Classes (C-STORE sub-operations of C-MOVE and C-GET)",
@@ -313,6 +344,8 @@ def _association_policies(settings: Settings) -> list[str]:
         f"{settings.dicom.max_connections} TCP connections are open at once "
         f"(`{_env_name('dicom_max_connections')}`); one more is closed at once, without any "
         "PDU. Associations the broker initiates (3.3) are not counted.",
+        "The outbox opens its associations (MPPS forwards, commitment reports, section 3.3) "
+        "one at a time; each C-MOVE opens its own to the Move Destination (3.5.4).",
         "#### 3.2.3 Asynchronous Nature",
         "Asynchronous operations are not supported: an Asynchronous Operations Window "
         "sub-item is not answered, so the maximum number of operations invoked and performed "
@@ -391,10 +424,14 @@ def _calling_ae_rule(settings: Settings) -> str:
 def _acceptance_policy(settings: Settings) -> list[str]:
     lines = _section(
         "### 3.3 Association Initiation Policy",
-        f"`{settings.dicom.ae_title}` initiates associations only to forward MPPS "
-        "(3.5.3.5) and for the C-STORE sub-operations of a C-MOVE (3.5.4).",
+        f"`{settings.dicom.ae_title}` initiates associations, as its own AE title, only to "
+        "forward MPPS (3.5.3.5), for the C-STORE sub-operations of a C-MOVE (3.5.4) and to "
+        "send a Storage Commitment N-EVENT-REPORT on a new association (3.5.5.3). An MPPS "
+        "forward or a commitment report carries one message and is released after the "
+        "response; a peer that cannot be reached is tried again later (outbox retry with "
+        "back-off).",
         "### 3.4 Association Acceptance Policy",
-        f"`{settings.dicom.ae_title}` accepts associations on TCP port {settings.dicom.port} when:",
+        f"`{settings.dicom.ae_title}` accepts associations on {_ports(settings)} when:",
     )
     lines += _bullets(
         [
@@ -421,11 +458,13 @@ def _acceptance_policy(settings: Settings) -> list[str]:
         f"peer does not read). `{_env_name('acse_timeout')}` "
         f"({settings.dicom.acse_timeout:g} s) applies to the associations the broker opens "
         "(MPPS forward, C-MOVE sub-operations).",
-        "SCP/SCU Role Selection is accepted for storage SOP classes only (C-GET, 3.5.4); for "
-        "the other SOP classes the requestor is SCU and the broker SCP. "
-        "SOP Class Extended Negotiation is not supported (no fuzzy semantic matching of person "
-        "names, no timezone query adjustment). User Identity Negotiation is not supported: the "
-        "sub-item is ignored and no response is returned.",
+        "SCP/SCU Role Selection (PS3.7 D.3.3.4) is accepted for storage SOP classes (C-GET, "
+        "3.5.4) and for Storage Commitment Push Model, where a proposed SCU role of the "
+        "requestor is accepted and a proposed SCP role refused (3.5.5); for the other SOP "
+        "classes the requestor is SCU and the broker SCP. SOP Class Extended Negotiation is "
+        "not supported (no fuzzy semantic matching of person names, no timezone query "
+        "adjustment). User Identity Negotiation is not supported: the sub-item is ignored and "
+        "no response is returned.",
     )
     return lines + _transport_rules(settings) + _presentation_contexts()
 
@@ -442,7 +481,7 @@ def _presentation_contexts() -> list[str]:
         "(abstract-syntax-not-supported). At most 128 presentation contexts per association.",
     )
     syntaxes = "<br>".join(_transfer_syntax(uid) for uid in TRANSFER_SYNTAXES)
-    rows = [(f"{name}<br>{uid}", syntaxes, "SCP", "None") for uid, name in SOP_CLASSES]
+    rows = [(f"{name}<br>{uid}", syntaxes, "SCP", _negotiation(uid)) for uid, name in SOP_CLASSES]
     rows.append(
         (
             "Every storage SOP class (PS3.4 Annex B), proposed by a C-GET requestor",
@@ -453,6 +492,16 @@ def _presentation_contexts() -> list[str]:
     )
     headers = ("Abstract Syntax", "Transfer Syntaxes", "Role", "Extended Negotiation")
     return lines + _table(headers, rows)
+
+
+def _negotiation(uid: str) -> str:
+    if str(uid) not in ROLES:
+        return "None"
+    scu, scp = ROLES[str(uid)]
+    return (
+        f"Role Selection: requestor as SCU {'accepted' if scu else 'refused'}, "
+        f"as SCP {'accepted' if scp else 'refused'}"
+    )
 
 
 def _verification() -> list[str]:
@@ -821,7 +870,7 @@ def _mpps(settings: Settings) -> list[str]:
         "data set is stored and kept current; it is kept indefinitely. No attribute is coerced.",
         "##### 3.5.3.1 Status Codes",
     )
-    rows = [(f"0x{int(s):04X}", s.name, MPPS_STATUS_USE[s]) for s in NStatus]
+    rows = [(f"0x{int(s):04X}", s.name, use) for s, use in MPPS_STATUS_USE.items()]
     lines += _table(("Status", "Name", "When the broker sends it"), rows)
     lines += _paragraphs(
         "The attribute at fault is named in Attribute Identifier List (0000,1005) of an N-SET "
@@ -859,16 +908,135 @@ def _mpps(settings: Settings) -> list[str]:
         "Each N-CREATE and N-SET is forwarded, through the same outbox, to the downstream MPPS "
         f"SCPs of `{_env_name('mpps_forward')}` ({forward}), as {settings.dicom.ae_title}, "
         "proposing the Modality Performed Procedure Step SOP Class with the transfer syntaxes "
-        "above.",
+        "above. A destination whose AE Title is a known remote AE (table `remote_ae`, service "
+        "`mpps`) marked `tls` is reached over TLS (section 8), presenting the broker's "
+        "certificate and checking the peer's against `BROKER_TLS_CA`.",
     )
 
 
+ACTION_STATUS_USE: dict[NStatus, str] = {
+    NStatus.SUCCESS: "the request was recorded and will be processed (it says nothing yet "
+    "about the instances, PS3.4 J.3.2.1.3)",
+    NStatus.INVALID_ARGUMENT_VALUE: "Action Information without a Transaction UID, or with an "
+    "invalid one; Referenced SOP Sequence missing or empty, an item without Referenced SOP "
+    "Class or Instance UID, or an instance referenced twice (J.3.2.1.1.3)",
+    NStatus.NO_SUCH_ACTION: f"Action Type ID other than {REQUEST_STORAGE_COMMITMENT}",
+    NStatus.NO_SUCH_SOP_INSTANCE: "Requested SOP Instance UID other than the well-known "
+    f"{WELL_KNOWN_INSTANCE_UID}",
+    NStatus.PROCESSING_FAILURE: "a Transaction UID already used for a different request "
+    "(a repeat of the same request is answered Success and not processed twice); Action "
+    "Information that cannot be decoded; internal failure",
+}
+
+FAILURE_REASON_USE: dict[FailureReason, str] = {
+    FailureReason.NO_SUCH_OBJECT_INSTANCE: "the broker has not stored the instance",
+    FailureReason.CLASS_INSTANCE_CONFLICT: "the instance is stored under another SOP Class "
+    "than the request names",
+    FailureReason.PROCESSING_FAILURE: "the instance is stored but its file is missing, "
+    "unreadable or not of the stored size",
+}
+
+STATE_USE: dict[CommitmentState, str] = {
+    CommitmentState.PENDING: "recorded; the instances are being checked",
+    CommitmentState.CHECKED: "checked; the report waits in the outbox for a new association",
+    CommitmentState.REPORTED: "the requester answered the N-EVENT-REPORT with Success",
+    CommitmentState.UNDELIVERABLE: "checked, but the requester closed its association and is "
+    "no remote AE with service `commit`: the result is kept, not reported",
+}
+
+
+def _storage_commitment(settings: Settings) -> list[str]:
+    ae = settings.dicom.ae_title
+    delay = settings.dicom.stgcmt_report_delay
+    lines = _section(
+        "#### 3.5.5 Storage Commitment Push Model",
+        "The broker is the SCP of the Storage Commitment Push Model SOP Class (PS3.4 J.3). It "
+        "accepts N-ACTION Request Storage Commitment (Action Type ID "
+        f"{REQUEST_STORAGE_COMMITMENT}) on the well-known SOP Instance "
+        f"{WELL_KNOWN_INSTANCE_UID}; the Action Information must carry a Transaction UID "
+        "(0008,1195) and a Referenced SOP Sequence (0008,1199) with a "
+        "Referenced SOP Class UID and Instance UID in every item, each instance once. Storage "
+        "Media File-Set ID and UID are ignored. The request is recorded and answered at once; "
+        "the instances are checked afterwards.",
+        "##### 3.5.5.1 N-ACTION Status Codes",
+    )
+    rows = [(f"0x{int(s):04X}", s.name, use) for s, use in ACTION_STATUS_USE.items()]
+    lines += _table(("Status", "Name", "When the broker sends it"), rows)
+    lines += _section(
+        "##### 3.5.5.2 Commitment",
+        "An instance is committed when the broker stored it (Storage SCP), under the SOP Class "
+        "the request names, and its file reads back whole (it exists, is readable and has the "
+        "size stored when it was received). Stored instances are kept as received (Level 2, "
+        "all attributes including private ones) and are not deleted by the broker. Every "
+        "requested instance appears in exactly one of the Referenced SOP Sequence (committed) "
+        "or the Failed SOP Sequence (0008,1198), the latter with a Failure Reason (0008,1197):",
+    )
+    lines += _table(
+        ("Failure Reason", "Name", "When"),
+        [(f"0x{int(r):04X}", r.name, use) for r, use in FAILURE_REASON_USE.items()],
+    )
+    lines += _paragraphs(
+        f"The N-EVENT-REPORT has Event Type ID {int(EventType.ALL_COMMITTED)} when every "
+        f"instance is committed and {int(EventType.FAILURES_EXIST)} when any failed "
+        f"(Table J.3-2); it carries the Transaction UID and Retrieve AE Title (0008,0054) "
+        f"`{ae}`, on the well-known SOP Instance."
+    )
+    syntaxes = "<br>".join(_transfer_syntax(uid) for uid in REPORT_TRANSFER_SYNTAXES)
+    lines += _section(
+        "##### 3.5.5.3 Same or New Association",
+        "The report is sent on the requester's association when that association is still "
+        f"open {delay:g} s after the N-ACTION response (`{_env_name('stgcmt_report_delay')}`), "
+        "and always after the N-ACTION response. When the requester released it by then, or "
+        "did not answer the report there with Success, the report goes on a new association: "
+        f"`{ae}` requests an association to the requester's AE title at the host and port of "
+        "its remote AE entry (table `remote_ae`, service `commit`), proposing this "
+        "presentation context with SCP/SCU Role Selection (PS3.4 J.3.3.1.3, PS3.7 D.3.3.4):",
+    )
+    lines += _table(
+        ("Abstract Syntax", "Transfer Syntaxes", "Role", "Extended Negotiation"),
+        [
+            (
+                "Storage Commitment Push Model<br>1.2.840.10008.1.20.1",
+                syntaxes,
+                "SCP",
+                "Role Selection: SCU role 0, SCP role 1",
+            )
+        ],
+    )
+    lines += _paragraphs(
+        "Only a Success (0x0000) response counts as delivered. Otherwise (the requester is "
+        "down, refuses the association, or answers another status) the report stays in the "
+        "durable outbox and is tried again with back-off from "
+        f"{settings.outbox.retry_min:g} s doubling up to {settings.outbox.retry_max:g} s "
+        f"(`{_env_name('outbox_retry_min')}`, `{_env_name('outbox_retry_max')}`), without "
+        "limit, surviving restarts. A requester that is no remote AE with service `commit` "
+        "gets no report unless it keeps its association open (its result is kept as "
+        "`undeliverable`; `POST /api/storage-commitments/{uid}/report` queues it once the AE "
+        "is added). TLS is not used for the new "
+        "association (a remote AE marked TLS is not sent to; see section 8).",
+        "A request the broker had recorded but not yet reported when it stopped is checked "
+        "again after the restart and reported on a new association.",
+        "##### 3.5.5.4 Results Kept",
+        "Requests and results are kept indefinitely (no purge): `GET /api/storage-commitments` "
+        "lists them (filter by requester AE and state) and `GET /api/storage-commitments/{uid}` "
+        "shows the committed and failed instances with their reasons and the delivery of the "
+        "report (attempts, last error). States:",
+    )
+    return lines + _table(("State", "Meaning"), [(s.value, use) for s, use in STATE_USE.items()])
+
+
 def _communication(settings: Settings) -> list[str]:
+    tls = (
+        f"A second port for DICOM over TLS is available (`{_env_name('dicom_tls_port')}`, off "
+        "here); see section 8."
+        if settings.dicom.tls_port is None
+        else "The TLS port serves the same AE Title, SOP Classes and policies as the plain one."
+    )
     return _section(
         "## 4. Communication Profiles",
         "DICOM Upper Layer over TCP/IP (PS3.8). The broker listens on "
-        f"`{settings.dicom.bind_host}` TCP port {settings.dicom.port}. TLS is not supported; "
-        "physical media are not supported.",
+        f"`{settings.dicom.bind_host}` {_ports(settings)}. {tls} Physical media are not "
+        "supported.",
     )
 
 
@@ -922,12 +1090,39 @@ def _character_sets() -> list[str]:
     )
 
 
-def _security() -> list[str]:
-    return _section(
-        "## 8. Security",
-        "No security profiles are supported (no TLS, no User Identity Negotiation). Access is "
-        "limited only by the AE Title checks of section 3.4 and by the network.",
+def _security(settings: Settings) -> list[str]:
+    client = {
+        ClientCertificates.NONE: "not asked for",
+        ClientCertificates.OPTIONAL: "checked against the configured CA when the peer sends one",
+        ClientCertificates.REQUIRED: "required and checked against the configured CA; a peer "
+        "without a valid one is refused during the handshake",
+    }[settings.tls.client_cert]
+    state = (
+        f"off in this configuration (`{_env_name('dicom_tls_port')}`)"
+        if settings.dicom.tls_port is None
+        else f"on, TCP port {settings.dicom.tls_port}"
     )
+    lines = _section(
+        "## 8. Security",
+        "### 8.1 Security Profiles",
+        f"Secure Transport Connection: the {PROFILE}, {state}. The same profile is used when "
+        "the broker connects to peers over TLS (section 3.5.3.5). TLS 1.2 and TLS 1.3 only; "
+        "TLS 1.1 and older, SSL, compression and renegotiation are refused. TLS 1.3 uses "
+        "OpenSSL's TLS 1.3 suites (all AEAD); TLS 1.2 is limited to these suites (forward "
+        "secrecy and AEAD only, the four the profile names first):",
+    )
+    lines += _bullets(f"`{cipher}`" for cipher in TLS12_CIPHERS.split(":"))
+    lines += _paragraphs(
+        "The broker presents the certificate of `BROKER_TLS_CERT`. Client certificates "
+        f"(`{_env_name('tls_client_cert')}` = {settings.tls.client_cert.value}): {client}. "
+        "A failed handshake closes the TCP connection before any association is negotiated; "
+        "it is logged and other associations are not affected.",
+        "### 8.2 Other security",
+        "No User Identity Negotiation and no digital signatures. Access is limited by the AE "
+        "Title checks of section 3.4, by TLS client certificates when configured, and by the "
+        "network.",
+    )
+    return lines
 
 
 def render(settings: Settings) -> str:
@@ -950,11 +1145,12 @@ def render(settings: Settings) -> str:
         _worklist_policies(settings),
         _mpps(settings),
         qr_section(settings),
+        _storage_commitment(settings),
         _communication(settings),
         _extensions(),
         _configuration(settings),
         _character_sets(),
-        _security(),
+        _security(settings),
     ]
     lines = [line for part in parts for line in part]
     while lines and not lines[-1]:

@@ -53,7 +53,7 @@ RETRIEVE_STATUSES: tuple[tuple[str, str], ...] = (
     ("0xA702", "Failure: every sub-operation failed; Failed SOP Instance UID List"),
     ("0xFE00", "Cancel: a C-CANCEL arrived; remaining sub-operations are not performed"),
     ("0xA801", "C-MOVE only: Move Destination unknown (not a remote AE with the `store` "
-               "service, flagged for TLS, or the association to it was refused)"),
+               "service, or the association to it was refused)"),
     ("0xC514 / 0xC413", "C-MOVE / C-GET: the identifier could not be parsed (no or wrong level, "
                         "Unique Key missing)"),
 )  # fmt: skip
@@ -159,7 +159,9 @@ def qr_section(settings: Settings, number: str = "3.5.4") -> list[str]:
         "(REST API, remote AEs); the broker opens a new association to it (calling AE title "
         f"`{settings.dicom.ae_title}`, called AE title = Move Destination) proposing one "
         "presentation context per SOP class and stored transfer syntax of the instances (at "
-        f"most {MAX_CONTEXTS}), SCU role. TLS to destinations is not supported. The C-STORE "
+        f"most {MAX_CONTEXTS}), SCU role; over TLS (section 8) when the remote AE is flagged "
+        "`tls`, presenting `BROKER_TLS_CERT` and checking the destination against "
+        "`BROKER_TLS_CA`. The C-STORE "
         "sub-operations carry Move Originator AE Title (the C-MOVE requestor) and Move "
         "Originator Message ID.",
         "C-GET: the sub-operations run on the same association, on the storage presentation "

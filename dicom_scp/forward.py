@@ -8,10 +8,15 @@ modification list with the same SOP Instance UID the modality used. Success (0x0
 warnings (0x0001, 0x0107, 0x0116, 0xBxxx; PS3.7 Annex C) count as delivered; a refused or
 aborted association, no response or a failure status raises :class:`ForwardError` and the
 outbox retries later.
+
+TLS per destination: ``tls_for(called AE title)`` gives the SSL context to connect with (PS3.15
+B.9; the composition root answers from the ``remote_ae`` table's ``tls`` flag), or ``None`` for
+plain TCP. :func:`tls_args` is the one way to hand a context to pynetdicom's ``associate``.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 from pydicom.dataset import Dataset
@@ -28,6 +33,18 @@ WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
 # The data sets carry patient data: pynetdicom must not print them.
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
+
+
+TlsFor = Callable[[str], ssl.SSLContext | None]
+
+
+def no_tls(ae_title: str) -> ssl.SSLContext | None:
+    return None
+
+
+def tls_args(context: ssl.SSLContext | None, host: str) -> tuple[ssl.SSLContext, str] | None:
+    """pynetdicom's ``associate(..., tls_args=...)``: the context and the name to check."""
+    return None if context is None else (context, host)
 
 
 class ForwardError(Exception):
@@ -88,12 +105,13 @@ def _check(status: Dataset, view: OutboxMessageView) -> None:
         raise ForwardError(f"{view.destination} answered {view.kind} with 0x{code:04X}{detail}")
 
 
-def forward(settings: DicomSettings, view: OutboxMessageView) -> None:
+def forward(settings: DicomSettings, view: OutboxMessageView, tls_for: TlsFor = no_tls) -> None:
     """Deliver one outbox message of channel ``dicom``; raise unless the SCP took it."""
     if view.kind not in ForwardedMpps.KINDS:
         raise ValueError(f"the dicom channel does not send '{view.kind}'")
     called, host, port = parse_target(view.destination)
-    assoc = _build_ae(settings).associate(host, port, ae_title=called)
+    tls = tls_args(tls_for(called), host)
+    assoc = _build_ae(settings).associate(host, port, ae_title=called, tls_args=tls)
     if not assoc.is_established:
         reason = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
         raise ForwardError(f"association to {view.destination} {reason}")
@@ -105,10 +123,12 @@ def forward(settings: DicomSettings, view: OutboxMessageView) -> None:
     _check(status, view)
 
 
-def mpps_forwarder(settings: DicomSettings) -> Callable[[OutboxMessageView], None]:
+def mpps_forwarder(
+    settings: DicomSettings, tls_for: TlsFor = no_tls
+) -> Callable[[OutboxMessageView], None]:
     """The outbox sender of channel ``dicom``."""
 
     def send(view: OutboxMessageView) -> None:
-        forward(settings, view)
+        forward(settings, view, tls_for)
 
     return send

@@ -7,6 +7,7 @@ status. Identifiers and responses are never logged at INFO: they carry patient d
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -40,6 +41,7 @@ class ScpContext:
     session_factory: SessionFactory
     delivery: Delivery = field(default_factory=Delivery)  # where MPPS changes go
     storage_dir: Path | None = None  # BROKER_STORAGE_DIR: the files C-MOVE and C-GET send
+    client_tls: ssl.SSLContext | None = None  # app.tls.client_context: TLS remote AEs
 
 
 def _peer(event: evt.Event) -> str:

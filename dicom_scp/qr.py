@@ -262,8 +262,8 @@ def handle_move(event: evt.Event, ctx: ScpContext) -> Iterator[Any]:
     with ctx.session_factory() as session:
         remote = lookup(session, destination, RemoteService.STORE)
         refs = qr_service.retrieve(session, query) if remote is not None else []
-    if remote is None or remote.tls:
-        # TLS destinations would need the client TLS settings; refused rather than sent plain.
+    if remote is None or (remote.tls and ctx.client_tls is None):
+        # A TLS destination is never sent to in plain: refused like an unknown one.
         LOG.info("C-MOVE from %s: unknown destination %r", _peer(event), destination)
         yield None, None
         return
@@ -274,7 +274,10 @@ def handle_move(event: evt.Event, ctx: ScpContext) -> Iterator[Any]:
         describe(query),
         len(refs),
     )
-    yield remote.host, remote.port, {"contexts": _contexts(refs)}
+    options: dict[str, Any] = {"contexts": _contexts(refs)}
+    if remote.tls:  # the sub-association over TLS (PS3.15 B.9), checked against BROKER_TLS_CA
+        options["tls_args"] = (ctx.client_tls, remote.host)
+    yield remote.host, remote.port, options
     yield len(refs)
     yield from _sub_operations(event, ctx, refs, move=True)
 

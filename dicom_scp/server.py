@@ -1,14 +1,22 @@
 """The DICOM listener: one pynetdicom AE serving Verification, Modality Worklist FIND, MPPS and
-Query/Retrieve (Patient Root and Study Root FIND, MOVE, GET).
+Query/Retrieve (Patient Root and Study Root FIND, MOVE, GET) and Storage Commitment Push Model
+(SCP).
 
 Association policy (PS3.8 9.3.4, stated in the conformance statement) and the bounds on every
 connection live in ``dicom_scp.admission`` and ``dicom_scp.transport``: every listener is started
 through ``FrontDoor.start_listener`` so that they apply to it.
+
+Listeners: the plain port and, when ``BROKER_DICOM_TLS_PORT`` is on, a TLS port (PS3.15 B.9)
+serving the same AE, services and policy; both start through :meth:`DicomServer._listen`, and
+share one front door (connection cap, association limits, watchdog). The TLS handshake runs in
+the connection's own thread, under ARTIM (``dicom_scp.transport``).
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +26,15 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityPerformedProcedureStepRetrieve,
     ModalityWorklistInformationFind,
+    StorageCommitmentPushModel,
     Verification,
 )
 
-from app.config import DicomSettings, WorklistSettings
+from app.config import DicomSettings, StorageSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
 from dicom_scp.admission import AdmissionPolicy
+from dicom_scp.commitment import CommitmentContext, handle_n_action, resume
 from dicom_scp.handlers import ScpContext, handle_echo, handle_find
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
 from dicom_scp.qr import SOP_CLASSES as QR_SOP_CLASSES
@@ -51,7 +61,11 @@ SOP_CLASSES: tuple[tuple[str, str], ...] = (
     (ModalityPerformedProcedureStep, "Modality Performed Procedure Step"),
     (ModalityPerformedProcedureStepRetrieve, "Modality Performed Procedure Step Retrieve"),
     *QR_SOP_CLASSES,
+    (StorageCommitmentPushModel, "Storage Commitment Push Model"),
 )
+# Role selection (PS3.7 D.3.3.4) for Storage Commitment: a requester may be its SCU (it sends the
+# N-ACTION and takes the N-EVENT-REPORT); the broker never takes the SCU role itself.
+ROLES: dict[str, tuple[bool, bool]] = {str(StorageCommitmentPushModel): (True, False)}
 
 # Identifiers carry patient data: pynetdicom must not print them (it does at INFO by default).
 _config.LOG_REQUEST_IDENTIFIERS = False
@@ -72,7 +86,8 @@ def build_ae(settings: DicomSettings) -> AE:
     ae.network_timeout = settings.network_timeout
     ae.maximum_pdu_size = settings.max_pdu_size
     for uid, _name in SOP_CLASSES:
-        ae.add_supported_context(uid, list(TRANSFER_SYNTAXES))
+        scu_role, scp_role = ROLES.get(str(uid), (None, None))
+        ae.add_supported_context(uid, list(TRANSFER_SYNTAXES), scu_role=scu_role, scp_role=scp_role)
     add_get_storage_contexts(ae)
     install_raw_sending()
     return ae
@@ -111,21 +126,52 @@ def add_get_storage_contexts(ae: AE) -> None:
         ae.add_supported_context(str(cx.abstract_syntax), syntaxes, scu_role=True, scp_role=True)
 
 
+@dataclass(frozen=True)
+class Listener:
+    """One port of the DICOM listener: plain TCP, or TLS when ``ssl_context`` is given."""
+
+    host: str
+    port: int
+    ssl_context: ssl.SSLContext | None = None
+
+
 @dataclass
 class DicomServer:
-    """Start with ``start()`` (port 0 picks a free port), stop with ``stop()``."""
+    """Start with ``start()`` (port 0 picks a free port), stop with ``stop()``.
+
+    ``ssl_context`` (``app.tls.server_context``) serves ``settings.tls_port`` when that is on."""
 
     settings: DicomSettings
     worklist: WorklistSettings
     session_factory: SessionFactory
     delivery: Delivery = field(default_factory=Delivery)
     storage_dir: Path | None = None
+    ssl_context: ssl.SSLContext | None = None
+    client_ssl_context: ssl.SSLContext | None = None  # C-MOVE to remote AEs marked tls
     _ae: AE | None = field(default=None, init=False)
-    _server: GuardedAssociationServer | None = field(default=None, init=False)
+    _servers: list[GuardedAssociationServer] = field(default_factory=list, init=False)
     _door: FrontDoor | None = field(default=None, init=False)
+    _ports: list[int] = field(default_factory=list, init=False)
+
+    def listeners(self, host: str | None = None, port: int | None = None) -> list[Listener]:
+        """The plain listener (``host``/``port`` override the settings) and the TLS one."""
+        host = host if host is not None else self.settings.bind_host
+        found = [Listener(host, port if port is not None else self.settings.port)]
+        if self.settings.tls_port is not None:
+            if self.ssl_context is None:
+                raise RuntimeError("BROKER_DICOM_TLS_PORT is on, but no TLS context was given")
+            found.append(Listener(host, self.settings.tls_port, self.ssl_context))
+        return found
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
-        ctx = ScpContext(self.worklist, self.session_factory, self.delivery, self.storage_dir)
+        """Start every listener; return the plain port (the TLS one is :attr:`tls_port`)."""
+        ctx = ScpContext(
+            self.worklist,
+            self.session_factory,
+            self.delivery,
+            self.storage_dir,
+            self.client_ssl_context,
+        )
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, handle_echo, [ctx]),
             (evt.EVT_C_FIND, handle_find, [ctx]),
@@ -134,22 +180,49 @@ class DicomServer:
             (evt.EVT_N_GET, handle_n_get, [ctx]),
             (evt.EVT_C_MOVE, handle_move, [ctx]),
             (evt.EVT_C_GET, handle_get, [ctx]),
+            (evt.EVT_N_ACTION, handle_n_action, [self.commitment_context()]),
         ]
         self._ae = build_ae(self.settings)
-        address = (
-            host if host is not None else self.settings.bind_host,
-            port if port is not None else self.settings.port,
-        )
         self._door = build_front_door(self.settings)
-        server = self._door.start_listener(self._ae, address, handlers)
-        self._server = server
+        try:
+            for listener in self.listeners(host, port):
+                self._ports.append(self._listen(self._ae, listener, handlers))
+        except BaseException:
+            self.stop()
+            raise
+        threading.Thread(
+            target=resume, args=(self.commitment_context(),), name="stgcmt-resume", daemon=True
+        ).start()
+        return self._ports[0]
+
+    def _listen(self, ae: AE, listener: Listener, handlers: list[Any]) -> int:
+        """Bind one listener and serve it in a daemon thread, behind the front door."""
+        assert self._door is not None
+        server = self._door.start_listener(
+            ae, (listener.host, listener.port), handlers, ssl_context=listener.ssl_context
+        )
+        self._servers.append(server)
+        kind = "DICOM TLS" if listener.ssl_context is not None else "DICOM"
         bound = int(server.server_address[1])
-        LOG.info("DICOM listening on %s:%d as %s", address[0], bound, self.settings.ae_title)
+        LOG.info("%s listening on %s:%d as %s", kind, listener.host, bound, ae.ae_title)
         return bound
+
+    def commitment_context(self) -> CommitmentContext:
+        return CommitmentContext(
+            self.session_factory,
+            self.storage_dir or StorageSettings().dir,
+            self.settings.ae_title,
+            self.settings.stgcmt_report_delay,
+        )
+
+    @property
+    def tls_port(self) -> int | None:
+        """The bound TLS port, while it listens."""
+        return self._ports[1] if len(self._ports) > 1 else None
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return bool(self._servers)
 
     def stats(self) -> FrontDoorStats:
         """Connections, associations, refusals and watchdog closes (thread-safe)."""
@@ -158,9 +231,10 @@ class DicomServer:
         return self._door.stats()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        for server in self._servers:
+            server.shutdown()
+        self._servers.clear()
+        self._ports.clear()
         if self._door is not None:
             self._door.stop()  # wakes readers and senders blocked on a socket
         if self._ae is not None:

@@ -47,6 +47,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from app.tls import failure_reason, session_summary
 from dicom_scp.admission import (
     REJECT_CODES,
     AdmissionPolicy,
@@ -502,8 +503,10 @@ class GuardedRequestHandler(RequestHandler):
         if conn is None:
             return
         try:
-            if isinstance(self.request, ssl.SSLSocket):
-                self.request.do_handshake()
+            if isinstance(self.request, ssl.SSLSocket) and not _handshake(
+                self.request, self.client_address
+            ):
+                return
             assoc = self._create_association()
             evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
             assoc.start()
@@ -546,6 +549,20 @@ class GuardedRequestHandler(RequestHandler):
                 for handler, args in cast(list[tuple[Callable[..., Any], Any]], bound):
                     assoc.bind(event, handler, args)
         return assoc
+
+
+def _handshake(conn: ssl.SSLSocket, address: Any) -> bool:
+    """The TLS handshake, in the connection's thread (the watchdog's ARTIM bounds it)."""
+    peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+    try:
+        conn.do_handshake()
+    except (OSError, ValueError) as exc:  # ssl.SSLError, a reset, a timeout, a shut socket
+        LOG.warning("DICOM TLS handshake with %s failed: %s", peer, failure_reason(exc))
+        return False
+    cipher = conn.cipher()
+    summary = session_summary(conn.version(), cipher[0] if cipher else None, conn.getpeercert())
+    LOG.info("DICOM TLS from %s: %s", peer, summary)
+    return True
 
 
 class GuardedAssociationServer(ThreadedAssociationServer):

@@ -13,6 +13,11 @@ given), is closed at once (and logged); connections already open keep working.
 
 The handler may raise :class:`CloseConnection` to close the connection without an answer (the
 sender resends later); :func:`current_peer` tells it which peer it is answering (for logs).
+
+With ``tls_port`` and ``ssl_context`` the same server also listens for MLLP over TLS: the same
+handler, caps (counted over both ports together), allow-list and idle timeout; the handshake
+runs on the connection's own task within the idle timeout, so a peer that fails it (or speaks
+plain MLLP to the TLS port) is closed without holding up anyone else.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ import functools
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from app.tls import failure_reason, session_summary
 from hl7_ingest.mllp import FrameDecoder, FrameEvent, Garbage, Oversized, frame
 
 logger = logging.getLogger(__name__)
@@ -39,6 +46,7 @@ STOP_TIMEOUT = 30.0
 LISTEN_BACKLOG = 100
 ACCEPT_BATCH = 100
 ACCEPT_RETRY_DELAY = 1.0
+TLS_SHUTDOWN_TIMEOUT = 2.0  # seconds a closing TLS connection waits for the peer's close_notify
 
 Handler = Callable[[bytes], bytes]
 Reject = Callable[[str], bytes | None]
@@ -72,11 +80,20 @@ class MllpServer:
         max_connections: int = 200,
         max_connections_per_address: int = 20,
         allowed_networks: Sequence[Network] = (),
+        tls_port: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if tls_port is not None and ssl_context is None:
+            raise ValueError("an MLLP TLS port needs an SSL context")
         self._handler = handler
         self._reject = reject
         self._host = host
         self._port = port
+        # (port, context): the plain listener, then the TLS one
+        self._listeners: list[tuple[int, ssl.SSLContext | None]] = [(port, None)]
+        if tls_port is not None:
+            self._listeners.append((tls_port, ssl_context))
+        self.tls_port: int | None = None  # bound, while serving
         self._max_frame_bytes = max_frame_bytes
         self._idle_timeout = idle_timeout
         self._max_workers = max_workers
@@ -162,20 +179,33 @@ class MllpServer:
     async def _serve(self, bound: concurrent.futures.Future[int]) -> None:
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        listener = _listen(self._host, self._port)
-        port = int(listener.getsockname()[1])
-        loop.add_reader(listener, self._on_acceptable, listener)
-        logger.info("MLLP listening on %s:%s", self._host, port)
-        bound.set_result(port)
+        listeners: list[tuple[socket.socket, ssl.SSLContext | None]] = []
+        try:
+            for port, context in self._listeners:
+                listeners.append((_listen(self._host, port), context))
+        except BaseException:
+            for sock, _ in listeners:
+                sock.close()
+            raise
+        ports = [int(sock.getsockname()[1]) for sock, _ in listeners]
+        for (sock, context), port in zip(listeners, ports, strict=True):
+            loop.add_reader(sock, self._on_acceptable, sock, context)
+            logger.info("%s listening on %s:%s", _kind(context), self._host, port)
+        self.tls_port = ports[1] if len(ports) > 1 else None
+        bound.set_result(ports[0])
         try:
             await self._stopping.wait()
         finally:
-            loop.remove_reader(listener)
-            listener.close()
+            for (sock, context), port in zip(listeners, ports, strict=True):
+                loop.remove_reader(sock)
+                sock.close()
+                logger.info("%s listener on %s:%s closed", _kind(context), self._host, port)
+            self.tls_port = None
             await self._close_connections()
-            logger.info("MLLP listener on %s:%s closed", self._host, port)
 
-    def _on_acceptable(self, listener: socket.socket) -> None:
+    def _on_acceptable(
+        self, listener: socket.socket, context: ssl.SSLContext | None = None
+    ) -> None:
         """Accept pending connections; each is registered before anything else can run."""
         for _ in range(ACCEPT_BATCH):
             try:
@@ -184,16 +214,19 @@ class MllpServer:
                 return
             except OSError as exc:  # EMFILE, ENOBUFS...: pause accepting, never die
                 logger.error("MLLP accept failed (%s); retrying in %s s", exc, ACCEPT_RETRY_DELAY)
-                self._pause_accepting(listener)
+                self._pause_accepting(listener, context)
                 return
             refusal = self._refusal(address)
             if refusal:
                 logger.warning(
-                    "MLLP connection from %s refused: %s", _address_text(address), refusal
+                    "%s connection from %s refused: %s",
+                    _kind(context),
+                    _address_text(address),
+                    refusal,
                 )
                 _drop(conn)
                 continue
-            self._start_connection(conn, _host(address))
+            self._start_connection(conn, _host(address), context)
 
     def _refusal(self, address: object) -> str:
         """Why a new connection from ``address`` must be closed at once ("" when it may stay)."""
@@ -216,18 +249,20 @@ class MllpServer:
             )
         return ""
 
-    def _pause_accepting(self, listener: socket.socket) -> None:
+    def _pause_accepting(self, listener: socket.socket, context: ssl.SSLContext | None) -> None:
         loop = asyncio.get_running_loop()
         loop.remove_reader(listener)
 
         def resume() -> None:
             if self._stopping is not None and not self._stopping.is_set():
-                loop.add_reader(listener, self._on_acceptable, listener)
+                loop.add_reader(listener, self._on_acceptable, listener, context)
 
         loop.call_later(ACCEPT_RETRY_DELAY, resume)
 
-    def _start_connection(self, conn: socket.socket, host: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._on_connection(conn))
+    def _start_connection(
+        self, conn: socket.socket, host: str, context: ssl.SSLContext | None = None
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(self._on_connection(conn, context))
         self._connections[task] = conn
         self._task_address[task] = host
         self._per_address[host] += 1
@@ -249,16 +284,24 @@ class MllpServer:
         for conn in connections.values():  # a task cancelled before it made its transport
             conn.close()
 
-    async def _on_connection(self, conn: socket.socket) -> None:
+    async def _on_connection(self, conn: socket.socket, context: ssl.SSLContext | None) -> None:
         peer = _peer(conn)
-        logger.info("MLLP connection from %s", peer)
+        if context is None:
+            logger.info("MLLP connection from %s", peer)
+        else:
+            logger.info("MLLP TLS connection from %s", peer)
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            reader, writer = await asyncio.open_connection(sock=conn, limit=READ_SIZE)
-        except OSError as exc:
-            logger.info("MLLP connection from %s lost: %s", peer, type(exc).__name__)
+            reader, writer = await _open_streams(conn, context, self._idle_timeout)
+        except OSError as exc:  # ssl.SSLError, a reset, the handshake timing out
+            if context is not None:
+                logger.warning("MLLP TLS handshake with %s failed: %s", peer, failure_reason(exc))
+            else:
+                logger.info("MLLP connection from %s lost: %s", peer, type(exc).__name__)
             conn.close()
             return
+        if context is not None:
+            _log_tls(writer, peer)
         try:
             await self._converse(reader, writer, peer)
         except ConnectionError as exc:
@@ -325,6 +368,36 @@ class MllpServer:
             return
         if reply is not None:
             await _send(writer, reply)
+
+
+def _kind(context: ssl.SSLContext | None) -> str:
+    return "MLLP" if context is None else "MLLP TLS"
+
+
+async def _open_streams(
+    conn: socket.socket, context: ssl.SSLContext | None, handshake_timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Streams over an accepted socket; with ``context``, after the server-side handshake."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    tls: dict[str, object] = {}
+    if context is not None:
+        tls = {
+            "ssl": context,
+            "ssl_handshake_timeout": handshake_timeout,
+            "ssl_shutdown_timeout": TLS_SHUTDOWN_TIMEOUT,
+        }
+    transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn, **tls)  # type: ignore[arg-type]
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+def _log_tls(writer: asyncio.StreamWriter, peer: str) -> None:
+    tls = writer.get_extra_info("ssl_object")
+    if isinstance(tls, ssl.SSLObject):
+        cipher = tls.cipher()
+        summary = session_summary(tls.version(), cipher[0] if cipher else None, tls.getpeercert())
+        logger.info("MLLP TLS from %s: %s", peer, summary)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -13,6 +13,7 @@ import pytest
 from app.config import Settings
 from app.db import SessionFactory, create_db_engine, create_session_factory
 from app.migrations import upgrade
+from tests.support.certs import Certificates, make_certificates
 from tests.support.db import create_pg_database
 from tests.support.settings import make_settings
 
@@ -50,3 +51,9 @@ def session_factory(database_url: str) -> Iterator[SessionFactory]:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A CA with server, client and stranger certificates, made once per run, never kept."""
+    return make_certificates(tmp_path_factory.mktemp("certs"))

@@ -2,12 +2,14 @@
 
 Original-mode acknowledgement over MLLP: one connection per message; MSA-1 ``AA`` (or ``CA``)
 for this message's MSH-10 is delivered, anything else raises :class:`DeliveryError` and the
-outbox retries.
+outbox retries. With an SSL context (``app.tls.client_context``, ``BROKER_RIS_HL7_TLS``) the
+connection is MLLP over TLS; a certificate the context does not trust is a failed try too.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 
 from hl7_ingest.mllp import Frame, FrameDecoder, frame
@@ -70,8 +72,11 @@ def _decode_ack(raw: bytes) -> str:
 class MllpClient:
     """Sends one message per connection and waits for its acknowledgement."""
 
-    def __init__(self, *, max_ack_bytes: int = MAX_ACK_BYTES) -> None:
+    def __init__(
+        self, *, max_ack_bytes: int = MAX_ACK_BYTES, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._max_ack_bytes = max_ack_bytes
+        self._ssl_context = ssl_context
 
     def send(self, host: str, port: int, message: str, *, timeout: float) -> str:
         """Send ``message`` framed; return the ACK text once it accepts the message (AA/CA).
@@ -81,8 +86,7 @@ class MllpClient:
         """
         deadline = time.monotonic() + timeout
         try:
-            with socket.create_connection((host, port), timeout=timeout) as sock:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._connect(host, port, timeout) as sock:
                 sock.sendall(frame(message.encode("utf-8")))
                 ack = _decode_ack(self._read_ack(sock, deadline))
         except TimeoutError:
@@ -91,6 +95,17 @@ class MllpClient:
             raise DeliveryError(f"cannot deliver to {host}:{port}: {exc}") from None
         check_ack(ack, _control_id(message))
         return ack
+
+    def _connect(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl_context is not None:
+                return self._ssl_context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def _read_ack(self, sock: socket.socket, deadline: float) -> bytes:
         decoder = FrameDecoder(self._max_ack_bytes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 from app.config import Hl7Settings, parse_endpoint
@@ -17,14 +18,15 @@ def hl7_sender(
     *,
     client: MllpClient | None = None,
     timeout: float = ACK_TIMEOUT,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Callable[[OutboxMessageView], None]:
     """The outbox sender of channel ``hl7``: status message (``message_type`` ORM, ORU or OMI)
-    to ``view.destination`` (host:port).
+    to ``view.destination`` (host:port), over TLS when ``ssl_context`` is given.
 
     MSH-10 is ``MWL<outbox id>``: a resend after a lost ACK carries the same control ID, so the
     RIS can recognise the duplicate.
     """
-    mllp = client or MllpClient()
+    mllp = client or MllpClient(ssl_context=ssl_context)
 
     def send(view: OutboxMessageView) -> None:
         if view.kind != StatusReport.KIND:

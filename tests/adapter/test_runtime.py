@@ -24,6 +24,7 @@ def test_broker_starts_on_free_ports_and_stops(sqlite_url: str, tmp_path: Path) 
         assert body["listeners"]["dicom"] == {
             "up": True,
             "port": ports["dicom"],
+            "tls_port": None,  # BROKER_DICOM_TLS_PORT is off by default
             "ae_title": "MWLBROKER",
         }
         ae = AE()

@@ -49,7 +49,7 @@ class BrokerProcess:
     process: subprocess.Popen[bytes] | None = None
     token: str = ""  # an admin API token, made with `mwl-broker token add` before serving
     database: str = ""  # a database URL (PostgreSQL); default: its own SQLite file
-    extra_env: dict[str, str] = field(default_factory=dict)  # more BROKER_* settings
+    extra_env: dict[str, str] = field(default_factory=dict)  # more BROKER_* settings (e.g. TLS)
 
     @property
     def database_url(self) -> str:
@@ -160,11 +160,13 @@ class BrokerProcess:
         return int(self.process.returncode)
 
 
-def running_broker(workdir: Path) -> Iterator[BrokerProcess]:
+def running_broker(
+    workdir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[BrokerProcess]:
     """Start a broker, hand it out, then stop it and require a clean exit (code 0)."""
     require_tool("echoscu")
     workdir.mkdir(parents=True, exist_ok=True)
-    broker = BrokerProcess(workdir)
+    broker = BrokerProcess(workdir, extra_env=dict(extra_env or {}))
     broker.start()
     yield broker
     code = broker.stop()

@@ -5,10 +5,13 @@ A missing tool skips the test locally and fails it in CI (``CI=true``).
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +57,37 @@ def run_tool(args: Sequence[str], *, cwd: Path | None = None) -> subprocess.Comp
     )
 
 
-def echo(port: int, called_ae: str) -> subprocess.CompletedProcess[str]:
-    return run_tool([require_tool("echoscu"), "-aec", called_ae, "127.0.0.1", str(port)])
+def openssl_exchange(args: Sequence[str], data: bytes, *, until: bytes) -> bytes:
+    """Run ``openssl s_client`` (``args`` after it), send ``data`` and return what came back
+    up to and including ``until``, then end it (``-quiet`` keeps it open after input ends)."""
+    command = [require_tool("openssl"), "s_client", "-quiet", *args]
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdin is not None and process.stdout is not None
+    received = b""
+    deadline = time.monotonic() + TOOL_TIMEOUT
+    try:
+        process.stdin.write(data)
+        process.stdin.flush()
+        while until not in received and time.monotonic() < deadline:
+            ready, _, _ = select.select([process.stdout], [], [], 0.5)
+            if ready:
+                chunk = os.read(process.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                received += chunk
+    finally:
+        process.kill()
+        _, errors = process.communicate()
+    assert until in received, f"openssl s_client got {received!r}; stderr: {errors!r}"
+    return received
+
+
+def echo(port: int, called_ae: str, *, tls: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """``echoscu``; ``tls`` are DCMTK's TLS options (e.g. ``+tls key cert +cf ca``)."""
+    args = [require_tool("echoscu"), *tls, "-aec", called_ae, "127.0.0.1", str(port)]
+    return run_tool(args)
 
 
 @dataclass
@@ -75,16 +107,18 @@ def findscu(
     debug: bool = False,
     calling_ae: str | None = None,
     model: str = "-W",
+    tls: Sequence[str] = (),
 ) -> FindResult:
     """Run ``findscu -W -X`` and read the extracted responses (``rsp0001.dcm``...) in order.
 
     ``model`` ``-S`` or ``-P`` queries the Study or Patient Root Q/R model instead of ``-W``;
     ``debug`` (``-d``) makes findscu print every response's DIMSE status and status detail;
-    ``calling_ae`` is findscu's own AE title (``-aet``; DCMTK's default is FINDSCU).
+    ``calling_ae`` is findscu's own AE title (``-aet``; DCMTK's default is FINDSCU); ``tls``
+    are DCMTK's TLS options.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     args = [require_tool("findscu"), "-d" if debug else "-v", model, "-X", "-od", str(out_dir)]
-    args += ["-aec", called_ae]
+    args += [*tls, "-aec", called_ae]
     if calling_ae is not None:
         args += ["-aet", calling_ae]
     for key in keys:

@@ -131,3 +131,23 @@ def test_render_states_the_front_door() -> None:
     assert "longer than 20000 bytes" in text
     assert "of them are of its Calling AE Title" not in text
     assert "of them are of its Calling AE Title" in render(default_settings())
+
+
+def test_render_states_the_tls_port_and_profile() -> None:
+    off = render(default_settings())
+    assert "| DICOM TLS port (TCP) | off (`BROKER_DICOM_TLS_PORT`) |" in off
+    assert "PS3.15 B.9), off in this configuration" in off
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        dicom_tls_port=2762,
+        tls_cert="/etc/mwl/broker.crt",
+        tls_key="/etc/mwl/broker.key",
+        tls_ca="/etc/mwl/ca.pem",
+        tls_client_cert="required",
+    )
+    text = render(settings)
+    assert "| DICOM TLS port (TCP) | 2762 |" in text
+    assert "TCP port 11112 and, over TLS (section 8), TCP port 2762" in text
+    assert "Non-Downgrading TLS Secure Transport Connection Profile (PS3.15 B.9), on" in text
+    assert "`ECDHE-RSA-AES128-GCM-SHA256`" in text and "TLS 1.1 and older" in text
+    assert "(`BROKER_TLS_CLIENT_CERT` = required): required and checked" in text

@@ -9,6 +9,7 @@ from app.config import ENV, Settings, SettingsError, env_name, load_settings
 SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_DATABASE_URL": ("sqlite:///x.db", "sqlite:///x.db"),
     "BROKER_AE_TITLE": ("BROKER2", "BROKER2"),
+    "BROKER_DICOM_BIND_HOST": ("127.0.0.3", "127.0.0.3"),
     "BROKER_DICOM_PORT": ("1104", 1104),
     "BROKER_ALLOWED_CALLING_AES": (
         "CT01, MR01:find+ECHO",
@@ -19,10 +20,13 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_DICOM_ARTIM_TIMEOUT": ("2.5", 2.5),
     "BROKER_MAX_ASSOCIATION_SECONDS": ("600", 600.0),
     "BROKER_MAX_ASSOCIATE_RQ_BYTES": ("32768", 32768),
+    "BROKER_DICOM_TLS_PORT": ("2762", 2762),
     "BROKER_MWL_MAX_RESULTS": ("5", 5),
     "BROKER_MWL_NAME_CASE_INSENSITIVE": ("false", False),
     "BROKER_MWL_DEFAULT_POLICY": ("calling_ae", "calling_ae"),
+    "BROKER_HL7_BIND_HOST": ("::1", "::1"),
     "BROKER_HL7_PORT": ("2576", 2576),
+    "BROKER_HL7_TLS_PORT": ("0", 0),
     "BROKER_HL7_ORDER_CONTROL": ('{"nw": "SCHEDULED"}', {"NW": "SCHEDULED"}),
     "BROKER_HL7_MISSING_ACCESSION": ("accept", "accept"),
     "BROKER_HL7_MISSING_START": ("reject", "reject"),
@@ -32,13 +36,21 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_HL7_DB_DOWN": ("AE", "ae"),
     "BROKER_HL7_ALLOWED_SENDERS": ("RIS, PACS^HOSP", "RIS, PACS^HOSP"),
     "BROKER_HL7_ALLOWED_ADDRESSES": ("10.0.0.0/8, 192.168.1.5", "10.0.0.0/8, 192.168.1.5"),
+    "BROKER_HTTP_BIND_HOST": ("127.0.0.1", "127.0.0.1"),
     "BROKER_HTTP_PORT": ("8080", 8080),
     "BROKER_COOKIE_SECURE": ("true", True),
     "BROKER_HTTP_MAX_BODY_BYTES": ("65536", 65536),
+    "BROKER_TLS_CERT": ("/etc/mwl/broker.crt", None),
+    "BROKER_TLS_KEY": ("/etc/mwl/broker.key", None),
+    "BROKER_TLS_CA": ("/etc/mwl/ca.pem", None),
+    "BROKER_TLS_CLIENT_CERT": ("Required", "required"),
+    "BROKER_TLS_CHECK_HOSTNAME": ("false", False),
     "BROKER_STORAGE_DIR": ("/srv/dicom", None),
     "BROKER_RIS_HL7_ENDPOINT": ("ris:2575", "ris:2575"),
+    "BROKER_RIS_HL7_TLS": ("true", True),
     "BROKER_MPPS_FORWARD": ("PACS@pacs:104", ("PACS@pacs:104",)),
     "BROKER_OUTBOX_RETRY_MIN": ("1.5", 1.5),
+    "BROKER_STGCMT_REPORT_DELAY": ("0.5", 0.5),
 }
 
 
@@ -48,9 +60,19 @@ def value_at(settings: Settings, variable: str) -> object:
     return getattr(holder, field)
 
 
+# What some samples need beside them to be valid (a TLS port needs a certificate...).
+COMPANIONS: dict[str, str] = {
+    "BROKER_TLS_CERT": "/etc/mwl/broker.crt",
+    "BROKER_TLS_KEY": "/etc/mwl/broker.key",
+    "BROKER_TLS_CA": "/etc/mwl/ca.pem",
+}
+
+
 @pytest.mark.parametrize("variable", sorted(SAMPLES))
 def test_each_variable_lands_in_its_section(variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
     raw, expected = SAMPLES[variable]
+    for companion, value in COMPANIONS.items():
+        monkeypatch.setenv(companion, value)
     monkeypatch.setenv(variable, raw)
     found = value_at(load_settings(_env_file=None), variable)
     assert found == expected if expected is not None else str(found) == raw
@@ -68,6 +90,77 @@ def test_bind_host_is_every_listeners(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.dicom.bind_host == settings.hl7.bind_host == settings.http.bind_host
     assert settings.http.bind_host == "127.0.0.2"
     assert load_settings(_env_file=None, bind_host="::1").dicom.bind_host == "::1"
+
+
+def test_a_listeners_own_bind_host_wins_over_the_common_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # set in both orders: the environment's order must not matter
+    monkeypatch.setenv("BROKER_HL7_BIND_HOST", "10.0.0.7")
+    monkeypatch.setenv("BROKER_BIND_HOST", "192.168.0.2")
+    monkeypatch.setenv("BROKER_HTTP_BIND_HOST", "127.0.0.1")
+    settings = load_settings(_env_file=None)
+    hosts = (settings.dicom.bind_host, settings.hl7.bind_host, settings.http.bind_host)
+    assert hosts == ("192.168.0.2", "10.0.0.7", "127.0.0.1")
+    both = load_settings(_env_file=None, bind_host="::", dicom_bind_host="::1")
+    assert (both.dicom.bind_host, both.hl7.bind_host, both.http.bind_host) == ("::1", "::", "::")
+
+
+def test_every_listener_binds_to_all_addresses_by_default() -> None:
+    settings = load_settings(_env_file=None)
+    assert {s.bind_host for s in (settings.dicom, settings.hl7, settings.http)} == {"0.0.0.0"}
+
+
+def test_bind_host_errors_name_the_listeners_variable() -> None:
+    assert env_name("hl7", "bind_host") == "BROKER_HL7_BIND_HOST"
+
+
+@pytest.mark.parametrize("value", ["off", "OFF", "", " off "])
+def test_tls_ports_are_off_by_default_and_by_word(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings(_env_file=None).dicom.tls_port is None
+    monkeypatch.setenv("BROKER_DICOM_TLS_PORT", value)
+    monkeypatch.setenv("BROKER_HL7_TLS_PORT", value)
+    settings = load_settings(_env_file=None)
+    assert settings.dicom.tls_port is None and settings.hl7.tls_port is None
+
+
+def test_tls_port_zero_is_a_free_port_not_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_TLS_CERT", "/c.pem")
+    monkeypatch.setenv("BROKER_TLS_KEY", "/k.pem")
+    monkeypatch.setenv("BROKER_DICOM_TLS_PORT", "0")
+    assert load_settings(_env_file=None).dicom.tls_port == 0
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        (
+            {"BROKER_DICOM_TLS_PORT": "2762"},
+            "BROKER_DICOM_TLS_PORT needs BROKER_TLS_CERT and BROKER_TLS_KEY",
+        ),
+        (
+            {"BROKER_DICOM_TLS_PORT": "2762", "BROKER_HL7_TLS_PORT": "2576"},
+            "BROKER_DICOM_TLS_PORT and BROKER_HL7_TLS_PORT need BROKER_TLS_CERT",
+        ),
+        ({"BROKER_TLS_CERT": "/c.pem"}, "BROKER_TLS_CERT and BROKER_TLS_KEY go together"),
+        (
+            {"BROKER_TLS_CLIENT_CERT": "required"},
+            "BROKER_TLS_CLIENT_CERT=required needs BROKER_TLS_CA",
+        ),
+        ({"BROKER_TLS_CLIENT_CERT": "maybe"}, "BROKER_TLS_CLIENT_CERT: Input should be"),
+        ({"BROKER_HL7_TLS_PORT": "70000"}, "BROKER_HL7_TLS_PORT: Input should be"),
+    ],
+)
+def test_tls_settings_that_cannot_work_stop_start_up_with_a_sentence(
+    environment: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(_env_file=None)
+    assert message in str(info.value)
 
 
 def test_flat_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
