@@ -78,6 +78,30 @@ def parse_endpoint(value: str) -> tuple[str, int]:
     return _host_port(value)
 
 
+# Services a Calling AE can be allowed (BROKER_ALLOWED_CALLING_AES=CT1:echo+find,MR1).
+DICOM_SERVICES = ("echo", "find", "mpps", "store", "commit", "move", "get")
+
+
+def _parse_ae_services(entry: str) -> tuple[str, frozenset[str] | None]:
+    """``AE`` or ``AE:service+service``; ``None`` is every service."""
+    ae, sep, listed = entry.rpartition(":")
+    if not sep:
+        return _validate_ae_title(entry), None
+    parts = [s.strip().lower() for s in listed.split("+")]
+    services = frozenset(parts)
+    if not all(parts) or not services <= set(DICOM_SERVICES):
+        raise ValueError(
+            f"'{entry}': services are {'+'.join(DICOM_SERVICES)}, got '{listed.strip()}'"
+        )
+    return _validate_ae_title(ae), services
+
+
+def _format_ae_services(ae: str, services: frozenset[str] | None) -> str:
+    if services is None:
+        return ae
+    return ae + ":" + "+".join(s for s in DICOM_SERVICES if s in services)
+
+
 OFF = "off"
 
 
@@ -169,9 +193,30 @@ class DicomSettings(_Section):
         default=True, description="reject associations whose Called AE is not BROKER_AE_TITLE"
     )
     allowed_calling_aes: tuple[str, ...] = Field(
-        default=(), description="comma-separated Calling AE titles allowed; empty accepts any"
+        default=(),
+        description="comma-separated Calling AE titles allowed, each optionally with the "
+        "services it may use (AE:echo+find+mpps+store+commit+move+get); empty accepts any",
     )
-    max_associations: int = Field(default=20, ge=1, description="concurrent associations")
+    max_associations: int = Field(
+        default=20, ge=1, description="established associations at once (2/3/2 past it)"
+    )
+    max_associations_per_ae: int = Field(
+        default=10, ge=0, description="established associations of one Calling AE; 0 = no limit"
+    )
+    max_connections: int = Field(
+        default=100, ge=1, description="TCP connections open at once; more are closed at once"
+    )
+    artim_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds from connect to an answered A-ASSOCIATE-RQ (ARTIM, PS3.8 9.1.5)",
+    )
+    max_association_seconds: float = Field(
+        default=3600.0, gt=0, description="hard limit on the life of one association"
+    )
+    max_associate_rq_bytes: int = Field(
+        default=65536, ge=1024, description="largest A-ASSOCIATE-RQ PDU accepted"
+    )
     dimse_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for a DIMSE")
     acse_timeout: float = Field(default=30.0, gt=0, description="seconds for association setup")
     network_timeout: float = Field(
@@ -215,7 +260,12 @@ class DicomSettings(_Section):
     @field_validator("allowed_calling_aes")
     @classmethod
     def _check_aes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_validate_ae_title(v) for v in value)
+        return tuple(_format_ae_services(*_parse_ae_services(v)) for v in value)
+
+    @property
+    def calling_ae_services(self) -> dict[str, frozenset[str] | None]:
+        """The allow-list as Calling AE -> its services (``None``: every service)."""
+        return dict(_parse_ae_services(entry) for entry in self.allowed_calling_aes)
 
 
 class WorklistSettings(_Section):
@@ -561,6 +611,11 @@ ENV: dict[str, tuple[str | None, str]] = {
     "require_called_ae": ("dicom", "require_called_ae"),
     "allowed_calling_aes": ("dicom", "allowed_calling_aes"),
     "max_associations": ("dicom", "max_associations"),
+    "max_associations_per_ae": ("dicom", "max_associations_per_ae"),
+    "dicom_max_connections": ("dicom", "max_connections"),
+    "dicom_artim_timeout": ("dicom", "artim_timeout"),
+    "max_association_seconds": ("dicom", "max_association_seconds"),
+    "max_associate_rq_bytes": ("dicom", "max_associate_rq_bytes"),
     "dimse_timeout": ("dicom", "dimse_timeout"),
     "acse_timeout": ("dicom", "acse_timeout"),
     "network_timeout": ("dicom", "network_timeout"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,58 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_db_engine(url: str) -> Engine:
+@dataclass(frozen=True)
+class PoolLimits:
+    """Connection pool bounds (SQLAlchemy ``QueuePool``)."""
+
+    size: int = 10
+    overflow: int = 20
+    timeout: float = 30.0  # seconds a session waits for a connection before it fails
+
+    @classmethod
+    def for_front_ends(
+        cls, max_associations: int, *, dicom: bool = True, hl7: bool = True
+    ) -> PoolLimits:
+        """Room for every DICOM association at once plus the rest of the process.
+
+        An association runs one DIMSE operation at a time and each holds at most one
+        connection, so DICOM can never take more than ``max_associations``: the HL7 workers
+        (``HL7_WORKERS``) and HTTP requests and background jobs (``OTHER_HEADROOM``) always find
+        one. The short timeout makes a starved request fail with a status instead of hanging.
+        A process that runs only some front ends (``serve --only``) sizes for those.
+        """
+        return cls(
+            size=(max_associations if dicom else 0) + (HL7_WORKERS if hl7 else 0) + OTHER_HEADROOM,
+            overflow=OTHER_HEADROOM,
+            timeout=FRONT_END_POOL_TIMEOUT,
+        )
+
+
+HL7_WORKERS = 8  # hl7_ingest.server.MllpServer's worker threads
+OTHER_HEADROOM = 10  # HTTP requests, event streams, the outbox and the retention job
+FRONT_END_POOL_TIMEOUT = 5.0
+
+
+def _is_memory(url: str) -> bool:
+    return make_url(url).database in (None, "", ":memory:")
+
+
+def create_db_engine(url: str, pool: PoolLimits | None = None) -> Engine:
+    limits = pool or PoolLimits()
+    sized: dict[str, Any] = {
+        "pool_size": limits.size,
+        "max_overflow": limits.overflow,
+        "pool_timeout": limits.timeout,
+    }
     if url.startswith("sqlite"):
         _prepare_sqlite_file(url)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        extra = {} if _is_memory(url) else sized
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 10}, **extra
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **sized)
 
 
 def create_session_factory(engine: Engine) -> SessionFactory:

@@ -21,7 +21,13 @@ from sqlalchemy import Engine
 
 import web
 from app.config import Settings
-from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
+from app.db import (
+    PoolLimits,
+    SessionFactory,
+    create_db_engine,
+    create_session_factory,
+    session_scope,
+)
 from app.delivery import OutboxWorker
 from app.domain.actor import SYSTEM
 from app.events import (
@@ -99,7 +105,14 @@ class Broker:
     _http_thread: threading.Thread | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.engine = create_db_engine(self.settings.database_url)
+        self.engine = create_db_engine(
+            self.settings.database_url,
+            PoolLimits.for_front_ends(
+                self.settings.dicom.max_associations,
+                dicom=self._wanted("dicom"),
+                hl7=self._wanted("hl7"),
+            ),
+        )
         self.session_factory = create_session_factory(self.engine)
         # The one after-commit hook: open pages hear of every committed change, and the
         # delivery worker wakes when a change queued a message, whichever interface made it.

@@ -123,9 +123,11 @@ def command_status(command: bytes) -> int:
 class FindClient:
     """Repeats one C-FIND, one association each time, against ``host:port``."""
 
-    def __init__(self, host: str, port: int, called: str, identifier: Dataset) -> None:
+    def __init__(
+        self, host: str, port: int, called: str, identifier: Dataset, calling: str = "BENCHSCU"
+    ) -> None:
         self.address = (host, port)
-        self.associate = associate_rq(called, "BENCHSCU")
+        self.associate = associate_rq(called, calling)
         self.request = p_data(find_command(), True) + p_data(encode_identifier(identifier), False)
 
     def find(self) -> FindResult:

@@ -111,7 +111,9 @@ def concurrent_finds(
     lock = threading.Lock()
 
     def modality(index: int) -> None:
-        client = FindClient("127.0.0.1", port, called, identifiers[index % len(identifiers)])
+        # Its own Calling AE too: the broker limits the associations of one AE at a time.
+        identifier = identifiers[index % len(identifiers)]
+        client = FindClient("127.0.0.1", port, called, identifier, calling=f"BENCH{index:03d}")
         for _ in range(per_client):
             began = time.perf_counter()
             try:

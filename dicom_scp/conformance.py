@@ -52,6 +52,7 @@ from dicom_scp.commitment_report import TRANSFER_SYNTAXES as REPORT_TRANSFER_SYN
 from dicom_scp.conformance_qr import qr_section
 from dicom_scp.server import ROLES, SOP_CLASSES, TRANSFER_SYNTAXES
 from dicom_scp.status import DimseStatus, NStatus
+from dicom_scp.transport import MAX_COMMAND_BYTES, MAX_DATA_SET_BYTES, UNSTATED_PDU_CEILING
 
 PRODUCT = "mwl-broker"
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
@@ -67,6 +68,11 @@ DICOM_SETTINGS: tuple[str, ...] = (
     "require_called_ae",
     "allowed_calling_aes",
     "max_associations",
+    "max_associations_per_ae",
+    "dicom_max_connections",
+    "dicom_artim_timeout",
+    "max_association_seconds",
+    "max_associate_rq_bytes",
     "acse_timeout",
     "dimse_timeout",
     "network_timeout",
@@ -144,7 +150,10 @@ STATUS_USE: dict[DimseStatus, tuple[str, str]] = {
         "The identifier does not fit the worklist model: more than one Scheduled Procedure "
         "Step Sequence item, an invalid DA/TM value "
         "or range, an SPS Status that is not a Defined Term, or an identifier that cannot be "
-        "decoded. Error Comment (0000,0902) and, when known, Offending Element (0000,0901).",
+        "decoded whole (an element whose length runs past the end of the identifier or of its "
+        "item, a sequence or item without its delimiter, an invalid VR: every element is "
+        "checked before any is used). Error Comment (0000,0902) and, when known, Offending "
+        "Element (0000,0901).",
     ),
     DimseStatus.UNABLE_TO_PROCESS: (
         "Failed: unable to process",
@@ -337,9 +346,16 @@ def _association_policies(settings: Settings) -> list[str]:
         f"Maximum PDU size received (Maximum Length sub-item): {pdu}; PDUs sent are limited to "
         "the maximum length the peer states.",
         "#### 3.2.2 Number of Associations",
-        f"At most {settings.dicom.max_associations} associations are accepted at the same time "
-        f"(`{_env_name('max_associations')}`); one more is refused with "
+        f"At most {settings.dicom.max_associations} associations are established at the same "
+        f"time (`{_env_name('max_associations')}`), of which {_per_ae(settings)} may be of "
+        f"one Calling AE Title (`{_env_name('max_associations_per_ae')}`, 0: no limit); one "
+        "more is refused with "
         f"{_reject(2, 3, 2, 'rejected-transient, service provider, local-limit-exceeded')}. "
+        "Only established associations count: a connection that has not yet sent its "
+        "A-ASSOCIATE-RQ takes no association slot. At most "
+        f"{settings.dicom.max_connections} TCP connections are open at once "
+        f"(`{_env_name('dicom_max_connections')}`); one more is closed at once, without any "
+        "PDU. Associations the broker initiates (3.3) are not counted.",
         "The outbox opens its associations (MPPS forwards, commitment reports, section 3.3) "
         "one at a time; each C-MOVE opens its own to the Move Destination (3.5.4).",
         "#### 3.2.3 Asynchronous Nature",
@@ -349,6 +365,38 @@ def _association_policies(settings: Settings) -> list[str]:
         "#### 3.2.4 Implementation Identifying Information",
         f"Implementation Class UID: {PYNETDICOM_IMPLEMENTATION_UID}; Implementation Version "
         f"Name: {PYNETDICOM_IMPLEMENTATION_VERSION} (the DICOM toolkit, pynetdicom).",
+    )
+
+
+def _per_ae(settings: Settings) -> str:
+    limit = settings.dicom.max_associations_per_ae
+    return str(limit) if limit else "any number"
+
+
+def _transport_rules(settings: Settings) -> list[str]:
+    dicom = settings.dicom
+    stated = dicom.max_pdu_size or f"{UNSTATED_PDU_CEILING} (no Maximum Length is stated)"
+    return _paragraphs("Bounds on every connection (PS3.8 9.1.5, 9.3.1):") + _bullets(
+        [
+            f"A connection must send its whole A-ASSOCIATE-RQ within {dicom.artim_timeout:g} s "
+            f"of connecting (ARTIM, `{_env_name('dicom_artim_timeout')}`), else it is closed.",
+            "Before association, any PDU other than A-ASSOCIATE-RQ, and any PDU of an unknown "
+            "type, is answered with A-ABORT (source 2, reason 2 unexpected-PDU or 1 "
+            "unrecognized-PDU) and the connection is closed.",
+            f"An A-ASSOCIATE-RQ longer than {dicom.max_associate_rq_bytes} bytes "
+            f"(`{_env_name('max_associate_rq_bytes')}`) and a P-DATA-TF PDU longer than "
+            f"{stated} bytes are answered with A-ABORT (source 2, reason 6 "
+            "invalid-PDU-parameter-value) as soon as their header is read: the body is never "
+            "read.",
+            f"A command set longer than {MAX_COMMAND_BYTES} bytes, or a data set of any SOP "
+            f"Class but Storage longer than {MAX_DATA_SET_BYTES} bytes, summed over its "
+            "P-DATA-TF fragments, is answered with the same A-ABORT.",
+            f"An association with no whole PDU received or sent for {dicom.network_timeout:g} s "
+            f"(`{_env_name('network_timeout')}`), or open for longer than "
+            f"{dicom.max_association_seconds:g} s (`{_env_name('max_association_seconds')}`), "
+            "is closed (TCP close), even while the broker waits to read from or to write to a "
+            "peer that does not move. TCP keep-alive is on for every connection.",
+        ]
     )
 
 
@@ -369,10 +417,19 @@ def _called_ae_rule(settings: Settings) -> str:
 def _calling_ae_rule(settings: Settings) -> str:
     if not settings.dicom.allowed_calling_aes:
         return f"Any Calling AE Title is accepted (`{_env_name('allowed_calling_aes')}` is empty)."
-    allowed = ", ".join(f"`{ae}`" for ae in settings.dicom.allowed_calling_aes)
+    allowed = ", ".join(
+        f"`{ae}`" + (f" ({', '.join(sorted(services))})" if services is not None else "")
+        for ae, services in settings.dicom.calling_ae_services.items()
+    )
     return (
         f"Only these Calling AE Titles are accepted: {allowed}; any other is refused with "
-        f"{_reject(1, 1, 3, 'calling-AE-title-not-recognized')}."
+        f"{_reject(1, 1, 3, 'calling-AE-title-not-recognized')}. An AE listed with services "
+        "(echo: Verification; find: Modality Worklist FIND; mpps: the MPPS SOP Classes; "
+        "store, commit, move, get: Storage, Storage Commitment, and the Query/Retrieve MOVE "
+        "and GET SOP Classes; get includes the Storage contexts its C-STORE sub-operations "
+        "use) may use only those: a presentation context of any other SOP "
+        "Class is answered with result 3 (abstract-syntax-not-supported), so its requests "
+        "cannot be sent. An AE listed without services may use every SOP Class of section 3.1."
     )
 
 
@@ -392,15 +449,27 @@ def _acceptance_policy(settings: Settings) -> list[str]:
         [
             _calling_ae_rule(settings),
             _called_ae_rule(settings),
-            f"fewer than {settings.dicom.max_associations} associations are already open, else "
+            f"fewer than {settings.dicom.max_associations} associations are established"
+            + (
+                f" and fewer than {settings.dicom.max_associations_per_ae} of them are of its "
+                "Calling AE Title"
+                if settings.dicom.max_associations_per_ae
+                else ""
+            )
+            + ", else "
             f"{_reject(2, 3, 2, 'local-limit-exceeded')}.",
         ]
     )
     lines += _paragraphs(
-        "When several checks fail, the last one listed decides the rejection reason.",
-        f"Timeouts: association setup and release (ACSE, ARTIM) {settings.dicom.acse_timeout:g} s; "
-        f"waiting for a DIMSE message {settings.dicom.dimse_timeout:g} s; an association without "
-        f"network activity for {settings.dicom.network_timeout:g} s is aborted (A-ABORT).",
+        "When several checks fail, the first one listed decides the rejection reason: a "
+        "permanent rejection is never reported as a transient one.",
+        f"Timeouts: association setup and, after a rejection or release, the wait for the peer "
+        f"to close (ARTIM) {settings.dicom.artim_timeout:g} s; waiting for a DIMSE message "
+        f"{settings.dicom.dimse_timeout:g} s; an association without network activity for "
+        f"{settings.dicom.network_timeout:g} s is aborted (A-ABORT, or a TCP close when the "
+        f"peer does not read). `{_env_name('acse_timeout')}` "
+        f"({settings.dicom.acse_timeout:g} s) applies to the associations the broker opens "
+        "(MPPS forward, C-MOVE sub-operations).",
         "SCP/SCU Role Selection (PS3.7 D.3.3.4) is accepted for storage SOP classes (C-GET, "
         "3.5.4) and for Storage Commitment Push Model, where a proposed SCU role of the "
         "requestor is accepted and a proposed SCP role refused (3.5.5); for the other SOP "
@@ -409,7 +478,7 @@ def _acceptance_policy(settings: Settings) -> list[str]:
         "adjustment). User Identity Negotiation is not supported: the sub-item is ignored and "
         "no response is returned.",
     )
-    return lines + _presentation_contexts()
+    return lines + _transport_rules(settings) + _presentation_contexts()
 
 
 def _transfer_syntax(uid: str) -> str:
@@ -780,7 +849,9 @@ MPPS_STATUS_USE: dict[NStatus, str] = {
     NStatus.INVALID_ATTRIBUTE_VALUE: "N-CREATE with a status other than IN PROGRESS or an "
     "unknown status; N-SET of an attribute N-SET may not carry (Table F.7.2-1 'Not allowed')",
     NStatus.PROCESSING_FAILURE: "N-SET after COMPLETED or DISCONTINUED (Error ID 0xA710, "
-    "comment 'Performed Procedure Step Object may no longer be updated'); internal failure",
+    "comment 'Performed Procedure Step Object may no longer be updated'); a data set that "
+    "cannot be decoded whole (an element running past its end; checked before any of it is "
+    "used); internal failure",
     NStatus.DUPLICATE_SOP_INSTANCE: "N-CREATE with an SOP Instance UID that exists",
     NStatus.NO_SUCH_SOP_INSTANCE: "N-SET or N-GET of an unknown SOP Instance UID",
     NStatus.MISSING_ATTRIBUTE: "N-CREATE without a Type 1 attribute (or without Affected SOP "

@@ -10,6 +10,7 @@ import logging
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from io import BytesIO
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from dicom_scp import mwl, mwl_encoded, qr
 from dicom_scp.find_sender import serve_find
 from dicom_scp.mwl_encoded import IMPLICIT_LITTLE, EncodedCache, Syntax
 from dicom_scp.status import DimseStatus, find_failure, status_dataset
+from dicom_scp.wire import MalformedDataSet, check_encoded
 
 LOG = logging.getLogger(__name__)
 
@@ -88,6 +90,13 @@ def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
     (``BROKER_MWL_MAX_RESULTS``): past it the stream ends with 0xA700, so the modality knows
     its list is incomplete. Query/Retrieve C-FINDs go to ``dicom_scp.qr``.
     """
+    malformed = malformed_data_set(event, "Identifier")
+    if malformed is not None:
+        LOG.info(
+            "C-FIND from %s refused: identifier cannot be decoded: %s", _peer(event), malformed
+        )
+        yield _undecodable_identifier(malformed), None
+        return
     if qr.is_qr_find(event):
         yield from qr.handle_find(event, ctx)
         return
@@ -111,6 +120,30 @@ def handle_find(event: evt.Event, ctx: ScpContext) -> Iterator[FindResult]:
         )
         return
     yield from _stream_matches(event, ctx, identifier, request, query)
+
+
+def malformed_data_set(event: evt.Event, parameter: str) -> MalformedDataSet | None:
+    """Why the data set in the request's ``parameter`` (``Identifier``, ``AttributeList``...)
+    cannot be decoded whole, or ``None`` (``dicom_scp.wire``)."""
+    stream: BytesIO | None = getattr(getattr(event, "request", None), parameter, None)
+    if stream is None:
+        return None  # nothing was received (or a test's event carries a decoded data set)
+    try:
+        check_encoded(stream.getvalue(), event.context.transfer_syntax)
+    except MalformedDataSet as exc:
+        return exc
+    return None
+
+
+def _undecodable_identifier(error: MalformedDataSet) -> Dataset:
+    """0xA900 (PS3.4 K.4.1.1.4: the identifier does not match the SOP Class): what cannot be
+    decoded cannot be an identifier of Modality Worklist; the element at fault, when known,
+    goes in Offending Element."""
+    return status_dataset(
+        DimseStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+        f"identifier cannot be decoded: {error}",
+        [error.tag] if error.tag is not None else None,
+    )
 
 
 def _fetch_matches(event: evt.Event, ctx: ScpContext, query: Any) -> list[worklist.Match]:

@@ -21,7 +21,7 @@ from app.domain.errors import DomainError
 from app.domain.mpps import StartPerformedStep, UpdatePerformedStep
 from app.domain.status import AuditSource
 from app.services import mpps
-from dicom_scp.handlers import ScpContext
+from dicom_scp.handlers import ScpContext, malformed_data_set
 from dicom_scp.status import NStatus, mpps_failure, status_dataset
 
 LOG = logging.getLogger(__name__)
@@ -63,7 +63,19 @@ def _run(ctx: ScpContext, what: str, uid: str, call: Any) -> Result:
     return int(NStatus.SUCCESS), answer
 
 
-def _decoded(event: evt.Event, attribute: str) -> JsonDataset | Dataset:
+def _decoded(event: evt.Event, attribute: str, parameter: str) -> JsonDataset | Dataset:
+    """The data set as DICOM JSON, or the failure to answer with.
+
+    A data set that cannot be decoded whole (an element running past its end, PS3.5 7.1) is
+    refused with 0x0110 Processing failure before any of it is used: 0x0107 Attribute List
+    Error is a warning, and 0x0106 Invalid Attribute Value would claim a value was read.
+    """
+    malformed = malformed_data_set(event, parameter)
+    if malformed is not None:
+        LOG.info("MPPS data set refused: cannot be decoded: %s", malformed)
+        return status_dataset(
+            NStatus.PROCESSING_FAILURE, f"data set cannot be decoded: {malformed}"
+        )
     try:
         return _json(getattr(event, attribute))
     except Exception:
@@ -78,7 +90,7 @@ def handle_n_create(event: evt.Event, ctx: ScpContext) -> Result:
         return status_dataset(
             NStatus.MISSING_ATTRIBUTE, "MPPS N-CREATE needs an Affected SOP Instance UID"
         ), None
-    attributes = _decoded(event, "attribute_list")
+    attributes = _decoded(event, "attribute_list", "AttributeList")
     if isinstance(attributes, Dataset):
         return attributes, None
     try:
@@ -101,7 +113,7 @@ def handle_n_create(event: evt.Event, ctx: ScpContext) -> Result:
 
 def handle_n_set(event: evt.Event, ctx: ScpContext) -> Result:
     uid = _uid(event, "RequestedSOPInstanceUID")
-    modifications = _decoded(event, "modification_list")
+    modifications = _decoded(event, "modification_list", "ModificationList")
     if isinstance(modifications, Dataset):
         return modifications, None
     return _run(

@@ -2,16 +2,14 @@
 Query/Retrieve (Patient Root and Study Root FIND, MOVE, GET), Storage Commitment Push Model (SCP)
 and, when given storage settings, the Storage SCP (C-STORE of every storage SOP class).
 
-Association policy (PS3.8 9.3.4, stated in the conformance statement): the Called AE must be
-``BROKER_AE_TITLE`` unless ``BROKER_REQUIRE_CALLED_AE`` is off (reject 1/1/7); Calling AEs are
-limited to ``BROKER_ALLOWED_CALLING_AES`` when set (reject 1/1/3); at most
-``BROKER_MAX_ASSOCIATIONS`` at once (reject 2/3/2). When several fail, pynetdicom reports the
-last it checks: calling AE, then called AE, then the association limit.
+Association policy (PS3.8 9.3.4, stated in the conformance statement) and the bounds on every
+connection live in ``dicom_scp.admission`` and ``dicom_scp.transport``: every listener is started
+through ``FrontDoor.start_listener`` so that they apply to it.
 
 Listeners: the plain port and, when ``BROKER_DICOM_TLS_PORT`` is on, a TLS port (PS3.15 B.9)
-serving the same AE, services and policy; both start through :meth:`DicomServer._listen`. The
-TLS handshake runs in the connection's own thread, bounded by the ACSE timeout
-(:class:`AcceptorServer`).
+serving the same AE, services and policy; both start through :meth:`DicomServer._listen`, and
+share one front door (connection cap, association limits, watchdog). The TLS handshake runs in
+the connection's own thread, under ARTIM (``dicom_scp.transport``).
 """
 
 from __future__ import annotations
@@ -31,23 +29,27 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModel,
     Verification,
 )
-from pynetdicom.transport import ThreadedAssociationServer
-from pynetdicom.utils import make_target
 
 from app import metrics
 from app.config import DicomSettings, StorageSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
-from app.tls import failure_reason, session_summary
+from dicom_scp.admission import AdmissionPolicy
 from dicom_scp.commitment import CommitmentContext, handle_n_action, resume
 from dicom_scp.handlers import ScpContext, handle_echo, serve_find_event
 from dicom_scp.mpps import handle_n_create, handle_n_get, handle_n_set
 from dicom_scp.observe import HANDLERS as OBSERVERS
-from dicom_scp.observe import snapshot, timed_find
+from dicom_scp.observe import timed_find
 from dicom_scp.qr import SOP_CLASSES as QR_SOP_CLASSES
 from dicom_scp.qr import handle_get, handle_move, install_raw_sending
 from dicom_scp.storage import StoreContext, handle_store
 from dicom_scp.tcp import HANDLERS as TCP_HANDLERS
+from dicom_scp.transport import (
+    FrontDoor,
+    FrontDoorStats,
+    GuardedAssociationServer,
+    TransportPolicy,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -75,11 +77,15 @@ _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
 
 
+# pynetdicom counts every acceptor thread, associated or not, against this: the front door
+# counts established associations itself (BROKER_MAX_ASSOCIATIONS), so this never decides.
+UNCOUNTED = 1_000_000
+
+
 def build_ae(settings: DicomSettings) -> AE:
     ae = AE(ae_title=settings.ae_title)
-    ae.maximum_associations = settings.max_associations
+    ae.maximum_associations = UNCOUNTED
     ae.require_called_aet = settings.require_called_ae
-    ae.require_calling_aet = list(settings.allowed_calling_aes)
     ae.acse_timeout = settings.acse_timeout
     ae.dimse_timeout = settings.dimse_timeout
     ae.network_timeout = settings.network_timeout
@@ -90,6 +96,25 @@ def build_ae(settings: DicomSettings) -> AE:
     add_get_storage_contexts(ae)
     install_raw_sending()
     return ae
+
+
+def build_front_door(settings: DicomSettings) -> FrontDoor:
+    transport = TransportPolicy(
+        artim_timeout=settings.artim_timeout,
+        idle_timeout=settings.network_timeout,
+        max_association_seconds=settings.max_association_seconds,
+        max_connections=settings.max_connections,
+        max_pdu_length=settings.max_pdu_size,
+        max_associate_rq_length=settings.max_associate_rq_bytes,
+    )
+    admission = AdmissionPolicy(
+        ae_title=settings.ae_title,
+        require_called_ae=settings.require_called_ae,
+        calling_ae_services=settings.calling_ae_services,
+        max_associations=settings.max_associations,
+        max_associations_per_ae=settings.max_associations_per_ae,
+    )
+    return FrontDoor(transport, admission)
 
 
 def add_get_storage_contexts(ae: AE) -> None:
@@ -116,47 +141,6 @@ class Listener:
     ssl_context: ssl.SSLContext | None = None
 
 
-class AcceptorServer(ThreadedAssociationServer):
-    """pynetdicom's association server, with the TLS handshake moved off the accepting thread.
-
-    pynetdicom shakes hands in ``get_request``, on the one thread that accepts every connection:
-    a peer that connects and sends nothing would hold up the whole TLS port. Here the socket is
-    wrapped without a handshake, and the connection's own thread does it, within the ACSE
-    timeout (a client that fails it, or speaks plain DICOM to the TLS port, is closed)."""
-
-    def get_request(self) -> tuple[Any, Any]:
-        assert self.socket is not None
-        conn, address = self.socket.accept()
-        if self.ssl_context is not None:
-            conn = self.ssl_context.wrap_socket(
-                conn, server_side=True, do_handshake_on_connect=False
-            )
-        return conn, address
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        if isinstance(request, ssl.SSLSocket) and not _handshake(
-            request, client_address, self.ae.acse_timeout
-        ):
-            self.shutdown_request(request)
-            return
-        super().process_request_thread(request, client_address)
-
-
-def _handshake(conn: ssl.SSLSocket, address: Any, timeout: float | None) -> bool:
-    peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
-    try:
-        conn.settimeout(timeout)
-        conn.do_handshake()
-        conn.settimeout(None)
-    except OSError as exc:  # ssl.SSLError, a reset, a timeout
-        LOG.warning("DICOM TLS handshake with %s failed: %s", peer, failure_reason(exc))
-        return False
-    cipher = conn.cipher()
-    summary = session_summary(conn.version(), cipher[0] if cipher else None, conn.getpeercert())
-    LOG.info("DICOM TLS from %s: %s", peer, summary)
-    return True
-
-
 @dataclass
 class DicomServer:
     """Start with ``start()`` (port 0 picks a free port), stop with ``stop()``.
@@ -172,7 +156,8 @@ class DicomServer:
     ssl_context: ssl.SSLContext | None = None
     client_ssl_context: ssl.SSLContext | None = None  # C-MOVE to remote AEs marked tls
     _ae: AE | None = field(default=None, init=False)
-    _servers: list[ThreadedAssociationServer] = field(default_factory=list, init=False)
+    _servers: list[GuardedAssociationServer] = field(default_factory=list, init=False)
+    _door: FrontDoor | None = field(default=None, init=False)
     _ports: list[int] = field(default_factory=list, init=False)
     context: ScpContext | None = field(default=None, init=False)  # with the listener's caches
 
@@ -212,32 +197,27 @@ class DicomServer:
             store = StoreContext(self.storage, self.session_factory)
             handlers.append((evt.EVT_C_STORE, handle_store, [store]))
         self._ae = build_ae(self.settings)
+        self._door = build_front_door(self.settings)
         try:
             for listener in self.listeners(host, port):
                 self._ports.append(self._listen(self._ae, listener, handlers))
         except BaseException:
             self.stop()
             raise
-        metrics.watch_dicom(self.stats)
+        metrics.watch_dicom(self.gauges)
         threading.Thread(
             target=resume, args=(self.commitment_context(),), name="stgcmt-resume", daemon=True
         ).start()
         return self._ports[0]
 
     def _listen(self, ae: AE, listener: Listener, handlers: list[Any]) -> int:
-        """Bind one listener and serve it in a daemon thread, as ``AE.start_server`` does."""
-        server = ae.make_server(
-            (listener.host, listener.port),
-            ssl_context=listener.ssl_context,
-            evt_handlers=handlers,
-            server_class=AcceptorServer,
+        """Bind one listener and serve it in a daemon thread, behind the front door."""
+        assert self._door is not None
+        server = self._door.start_listener(
+            ae, (listener.host, listener.port), handlers, ssl_context=listener.ssl_context
         )
-        ae._servers.append(server)  # where AE.shutdown() and server.shutdown() expect it
         self._servers.append(server)
         kind = "DICOM TLS" if listener.ssl_context is not None else "DICOM"
-        threading.Thread(
-            target=make_target(server.serve_forever), name=f"{kind} acceptor", daemon=True
-        ).start()
         bound = int(server.server_address[1])
         LOG.info("%s listening on %s:%d as %s", kind, listener.host, bound, ae.ae_title)
         return bound
@@ -266,16 +246,31 @@ class DicomServer:
     def running(self) -> bool:
         return bool(self._servers)
 
-    def stats(self) -> dict[str, int]:
-        """Associations now: ``associations_open``, ``connections_unassociated``."""
-        return snapshot(self._ae)
+    def stats(self) -> FrontDoorStats:
+        """Connections, associations, refusals and watchdog closes (thread-safe)."""
+        if self._door is None:
+            raise RuntimeError("the DICOM listener is not running")
+        return self._door.stats()
+
+    def gauges(self) -> dict[str, int]:
+        """The metrics' gauges, from the front door's counters: ``associations_open``,
+        ``connections_unassociated``."""
+        if self._door is None:
+            return {"associations_open": 0, "connections_unassociated": 0}
+        now = self._door.stats()
+        return {
+            "associations_open": now.associations_established,
+            "connections_unassociated": now.connections_not_associated,
+        }
 
     def stop(self) -> None:
-        metrics.unwatch_dicom(self.stats)
+        metrics.unwatch_dicom(self.gauges)
         for server in self._servers:
             server.shutdown()
         self._servers.clear()
         self._ports.clear()
+        if self._door is not None:
+            self._door.stop()  # wakes readers and senders blocked on a socket
         if self._ae is not None:
             self._ae.shutdown()
             self._ae = None

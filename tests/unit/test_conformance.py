@@ -114,6 +114,25 @@ def test_every_table_k6_1_key_is_stated_with_matching_and_return_type(default_te
         assert cells[3] and cells[5], cells  # how it is matched; what an item without it gives
 
 
+def test_render_states_the_front_door() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        allowed_calling_aes=["CT1:echo+find", "MR1"],
+        max_associations_per_ae=0,
+        dicom_max_connections=33,
+        dicom_artim_timeout=2.5,
+        max_associate_rq_bytes=20000,
+    )
+    text = render(settings)
+    assert "`CT1` (echo, find), `MR1`" in text
+    assert "result 3 (abstract-syntax-not-supported)" in text
+    assert "At most 33 TCP connections" in text
+    assert "within 2.5 s of connecting (ARTIM" in text
+    assert "longer than 20000 bytes" in text
+    assert "of them are of its Calling AE Title" not in text
+    assert "of them are of its Calling AE Title" in render(default_settings())
+
+
 def test_render_states_the_tls_port_and_profile() -> None:
     off = render(default_settings())
     assert "| DICOM TLS port (TCP) | off (`BROKER_DICOM_TLS_PORT`) |" in off

@@ -11,8 +11,16 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "BROKER_AE_TITLE": ("BROKER2", "BROKER2"),
     "BROKER_DICOM_BIND_HOST": ("127.0.0.3", "127.0.0.3"),
     "BROKER_DICOM_PORT": ("1104", 1104),
+    "BROKER_ALLOWED_CALLING_AES": (
+        "CT01, MR01:find+ECHO",
+        ("CT01", "MR01:echo+find"),
+    ),
+    "BROKER_MAX_ASSOCIATIONS_PER_AE": ("3", 3),
+    "BROKER_DICOM_MAX_CONNECTIONS": ("40", 40),
+    "BROKER_DICOM_ARTIM_TIMEOUT": ("2.5", 2.5),
+    "BROKER_MAX_ASSOCIATION_SECONDS": ("600", 600.0),
+    "BROKER_MAX_ASSOCIATE_RQ_BYTES": ("32768", 32768),
     "BROKER_DICOM_TLS_PORT": ("2762", 2762),
-    "BROKER_ALLOWED_CALLING_AES": ("CT01, MR01", ("CT01", "MR01")),
     "BROKER_MWL_MAX_RESULTS": ("5", 5),
     "BROKER_MWL_NAME_CASE_INSENSITIVE": ("false", False),
     "BROKER_MWL_DEFAULT_POLICY": ("calling_ae", "calling_ae"),
@@ -261,3 +269,23 @@ def test_remote_aes_take_json_and_tls() -> None:
     assert (seed.ae_title, seed.tls, seed.services) == ("RIS", True, ("mpps",))
     (entry,) = load_settings(_env_file=None, remote_aes="CT@ct:104:TLS").dicom.remote_aes
     assert (entry.tls, entry.services) == (True, ("store", "commit"))
+
+
+def test_calling_ae_services_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_ALLOWED_CALLING_AES", "CT1:echo+find+mpps, MR1, US1:Store")
+    services = load_settings(_env_file=None).dicom.calling_ae_services
+    assert services == {
+        "CT1": frozenset({"echo", "find", "mpps"}),
+        "MR1": None,
+        "US1": frozenset({"store"}),
+    }
+
+
+@pytest.mark.parametrize("entry", ["CT1:teleport", "CT1:", "CT1:echo+", "A\\B:echo"])
+def test_unknown_calling_ae_services_are_refused(
+    entry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BROKER_ALLOWED_CALLING_AES", entry)
+    with pytest.raises(SettingsError) as info:
+        load_settings(_env_file=None)
+    assert "BROKER_ALLOWED_CALLING_AES" in str(info.value)
