@@ -47,6 +47,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from app import metrics
 from app.tls import failure_reason, session_summary
 from dicom_scp.admission import (
     REJECT_CODES,
@@ -57,6 +58,14 @@ from dicom_scp.admission import (
 )
 
 LOG = logging.getLogger(__name__)
+
+# The rejections' labels in the association counter (``app.metrics``, PS3.8 Table 9-21).
+_METRIC_LABELS = {
+    RejectReason.CALLING_AE: "calling_ae",
+    RejectReason.CALLED_AE: "called_ae",
+    RejectReason.ASSOCIATIONS: "limit",
+    RejectReason.CALLING_AE_ASSOCIATIONS: "limit",
+}
 
 PDU_HEADER_LENGTH = 6  # type, reserved, 4-byte length (PS3.8 9.3.1)
 A_ASSOCIATE_RQ = 0x01
@@ -245,11 +254,12 @@ class FrontDoor:
             if reason is None:
                 self._restrict_contexts(assoc, calling)
                 return
-            LOG.info("association from %s to %s refused: %s", calling, called, reason.value)
+            LOG.info("association from %s to %s rejected: %s", calling, called, reason.value)
         except Exception:
             LOG.exception("association admission failed")
             reason = RejectReason.INTERNAL
         assoc.acse.send_reject(*REJECT_CODES[reason])
+        metrics.DICOM_ASSOCIATIONS_REJECTED.labels(_METRIC_LABELS.get(reason, "other")).inc()
         # As pynetdicom does for its own rejections: wait until the A-ASSOCIATE-RJ is out and
         # the peer closed (or ARTIM, which the association's ACSE timeout is set to).
         assoc.kill()
