@@ -14,20 +14,17 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.broker import BROKER_AE, BrokerProcess
-from tests.support.ci import IN_CI
+from tests.support.dcmjs import DCMJS_DIR, require_dcmjs
 from tests.support.items import mwl_item
-from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.interop
 
-DCMJS_DIR = Path(__file__).resolve().parent / "dcmjs"
 SCRIPT = DCMJS_DIR / "mpps_cycle.mjs"
 CALLING_AE = "MODALITY1"
 # The script bounds every association (30 s) and itself (100 s); this only backs that up.
@@ -38,20 +35,6 @@ SUCCESS = 0x0000
 PROCESSING_FAILURE = 0x0110
 PENDING = (0xFF00, 0xFF01)
 ERROR_ID_NOT_IN_PROGRESS = 0xA710  # "Performed Procedure Step Object may no longer be updated"
-
-
-def require_dcmjs() -> str:
-    """The node binary, once dcmjs-dimse is installed next to the script."""
-    node = require_tool("node")
-    if not (DCMJS_DIR / "node_modules" / "dcmjs-dimse" / "package.json").is_file():
-        message = (
-            "dcmjs-dimse is not installed: run .ci/install-test-deps "
-            "(npm ci --prefix tests/interop/dcmjs)"
-        )
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return node
 
 
 def run_scu(broker: BrokerProcess, station: str, *args: str) -> dict[str, Any]:
