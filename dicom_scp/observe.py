@@ -1,7 +1,7 @@
 """What the DICOM listener tells operators: association counters, C-FIND timing, log context.
 
 Kept apart from the transport (``server.py``) on purpose: these are pynetdicom notification
-hooks (``HANDLERS``), one wrapper (``timed_find``) and one snapshot (``snapshot``), so a change
+hooks (``HANDLERS``) and one wrapper (``timed_find``), so a change
 to how associations are accepted only has to keep binding them.
 
 - Every association gets a short id when its connection opens; once the A-ASSOCIATE-RQ is read
@@ -9,9 +9,8 @@ to how associations are accepted only has to keep binding them.
   bound to the log context, so every later line of that association names them.
 - Counters (``app.metrics``): accepted, rejected by reason (PS3.8 9.3.4 A-ASSOCIATE-RJ
   result/source/diagnostic), aborted, released. The gauges of open associations and of
-  connections that have not (yet) associated are read from the live associations at scrape
-  time (``snapshot``), less those whose connection closed, so no missed event can leave
-  them wrong.
+  connections that have not (yet) associated are the front door's own counters
+  (``DicomServer.gauges``, from ``dicom_scp.transport``), read at scrape time.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from pynetdicom import AE, evt
+from pynetdicom import evt
 from pynetdicom.association import Association
 
 from app import log_context, metrics
@@ -41,9 +40,6 @@ _REJECT_REASONS = {
 
 _ids: weakref.WeakKeyDictionary[Association, str] = weakref.WeakKeyDictionary()
 _aborted: weakref.WeakSet[Association] = weakref.WeakSet()
-# Connections already closed: pynetdicom's thread may wait on (the ACSE timeout) after the
-# peer hung up, but the connection is gone and must not count as open.
-_closed: weakref.WeakSet[Association] = weakref.WeakSet()
 _lock = threading.Lock()
 
 
@@ -106,8 +102,6 @@ def _on_released(event: evt.Event) -> None:
 
 
 def _on_conn_close(event: evt.Event) -> None:
-    with _lock:
-        _closed.add(event.assoc)
     LOG.debug("connection from %s closed", _address(event.assoc))
 
 
@@ -120,21 +114,6 @@ HANDLERS: list[tuple[evt.EventType, Callable[[evt.Event], None]]] = [
     (evt.EVT_RELEASED, _on_released),
     (evt.EVT_CONN_CLOSE, _on_conn_close),
 ]
-
-
-def snapshot(ae: AE | None) -> dict[str, int]:
-    """Associations of ``ae`` now: established, and connections not (yet) associated."""
-    open_, waiting = 0, 0
-    with _lock:
-        closed = set(_closed)
-    for assoc in ae.active_associations if ae is not None else ():
-        if not assoc.is_acceptor or assoc in closed:
-            continue
-        if assoc.is_established:
-            open_ += 1
-        elif not (assoc.is_rejected or assoc.is_aborted or assoc.is_released):
-            waiting += 1
-    return {"associations_open": open_, "connections_unassociated": waiting}
 
 
 T = TypeVar("T")
