@@ -69,6 +69,8 @@ _METRIC_LABELS = {
 PDU_HEADER_LENGTH = 6  # type, reserved, 4-byte length (PS3.8 9.3.1)
 A_ASSOCIATE_RQ = 0x01
 P_DATA_TF = 0x04
+A_RELEASE_RQ = 0x05
+A_ABORT = 0x07
 PDU_TYPES = range(0x01, 0x08)
 # With BROKER_MAX_PDU_SIZE=0 the broker states no limit; it still reads no PDU beyond this.
 UNSTATED_PDU_CEILING = 16 * 1024 * 1024
@@ -142,6 +144,9 @@ class Connection:
     last_activity: float
     calling_ae: str | None = None
     admitted_at: float | None = None
+    # The association was released or aborted: its slot is free, the socket waits for the
+    # peer to close (ARTIM, PS3.8 9.1.5).
+    ended_at: float | None = None
     closed: bool = False
     # Bytes of the DIMSE message being received, per kind (command set, data set).
     command_bytes: int = 0
@@ -149,7 +154,8 @@ class Connection:
 
     @property
     def admitted(self) -> bool:
-        return self.admitted_at is not None
+        """An established association holds this connection (it counts against the limits)."""
+        return self.admitted_at is not None and self.ended_at is None
 
     def shut(self) -> None:
         """Shut the socket down for both directions: wakes any thread blocked on it.
@@ -263,6 +269,23 @@ class FrontDoor:
         # the peer closed (or ARTIM, which the association's ACSE timeout is set to).
         assoc.kill()
 
+    def on_ended(self, event: evt.Event) -> None:
+        """EVT_RELEASED / EVT_ABORTED (an abort of the broker's own, say)."""
+        conn = getattr(event.assoc.dul.socket, "connection", None)
+        if isinstance(conn, Connection):
+            self._end(conn)
+
+    def _end(self, conn: Connection) -> None:
+        """The association is over (A-RELEASE-RQ or A-ABORT read): its slot is free at once.
+
+        Marked when the peer's PDU header is read, before the A-RELEASE-RP goes out: a modality
+        that associates again right after the RP is never refused for its own previous
+        association, which would otherwise count until its socket closes.
+        """
+        with self._lock:
+            if conn.admitted_at is not None and conn.ended_at is None:
+                conn.ended_at = self._clock()
+
     def _restrict_contexts(self, assoc: Association, calling_ae: str) -> None:
         services = self.admission.services_of(calling_ae)
         if services is None:
@@ -276,8 +299,10 @@ class FrontDoor:
         limits = self.transport
         if pdu_type not in PDU_TYPES:
             return RejectReason.UNKNOWN_PDU
-        if not conn.admitted and pdu_type != A_ASSOCIATE_RQ:
+        if conn.admitted_at is None and pdu_type != A_ASSOCIATE_RQ:
             return RejectReason.UNEXPECTED_PDU
+        if pdu_type in (A_RELEASE_RQ, A_ABORT):
+            self._end(conn)
         if pdu_type == P_DATA_TF:
             return RejectReason.PDU_LENGTH if length > limits.pdu_ceiling else None
         if length > limits.max_associate_rq_length:
@@ -294,7 +319,10 @@ class FrontDoor:
         found: list[tuple[Connection, str]] = []
         with self._lock:
             for conn in self._open:
-                if conn.admitted_at is None:
+                if conn.ended_at is not None:
+                    if now - conn.ended_at > limits.artim_timeout:
+                        found.append((conn, WatchdogReason.ARTIM))
+                elif conn.admitted_at is None:
                     if now - conn.opened > limits.artim_timeout:
                         found.append((conn, WatchdogReason.ARTIM))
                 elif now - conn.admitted_at > limits.max_association_seconds:
@@ -374,7 +402,12 @@ class FrontDoor:
             ae.ae_title,
             ae.supported_contexts,
             ssl_context,
-            [*handlers, (evt.EVT_REQUESTED, self.on_requested)],
+            [
+                *handlers,
+                (evt.EVT_REQUESTED, self.on_requested),
+                (evt.EVT_RELEASED, self.on_ended),
+                (evt.EVT_ABORTED, self.on_ended),
+            ],
         )
         stamp = datetime.now().strftime("%Y%m%d%H%M%S")
         thread = threading.Thread(
@@ -419,7 +452,7 @@ class GuardedSocket(AssociationSocket):
         association thread that waits for the A-ASSOCIATE-RQ (it takes ``None`` as its ARTIM
         expiring), so that no thread outlives its connection by the ARTIM time."""
         self.door.close(self.connection)
-        if not self.connection.admitted:
+        if self.connection.admitted_at is None:
             self.assoc.dul.to_user_queue.put(None)
 
     def recv(self, nr_bytes: int) -> bytearray:

@@ -148,3 +148,28 @@ def test_pdu_headers_before_and_after_association() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_a_release_request_frees_the_slot_before_the_socket_closes() -> None:
+    """Read as a header, A-RELEASE-RQ (or A-ABORT) ends the association for the limits: the
+    same modality associating again at once is not refused for it. The lingering socket is
+    then closed at ARTIM from the release, not at the idle timeout."""
+    clock = FakeClock()
+    front = FrontDoor(door(clock).transport, policy(max_associations_per_ae=1), clock)
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        first, second, third = (front.open(a, ("127.0.0.1", 1)) for a, _ in pairs)
+        assert first and second and third
+        assert front.admit(first, "CT1", "MWLBROKER") is None
+        assert front.admit(second, "CT1", "MWLBROKER") is RejectReason.CALLING_AE_ASSOCIATIONS
+        assert front.check_header(first, 0x05, 4) is None
+        assert front.admit(third, "CT1", "MWLBROKER") is None
+        assert front.check_header(third, 0x07, 4) is None
+        stats = front.stats()
+        assert (stats.associations_established, stats.connections_not_associated) == (0, 3)
+        clock.now += 5.5
+        assert sorted(r for _, r in front.expired(clock.now)) == ["artim"] * 3
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
