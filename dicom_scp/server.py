@@ -82,7 +82,16 @@ _config.LOG_RESPONSE_IDENTIFIERS = False
 UNCOUNTED = 1_000_000
 
 
+def quiet_pdu_logging() -> None:
+    """pynetdicom's "standard" handlers describe every PDU for its debug log (an
+    A-ASSOCIATE-AC is dozens of formatted lines) under the AE-wide lock, whether or not debug
+    is on: bound only when the ``pynetdicom`` logger shows debug."""
+    debug = logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG)
+    _config.LOG_HANDLER_LEVEL = "standard" if debug else "none"
+
+
 def build_ae(settings: DicomSettings) -> AE:
+    quiet_pdu_logging()
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = UNCOUNTED
     ae.require_called_aet = settings.require_called_ae

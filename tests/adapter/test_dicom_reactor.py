@@ -1,0 +1,69 @@
+"""Accepted associations wait for work instead of polling (``dicom_scp.reactor``).
+
+pynetdicom's two reactor threads poll every millisecond; the broker's acceptor threads wait on
+their socket, a doorbell and an event instead. Checked by what the threads do, not by time: an
+idle association takes a few turns per ``MAX_WAIT``, not one per millisecond, and still
+answers at once; its doorbell is closed with the connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pynetdicom.association import Association
+
+from dicom_scp import reactor, transport
+from tests.support.dicom_wire import (
+    A_ASSOCIATE_AC,
+    RawPeer,
+    associate_rq,
+    c_echo_rq,
+    p_data,
+    pdu,
+)
+from tests.support.net import wait_until
+from tests.support.scp import Scp, start_scp
+
+IDLE = 0.5  # seconds watched: polling would take ~1,000 turns in it (two threads, 1 ms each)
+
+
+@pytest.fixture
+def scp(sqlite_url: str, tmp_path: Path) -> Iterator[Scp]:
+    server = start_scp(sqlite_url, tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def made(monkeypatch: pytest.MonkeyPatch) -> list[reactor.Waits]:
+    """Every ``Waits`` the listener makes."""
+    found: list[reactor.Waits] = []
+
+    def spy(assoc: Association) -> reactor.Waits:
+        waits = reactor.make_waiting(assoc)
+        found.append(waits)
+        return waits
+
+    monkeypatch.setattr(transport, "make_waiting", spy)
+    return found
+
+
+def test_an_idle_association_waits_and_still_answers_at_once(
+    scp: Scp, made: list[reactor.Waits]
+) -> None:
+    peer = RawPeer(scp.port)
+    assert peer.associate(associate_rq()).pdu_type == A_ASSOCIATE_AC
+    wait_until(lambda: bool(made) and made[0].turns > 0, what="the association's reactors")
+    before = made[0].turns
+    time.sleep(IDLE)  # watching an idle period, not waiting for readiness
+    turns = made[0].turns - before
+    assert turns <= 4 * 2 * IDLE / reactor.MAX_WAIT, turns  # ~20 expected; polling: ~1,000
+    peer.send(p_data(1, c_echo_rq(), command=True))
+    assert int(peer.dimse_response().Status) == 0
+    peer.send(pdu(0x05, bytes(4)))  # A-RELEASE-RQ
+    assert peer.read_pdu().pdu_type == 0x06
+    peer.close()
+    wait_until(lambda: made[0].doorbell._bell.fileno() == -1, what="the doorbell to close")
