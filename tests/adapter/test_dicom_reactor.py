@@ -8,14 +8,18 @@ answers at once; its doorbell is closed with the connection.
 
 from __future__ import annotations
 
+import gc
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pynetdicom import _config
 from pynetdicom.association import Association
 
 from dicom_scp import reactor, transport
+from dicom_scp.server import quiet_pdu_logging
 from tests.support.dicom_wire import (
     A_ASSOCIATE_AC,
     RawPeer,
@@ -67,3 +71,28 @@ def test_an_idle_association_waits_and_still_answers_at_once(
     assert peer.read_pdu().pdu_type == 0x06
     peer.close()
     wait_until(lambda: made[0].doorbell._bell.fileno() == -1, what="the doorbell to close")
+
+
+def test_the_accept_loop_runs_no_full_collection(scp: Scp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pynetdicom's accept loop runs ``gc.collect()`` every 60 turns (~100 ms with a warm
+    item cache, holding every association)."""
+    collections: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda *args: collections.append(1) or 0)
+    (listener,) = scp.server._servers
+    for _ in range(200):
+        listener.service_actions()
+    assert collections == []
+
+
+@pytest.mark.parametrize(
+    ("level", "handlers"), [(logging.INFO, "none"), (logging.DEBUG, "standard")]
+)
+def test_pdu_debug_handlers_only_with_the_debug_log(
+    level: int, handlers: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pynetdicom's standard handlers describe every PDU under the AE-wide lock."""
+    monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", _config.LOG_HANDLER_LEVEL)
+    logger = logging.getLogger("pynetdicom")
+    monkeypatch.setattr(logger, "level", level)
+    quiet_pdu_logging()
+    assert handlers == _config.LOG_HANDLER_LEVEL
