@@ -93,6 +93,10 @@ def test_pdu_debug_handlers_only_with_the_debug_log(
     """pynetdicom's standard handlers describe every PDU under the AE-wide lock."""
     monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", _config.LOG_HANDLER_LEVEL)
     logger = logging.getLogger("pynetdicom")
-    monkeypatch.setattr(logger, "level", level)
-    quiet_pdu_logging()
+    previous = logger.level
+    logger.setLevel(level)  # clears the logger's cache of enabled levels, unlike setattr
+    try:
+        quiet_pdu_logging()
+    finally:
+        logger.setLevel(previous)
     assert handlers == _config.LOG_HANDLER_LEVEL
