@@ -120,7 +120,10 @@ def find_matches(
     per batch). The caller stops iterating whenever it has enough (or the peer cancelled).
     """
     statement, params = read.candidates_statement(query)
-    rows = session.execute(statement, params, execution_options={"yield_per": _STREAM_BATCH})
+    # On the session's Core connection: the ORM's per-statement work buys nothing for columns.
+    rows = session.connection().execute(
+        statement, params, execution_options={"yield_per": _STREAM_BATCH}
+    )
     skipped = 0
     batch: list[read.Version] = []
     for row in rows:

@@ -173,7 +173,7 @@ _POLICY_OF = (
 
 def policy_for(session: Session, *, calling_ae: str, default: PolicyKind) -> WorklistPolicy:
     """The policy of ``calling_ae`` (exact title, spaces around it not significant)."""
-    row = session.execute(_POLICY_OF, {"calling_ae": calling_ae.strip()}).first()
+    row = session.connection().execute(_POLICY_OF, {"calling_ae": calling_ae.strip()}).first()
     if row is None:
         return WorklistPolicy(PolicyKind(default))
     policy, stations, modalities = row
