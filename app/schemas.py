@@ -64,6 +64,14 @@ def _person_name(value: str) -> str:
     return value
 
 
+def _single_text(value: str) -> str:
+    """LO, SH (PS3.5 6.2): one value: no '\\' (the value separator) and no control character
+    but ESC (character set escapes)."""
+    if "\\" in value or any(ord(c) < 0x20 and c != "\x1b" for c in value):
+        raise ValueError("may not contain '\\' or control characters")
+    return value
+
+
 _Stripped = StringConstraints(strip_whitespace=True)
 OptionalDate = Annotated[
     str, _Stripped, Field(pattern=r"^(\d{8})?$"), AfterValidator(_calendar_date)
@@ -77,8 +85,8 @@ RequiredPersonName = Annotated[
     str, _Stripped, Field(min_length=1, max_length=400), AfterValidator(_person_name)
 ]
 Sex = Literal["", "M", "F", "O"]
-LO = Annotated[str, _Stripped, Field(max_length=64)]
-SH = Annotated[str, _Stripped, Field(max_length=16)]
+LO = Annotated[str, _Stripped, Field(max_length=64), AfterValidator(_single_text)]
+SH = Annotated[str, _Stripped, Field(max_length=16), AfterValidator(_single_text)]
 CS = Annotated[str, _Stripped, Field(max_length=16)]
 Uid = Annotated[
     str, _Stripped, Field(max_length=64, pattern=r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -101,7 +109,9 @@ class _View(BaseModel):
 
 
 class PatientIn(_Input):
-    patient_id: Annotated[str, _Stripped, Field(min_length=1, max_length=64)]
+    patient_id: Annotated[
+        str, _Stripped, Field(min_length=1, max_length=64), AfterValidator(_single_text)
+    ]
     issuer_of_patient_id: LO = ""
     name: RequiredPersonName = Field(examples=["DOE^JANE"])
     birth_date: OptionalDate = Field(default="", examples=["19800101"])

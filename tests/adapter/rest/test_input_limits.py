@@ -280,14 +280,27 @@ def test_lone_surrogate_is_4xx_not_500(client: TestClient) -> None:
     assert client.get("/api/patients", params={"patient_id": "S1"}).json() == []
 
 
-def test_nul_in_a_json_string_is_stored_or_refused_never_500(client: TestClient) -> None:
-    body = b'{"patient_id": "N1", "name": "DOE^\\u0000"}'
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"patient_id": "N1", "name": "DOE^\\u0000"}',
+        b'{"patient_id": "N\\u00001", "name": "DOE^JANE"}',
+        b'{"patient_id": "N1", "issuer_of_patient_id": "A\\u0007"}',
+        b'{"patient_id": "N1\\\\N2", "name": "DOE^JANE"}',
+    ],
+    ids=["PN NUL", "LO NUL", "LO control", "LO backslash"],
+)
+def test_nul_control_and_backslash_in_text_are_refused_on_every_database(
+    client: TestClient, body: bytes
+) -> None:
+    """PN, LO, SH hold one value without control characters (PS3.5 6.2): refused with the
+    field named (PostgreSQL could not even store the NUL)."""
     response = client.post(
         "/api/patients", content=body, headers={"Content-Type": "application/json"}
     )
-    # SQLite stores it; PostgreSQL text cannot hold NUL and refuses it (DataError -> 422)
-    assert response.status_code in (201, 422), response.text
-    assert response.json()
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][0] == "body"
+    assert client.get("/api/patients").json() == []
 
 
 @pytest.mark.parametrize(
