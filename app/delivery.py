@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ LOG = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 60.0  # seconds stop() waits for a send in progress
 BATCH_SIZE = 50
+REPEAT_LOG_INTERVAL = 60.0  # seconds between ERROR lines while passes keep failing
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,34 @@ class OutboxMessageView:
 
 
 Sender = Callable[[OutboxMessageView], None]
+
+
+class PassFailures:
+    """The log of failing delivery passes: the first with its traceback, then one line a
+    minute while they keep failing (a database away for an hour is not 7,200 tracebacks), and
+    the recovery. Call :meth:`failed` inside the ``except`` block."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.count = 0
+        self._clock = clock
+        self._logged_at = 0.0
+
+    def failed(self) -> None:
+        self.count += 1
+        now = self._clock()
+        if self.count == 1:
+            LOG.exception("outbox delivery pass failed; retrying, logged once a minute")
+            self._logged_at = now
+        elif now - self._logged_at >= REPEAT_LOG_INTERVAL:
+            LOG.error("outbox delivery still failing: %d passes in a row", self.count)
+            self._logged_at = now
+        else:
+            LOG.debug("outbox delivery pass %d failed", self.count, exc_info=True)
+
+    def succeeded(self) -> None:
+        if self.count:
+            LOG.info("outbox delivery works again after %d failed passes", self.count)
+            self.count = 0
 
 
 class OutboxWorker:
@@ -133,6 +163,7 @@ class OutboxWorker:
     # --- internals ---------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        failures = PassFailures()
         while not self._stopping.is_set():
             self._wake.wait(self._poll_interval)
             self._wake.clear()
@@ -141,7 +172,9 @@ class OutboxWorker:
             try:
                 self.run_once()
             except Exception:  # the database may be away for a while: keep polling
-                LOG.exception("outbox delivery pass failed")
+                failures.failed()
+            else:
+                failures.succeeded()
 
     def _due(self) -> list[OutboxMessageView]:
         with session_scope(self._factory) as session:
