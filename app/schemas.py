@@ -49,10 +49,17 @@ def _calendar_date(value: str) -> str:
     return value
 
 
+def _single_text(value: str, *, what: str = "a text value") -> str:
+    """One value of PN, LO or SH (PS3.5 6.2): no '\\' (the value separator) and no control
+    character (JSON text is Unicode: ISO 2022 escapes never arrive here)."""
+    if "\\" in value or any(ord(c) < 0x20 for c in value):
+        raise ValueError(f"{what} may not contain '\\' or control characters")
+    return value
+
+
 def _person_name(value: str) -> str:
     """PN (PS3.5 6.2): up to 3 '='-separated groups of up to 5 '^'-separated components."""
-    if "\\" in value or any(ord(c) < 0x20 for c in value):
-        raise ValueError("a person name may not contain '\\' or control characters")
+    _single_text(value, what="a person name")
     groups = value.split("=")
     if len(groups) > _PN_MAX_GROUPS:
         raise ValueError(f"a person name has at most {_PN_MAX_GROUPS} '='-separated groups")
@@ -61,14 +68,6 @@ def _person_name(value: str) -> str:
             raise ValueError(f"a person name group has at most {_PN_MAX_COMPONENTS} components")
         if len(group) > _PN_GROUP_MAX_CHARS:
             raise ValueError(f"a person name group has at most {_PN_GROUP_MAX_CHARS} characters")
-    return value
-
-
-def _single_text(value: str) -> str:
-    """LO, SH (PS3.5 6.2): one value: no '\\' (the value separator) and no control character
-    but ESC (character set escapes)."""
-    if "\\" in value or any(ord(c) < 0x20 and c != "\x1b" for c in value):
-        raise ValueError("may not contain '\\' or control characters")
     return value
 
 

@@ -51,20 +51,12 @@ class _LoopTime:
         wait()
 
 
-_installed = False
-_install_lock = threading.Lock()
-
-
 def install() -> None:
-    """Route the reactors' sleeps through ``_LoopTime`` (once; threads without a wait are not
-    affected)."""
-    global _installed
-    with _install_lock:
-        if not _installed:
-            loop_time: Any = _LoopTime()
-            pynetdicom.dul.time = loop_time
-            pynetdicom.association.time = loop_time
-            _installed = True
+    """Route the reactors' sleeps through ``_LoopTime`` (idempotent; threads without a wait of
+    their own keep real sleeps)."""
+    loop_time: Any = _LoopTime()
+    pynetdicom.dul.time = loop_time
+    pynetdicom.association.time = loop_time
 
 
 class _WakingQueue(queue.Queue):

@@ -270,12 +270,6 @@ class FrontDoor:
         # the peer closed (or ARTIM, which the association's ACSE timeout is set to).
         assoc.kill()
 
-    def on_ended(self, event: evt.Event) -> None:
-        """EVT_RELEASED / EVT_ABORTED (an abort of the broker's own, say)."""
-        conn = getattr(event.assoc.dul.socket, "connection", None)
-        if isinstance(conn, Connection):
-            self._end(conn)
-
     def _end(self, conn: Connection) -> None:
         """The association is over (A-RELEASE-RQ or A-ABORT read): its slot is free at once.
 
@@ -403,12 +397,7 @@ class FrontDoor:
             ae.ae_title,
             ae.supported_contexts,
             ssl_context,
-            [
-                *handlers,
-                (evt.EVT_REQUESTED, self.on_requested),
-                (evt.EVT_RELEASED, self.on_ended),
-                (evt.EVT_ABORTED, self.on_ended),
-            ],
+            [*handlers, (evt.EVT_REQUESTED, self.on_requested)],
         )
         stamp = datetime.now().strftime("%Y%m%d%H%M%S")
         thread = threading.Thread(
