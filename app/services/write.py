@@ -10,8 +10,10 @@ users) belong to their own service, which uses ``audit`` from here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -452,6 +454,7 @@ def create_items(session: Session, items: Sequence[WorklistItemData], *, actor: 
             }
             for item, order_pk in zip(items, order_pks, strict=True)
         ],
+        ("study_instance_uid",),
         "Study Instance UID already used",
         "StudyInstanceUID",
     )
@@ -465,14 +468,19 @@ def create_items(session: Session, items: Sequence[WorklistItemData], *, actor: 
         for item, procedure_pk in zip(items, procedure_pks, strict=True)
     ]
     step_pks = _insert(
-        session, ScheduledProcedureStep, steps, "SPS ID already used", "ScheduledProcedureStepID"
+        session,
+        ScheduledProcedureStep,
+        steps,
+        ("procedure_pk", "sps_id"),
+        "SPS ID already used",
+        "ScheduledProcedureStepID",
     )
     titles = [
         {"sps_pk": pk, "ae_title": title}
         for pk, step in zip(step_pks, steps, strict=True)
         for title in dict.fromkeys(step["station_ae_title"].split(VALUE_SEPARATOR))
     ]
-    session.execute(insert(ScheduledStationAETitle), titles)
+    session.execute(insert(ScheduledStationAETitle.__table__), titles)  # type: ignore[attr-defined]
     records = []
     for item, procedure_pk, step_pk, step in zip(
         items, procedure_pks, step_pks, steps, strict=True
@@ -506,32 +514,74 @@ def _audit_created(session: Session, actor: Actor, records: Sequence[_Created]) 
     rows = [
         _audit_row(actor, "create", r.entity, r.pk, {"after": dict(r.after)}, "") for r in records
     ]
-    session.execute(insert(AuditEvent), rows)
+    session.execute(insert(AuditEvent.__table__), rows)  # type: ignore[attr-defined]
     for record in records:
         event_ = ChangeEvent(_EVENT_ENTITY[record.entity], record.pk, "create", record.status)
         note(session, event_)
 
 
 def _insert(
-    session: Session, model: Any, rows: list[dict[str, Any]], message: str, field: str
+    session: Session,
+    model: Any,
+    rows: list[dict[str, Any]],
+    keys: Sequence[str],
+    message: str,
+    field: str,
 ) -> list[int]:
-    """INSERT the rows (the model's defaults fill what they leave out); their keys, in order."""
+    """INSERT the rows (the model's defaults fill what they leave out); their keys, in order.
+
+    Multi-row ``INSERT ... RETURNING`` (SQLAlchemy's "insertmanyvalues", a few hundred rows a
+    statement). Neither SQLite nor PostgreSQL promises RETURNING rows in VALUES order, and
+    asking SQLAlchemy to sort them makes it insert row by row on SQLite, so each returned row
+    is matched back to its parameters by the ``keys`` columns: a unique key, or every column
+    when there is none (rows equal in all of them are interchangeable).
+    """
     if not rows:
         return []
-    defaults = {
-        name: info
-        for name, info in model.model_fields.items()
-        if name != "id" and not info.is_required()
-    }
-    full = [
-        {**{k: info.get_default(call_default_factory=True) for k, info in defaults.items()}, **row}
-        for row in rows
-    ]
-    statement = insert(model).returning(model.id, sort_by_parameter_order=True)
+    fixed, factories = _defaults(model)
+    full = [{**fixed, **{k: make() for k, make in factories}, **row} for row in rows]
+    table = model.__table__
+    statement = insert(table).returning(table.c.id, *(table.c[k] for k in keys))
     try:
-        return [int(pk) for pk in session.execute(statement, full).scalars()]
+        returned = session.execute(statement, full).all()
     except IntegrityError:
         raise ConflictError(message, field=field) from None
+    by_key: dict[tuple[Any, ...], list[int]] = {}
+    for pk, *values in returned:
+        by_key.setdefault(_key(values), []).append(int(pk))
+    try:
+        return [by_key[_key([row[k] for k in keys])].pop() for row in full]
+    except (KeyError, IndexError):  # a value the database changed on the way: never guess
+        raise RuntimeError(f"inserted {table.name} rows not matched by {keys}") from None
+
+
+@cache
+def _defaults(model: Any) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...]]:
+    """The model's default values, and its default factories (called for each row)."""
+    fixed: dict[str, Any] = {}
+    factories: list[tuple[str, Callable[[], Any]]] = []
+    for name, info in model.model_fields.items():
+        if name == "id" or info.is_required():
+            continue
+        if info.default_factory is not None:
+            factories.append((name, info.default_factory))
+        else:
+            fixed[name] = info.default
+    return fixed, tuple(factories)
+
+
+_PATIENT_KEY = ("patient_id", "issuer_of_patient_id")
+# An order has no unique key: all its columns but the primary key and the timestamps.
+_ORDER_KEY = tuple(
+    column.name
+    for column in ImagingServiceRequest.__table__.columns  # type: ignore[attr-defined]
+    if column.name not in ("id", "created_at", "updated_at")
+)
+
+
+def _key(values: Sequence[Any]) -> tuple[Any, ...]:
+    """Returned column values as a hashable key (JSON columns by their canonical text)."""
+    return tuple(json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v for v in values)
 
 
 def _patient_pks(session: Session, datas: Sequence[PatientData], actor: Actor) -> list[int]:
@@ -560,7 +610,7 @@ def _patient_pks(session: Session, datas: Sequence[PatientData], actor: Actor) -
                 "attributes": dict(data.attributes),
             }
     rows = [{**row, "name_key": person_name_key(row["name"])} for row in new.values()]
-    pks = _insert(session, Patient, rows, "patient created concurrently", "PatientID")
+    pks = _insert(session, Patient, rows, _PATIENT_KEY, "patient created concurrently", "PatientID")
     created = dict(zip(new, pks, strict=True))
     _audit_created(
         session,
@@ -613,7 +663,12 @@ def _order_pks(
             new_by_key[key] = len(new) - 1
         picks.append(("new", len(new) - 1))
     pks = _insert(
-        session, ImagingServiceRequest, new, "order created concurrently", "AccessionNumber"
+        session,
+        ImagingServiceRequest,
+        new,
+        _ORDER_KEY,
+        "order created concurrently",
+        "AccessionNumber",
     )
     _audit_created(
         session,
