@@ -30,8 +30,10 @@ import multiprocessing
 import os
 import uuid
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -50,6 +52,7 @@ from app.domain.items import WorklistItemData, item_from_json
 from app.domain.mwl_attributes import SPS_SEQUENCE_KEY
 from app.domain.status import AuditSource
 from app.services.worklist import create_new_items, upsert_item
+from dicom_scp import wlparse
 
 LOG = logging.getLogger(__name__)
 
@@ -61,9 +64,11 @@ CHARSET_KEY = "00080005"
 _DECODE_WARNINGS = ("Failed to decode", "Unknown encoding")
 # Fixed namespace of the derived Study Instance UIDs: never change it, or re-imports duplicate.
 UID_NAMESPACE = uuid.UUID("5d1f3c2e-8a4b-5b7e-9c61-2f0e4d6a7b80")
-BATCH_SIZE = 500  # files per transaction
+BATCH_SIZE = 2000  # files per transaction
 PARALLEL_FROM = 2000  # files; fewer parse faster in-process than by starting workers
-PARSE_CHUNK = 64  # files handed to a parsing worker at a time
+PARSE_CHUNK = 250  # files handed to a parsing worker at a time
+IN_FLIGHT = 4  # chunks per worker parsed ahead of the writer (bounds memory)
+PARSER_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -113,14 +118,40 @@ def worklist_files(paths: Iterable[Path]) -> Iterator[Path]:
     """Explicit files as given; folders searched recursively for ``*.wl`` (any case), sorted."""
     for path in paths:
         if path.is_dir():
-            found = (p for p in path.rglob("*") if p.suffix.lower() == WORKLIST_SUFFIX)
-            yield from sorted(p for p in found if p.is_file())
+            # sorted as Path objects sort: by their parts
+            yield from map(Path, sorted(_found(os.fspath(path)), key=_parts))
         else:
             yield path
 
 
+def _found(folder: str) -> Iterator[str]:
+    """The ``*.wl`` files under ``folder`` (``os.scandir``: no stat or Path object per file)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                if not entry.is_symlink():  # as Path.rglob: links to folders are not followed
+                    yield from _found(entry.path)
+            elif entry.name.lower().endswith(WORKLIST_SUFFIX) and entry.is_file():
+                yield entry.path
+
+
+def _parts(path: str) -> list[str]:
+    return path.split(os.sep)
+
+
 def read_dataset_json(path: Path) -> JsonDataset:
-    """The file's data set as DICOM JSON (Unicode text), without File Meta Information."""
+    """The file's data set as DICOM JSON (Unicode text), without File Meta Information.
+
+    Files of the plain common shape are read by ``wlparse`` (the same answer, ~10x faster);
+    pydicom reads the others.
+    """
+    try:
+        with open(path, "rb") as file:
+            fast = wlparse.dataset_json(file.read())
+    except OSError as exc:
+        raise WorklistFileError(f"not a readable DICOM file: {exc}") from None
+    if fast is not None:
+        return fast
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -235,13 +266,36 @@ def batched(items: Iterable[Parsed], size: int) -> Iterator[list[Parsed]]:
 
 
 def _parsed(files: list[Path], workers: int) -> Iterator[Parsed]:
+    """The files parsed, in order; by ``workers`` processes when more than one.
+
+    At most ``IN_FLIGHT`` chunks per worker are parsed or waiting at a time, so memory stays
+    flat however many files there are (the writer is as fast as the parsers, not faster).
+    """
     if workers <= 1:
         yield from map(parse_file, files)
         return
     # spawn, not fork: the importing process may run threads (a server, a progress bar)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        yield from pool.map(parse_file, files, chunksize=PARSE_CHUNK)
+    chunks = (files[start : start + PARSE_CHUNK] for start in range(0, len(files), PARSE_CHUNK))
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_lower_priority) as pool:
+        pending: deque[Future[list[Parsed]]] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(_parse_chunk, chunk))
+            if len(pending) >= workers * IN_FLIGHT:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+def _parse_chunk(files: list[Path]) -> list[Parsed]:
+    return [parse_file(path) for path in files]
+
+
+def _lower_priority() -> None:
+    """Parsing workers yield the CPU to the process that writes (and commits) the batches:
+    with as many workers as cores a starved writer would hold everything up."""
+    with suppress(OSError):
+        os.nice(PARSER_NICENESS)
 
 
 def _import_batch(
