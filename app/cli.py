@@ -12,7 +12,6 @@ from pathlib import Path
 
 from app import log_context
 from app.config import Settings, SettingsError, load_settings
-from app.migrations import pending_revision, upgrade
 
 LOG = logging.getLogger("mwl_broker")
 
@@ -26,7 +25,12 @@ def configure_logging(level: str) -> None:
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
+# Heavy modules (alembic, the servers) are imported by the commands that use them: import-wl
+# starts its parsing workers by importing this module again, once per worker.
+
+
 def _serve(settings: Settings, only: str | None) -> int:
+    from app.migrations import pending_revision
     from app.runtime import Broker
 
     broker = Broker(settings, only=only)
@@ -117,6 +121,7 @@ def _accounts(settings: Settings, args: argparse.Namespace) -> int:
     from app.domain.actor import Actor
     from app.domain.errors import DomainError
     from app.domain.status import AuditSource
+    from app.migrations import pending_revision
     from app.services import users
 
     actor = Actor(AuditSource.CLI, CLI_ACTOR_NAME)
@@ -208,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(settings, args.only)
     if args.command == "db":
+        from app.migrations import upgrade
+
         upgrade(settings.database_url)
         LOG.info("database schema is up to date")
         return 0

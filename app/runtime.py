@@ -46,7 +46,7 @@ from app.tls import client_context, server_context
 from dicom_scp.conformance import render as render_conformance
 from dicom_scp.outbound import dicom_sender
 from dicom_scp.server import DicomServer
-from dicom_scp.wlimport import ImportProgress, ImportReport, import_paths
+from dicom_scp.wlimport import ImportProgress, ImportReport, import_into_database
 from hl7_ingest.handler import Hl7Handler
 from hl7_ingest.outbound import hl7_sender
 from hl7_ingest.server import MllpServer
@@ -61,11 +61,7 @@ def import_worklist_files(
     settings: Settings, paths: Sequence[Path], progress: ImportProgress | None = None
 ) -> ImportReport:
     """``mwl-broker import-wl``: DCMTK/Orthanc worklist files into the configured database."""
-    engine = create_db_engine(settings.database_url)
-    try:
-        return import_paths(list(paths), create_session_factory(engine), progress=progress)
-    finally:
-        engine.dispose()
+    return import_into_database(settings.database_url, paths, progress)
 
 
 def conformance_statement(settings: Settings) -> str:

@@ -31,7 +31,7 @@ import os
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -44,7 +44,13 @@ from pydicom.datadict import dictionary_has_tag
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from app.db import SessionFactory, session_scope
+from app.db import (
+    SessionFactory,
+    create_db_engine,
+    create_session_factory,
+    session_scope,
+    tune_for_bulk_writes,
+)
 from app.domain.actor import Actor
 from app.domain.dicom_json import JsonDataset, sequence_items, string_of, validate_json_dataset
 from app.domain.errors import DomainError
@@ -109,19 +115,25 @@ class ImportProgress(Protocol):
     def advance(self, count: int) -> None: ...
 
 
-Parsed = tuple[Path, WorklistItemData | str]  # the item, or why the file was refused
+# A file's name (as ``os.fspath`` gives it: cheaper than a Path to make and to pickle) and
+# its item, or why the file was refused.
+Parsed = tuple[str, WorklistItemData | str]
 
 IMPORT_ACTOR = Actor(AuditSource.CLI, "import-wl")
 
 
 def worklist_files(paths: Iterable[Path]) -> Iterator[Path]:
     """Explicit files as given; folders searched recursively for ``*.wl`` (any case), sorted."""
+    return map(Path, _file_names(paths))
+
+
+def _file_names(paths: Iterable[Path]) -> Iterator[str]:
     for path in paths:
         if path.is_dir():
             # sorted as Path objects sort: by their parts
-            yield from map(Path, sorted(_found(os.fspath(path)), key=_parts))
+            yield from sorted(_found(os.fspath(path)), key=_parts)
         else:
-            yield path
+            yield os.fspath(path)
 
 
 def _found(folder: str) -> Iterator[str]:
@@ -210,15 +222,16 @@ def _sps_id(digest: bytes) -> str:
     return "SPS" + digest.hex()[:13].upper()
 
 
-def parse_file(path: Path) -> Parsed:
+def parse_file(path: Path | str) -> Parsed:
     """The item a worklist file describes, or why it cannot be imported (no database)."""
+    name = os.fspath(path)
     try:
-        item = with_stable_identifiers(validate_json_dataset(read_dataset_json(path)))
-        return path, item_from_json(item)
+        item = with_stable_identifiers(validate_json_dataset(read_dataset_json(Path(name))))
+        return name, item_from_json(item)
     except WorklistFileError as exc:
-        return path, str(exc)
+        return name, str(exc)
     except DomainError as exc:
-        return path, exc.message
+        return name, exc.message
 
 
 def import_file(path: Path, session_factory: SessionFactory) -> bool:
@@ -227,6 +240,19 @@ def import_file(path: Path, session_factory: SessionFactory) -> bool:
     item = with_stable_identifiers(validate_json_dataset(read_dataset_json(path)))
     with session_scope(session_factory) as session:
         return upsert_item(session, data=item_from_json(item), actor=IMPORT_ACTOR).created
+
+
+def import_into_database(
+    database_url: str, paths: Sequence[Path], progress: ImportProgress | None = None
+) -> ImportReport:
+    """``mwl-broker import-wl``: ``import_paths`` on an engine of its own, tuned for the bulk
+    writes (``tune_for_bulk_writes``) and disposed of afterwards."""
+    engine = create_db_engine(database_url)
+    tune_for_bulk_writes(engine)
+    try:
+        return import_paths(list(paths), create_session_factory(engine), progress=progress)
+    finally:
+        engine.dispose()
 
 
 def import_paths(
@@ -241,12 +267,12 @@ def import_paths(
 
     Files are parsed by ``workers`` processes (by default one per CPU once there are
     ``PARALLEL_FROM`` files). New items of a batch are written together
-    (``create_new_items``); the rest (updates, several steps of one procedure) and every
-    item of a batch whose joint write failed are written one per transaction, so one bad item
+    (``create_new_items``), then the rest (updates, several steps of one procedure) together;
+    the items of a joint write that failed are written one per transaction, so one bad item
     is reported and never stops the others. ``progress`` hears the number of files, then each
     batch as it is done.
     """
-    files = list(worklist_files(paths))
+    files = list(_file_names(paths))
     if workers is None:
         workers = (os.cpu_count() or 1) if len(files) >= PARALLEL_FROM else 1
     report = ImportReport()
@@ -265,7 +291,7 @@ def batched(items: Iterable[Parsed], size: int) -> Iterator[list[Parsed]]:
         yield batch
 
 
-def _parsed(files: list[Path], workers: int) -> Iterator[Parsed]:
+def _parsed(files: list[str], workers: int) -> Iterator[Parsed]:
     """The files parsed, in order; by ``workers`` processes when more than one.
 
     At most ``IN_FLIGHT`` chunks per worker are parsed or waiting at a time, so memory stays
@@ -287,7 +313,7 @@ def _parsed(files: list[Path], workers: int) -> Iterator[Parsed]:
             yield from pending.popleft().result()
 
 
-def _parse_chunk(files: list[Path]) -> list[Parsed]:
+def _parse_chunk(files: list[str]) -> list[Parsed]:
     return [parse_file(path) for path in files]
 
 
@@ -301,10 +327,10 @@ def _lower_priority() -> None:
 def _import_batch(
     batch: list[Parsed], session_factory: SessionFactory, report: ImportReport
 ) -> None:
-    good: list[tuple[Path, WorklistItemData]] = []
+    good: list[tuple[str, WorklistItemData]] = []
     for path, parsed in batch:
         if isinstance(parsed, str):
-            report.failures.append(ImportFailure(path, parsed))
+            report.failures.append(ImportFailure(Path(path), parsed))
         else:
             good.append((path, parsed))
     try:
@@ -315,19 +341,37 @@ def _import_batch(
         LOG.info("import batch of %d written one by one: %s", len(good), type(exc).__name__)
         done = set()
     report.created += len(done)
-    for index, (path, data) in enumerate(good):
-        if index not in done:
-            _import_one(path, data, session_factory, report)
+    _import_rest([entry for n, entry in enumerate(good) if n not in done], session_factory, report)
+
+
+def _import_rest(
+    rest: list[tuple[str, WorklistItemData]], session_factory: SessionFactory, report: ImportReport
+) -> None:
+    """Upsert the items ``create_new_items`` left (updates, several steps of one procedure):
+    all in one transaction, or, when any of them fails, each in a transaction of its own."""
+    if len(rest) > 1:
+        try:
+            with session_scope(session_factory) as session:
+                stored = [upsert_item(session, data=d, actor=IMPORT_ACTOR) for _, d in rest]
+                created = [item.created for item in stored]
+        except Exception as exc:  # any failure: the batch is rolled back and written one by one
+            LOG.info("import batch of %d written one by one: %s", len(rest), type(exc).__name__)
+        else:
+            report.created += sum(created)
+            report.updated += len(created) - sum(created)
+            return
+    for path, data in rest:
+        _import_one(path, data, session_factory, report)
 
 
 def _import_one(
-    path: Path, data: WorklistItemData, session_factory: SessionFactory, report: ImportReport
+    path: str, data: WorklistItemData, session_factory: SessionFactory, report: ImportReport
 ) -> None:
     try:
         with session_scope(session_factory) as session:
             created = upsert_item(session, data=data, actor=IMPORT_ACTOR).created
     except DomainError as exc:
-        report.failures.append(ImportFailure(path, exc.message))
+        report.failures.append(ImportFailure(Path(path), exc.message))
         return
     if created:
         report.created += 1

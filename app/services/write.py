@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, insert, select, update
@@ -511,8 +512,10 @@ def _audit_created(session: Session, actor: Actor, records: Sequence[_Created]) 
     """The audit rows of many new rows in one statement, as ``audit`` writes them singly."""
     if not records:
         return
+    now = utcnow()  # one statement, one time
     rows = [
-        _audit_row(actor, "create", r.entity, r.pk, {"after": dict(r.after)}, "") for r in records
+        {**_audit_row(actor, "create", r.entity, r.pk, {"after": dict(r.after)}, ""), "at": now}
+        for r in records
     ]
     session.execute(insert(AuditEvent.__table__), rows)  # type: ignore[attr-defined]
     for record in records:
@@ -527,6 +530,7 @@ def _insert(
     keys: Sequence[str],
     message: str,
     field: str,
+    tiebreak: Sequence[str] = (),
 ) -> list[int]:
     """INSERT the rows (the model's defaults fill what they leave out); their keys, in order.
 
@@ -534,12 +538,18 @@ def _insert(
     statement). Neither SQLite nor PostgreSQL promises RETURNING rows in VALUES order, and
     asking SQLAlchemy to sort them makes it insert row by row on SQLite, so each returned row
     is matched back to its parameters by the ``keys`` columns: a unique key, or every column
-    when there is none (rows equal in all of them are interchangeable).
+    when there is none (rows equal in all of them are interchangeable). ``tiebreak`` columns
+    (JSON, dearer to compare) join the keys only when the ``keys`` values repeat.
     """
     if not rows:
         return []
     fixed, factories = _defaults(model)
-    full = [{**fixed, **{k: make() for k, make in factories}, **row} for row in rows]
+    # One statement, one time (created_at, updated_at); a default dict is never changed.
+    defaults = {**fixed, **{name: make() for name, make in factories}}
+    full = [{**defaults, **row} for row in rows]
+    key: Callable[[Sequence[Any]], tuple[Any, ...]] = tuple
+    if tiebreak and len({tuple(row[k] for k in keys) for row in full}) < len(full):
+        keys, key = (*keys, *tiebreak), _key
     table = model.__table__
     statement = insert(table).returning(table.c.id, *(table.c[k] for k in keys))
     try:
@@ -548,9 +558,9 @@ def _insert(
         raise ConflictError(message, field=field) from None
     by_key: dict[tuple[Any, ...], list[int]] = {}
     for pk, *values in returned:
-        by_key.setdefault(_key(values), []).append(int(pk))
+        by_key.setdefault(key(values), []).append(int(pk))
     try:
-        return [by_key[_key([row[k] for k in keys])].pop() for row in full]
+        return [by_key[key([row[k] for k in keys])].pop() for row in full]
     except (KeyError, IndexError):  # a value the database changed on the way: never guess
         raise RuntimeError(f"inserted {table.name} rows not matched by {keys}") from None
 
@@ -575,7 +585,7 @@ _PATIENT_KEY = ("patient_id", "issuer_of_patient_id")
 _ORDER_KEY = tuple(
     column.name
     for column in ImagingServiceRequest.__table__.columns  # type: ignore[attr-defined]
-    if column.name not in ("id", "created_at", "updated_at")
+    if column.name not in ("id", "created_at", "updated_at", "attributes")
 )
 
 
@@ -588,16 +598,27 @@ def _patient_pks(session: Session, datas: Sequence[PatientData], actor: Actor) -
     """The patient of each ``datas`` entry: a known patient, with what the entry knows merged
     in as ``ensure_patient`` does, or a new one created once per identity."""
     ids = sorted({data.patient_id for data in datas})
+    table = Patient.__table__  # type: ignore[attr-defined]
+    # Known patients as plain rows: most are unchanged, and only those that change are loaded.
     known = {
         (row.patient_id, row.issuer_of_patient_id): row
-        for row in session.exec(select(Patient).where(col(Patient.patient_id).in_(ids)))
-    }
+        for row in session.execute(
+            core_select(table.c.id, table.c.patient_id, table.c.issuer_of_patient_id,
+                   *(table.c[f] for f in PATIENT_DEMOGRAPHICS), table.c.attributes)
+            .where(table.c.patient_id.in_(ids))
+        )
+    }  # fmt: skip
+    loaded: dict[tuple[str, str], Patient] = {}
     new: dict[tuple[str, str], dict[str, Any]] = {}
     for data in datas:
         identity = (data.patient_id, data.issuer_of_patient_id)
         changes = {f: getattr(data, f) for f in PATIENT_DEMOGRAPHICS if getattr(data, f)}
         if identity in known:
-            update_patient_row(session, known[identity], changes, data.attributes, actor=actor)
+            patient = loaded.get(identity)
+            if patient is None and _changes_patient(known[identity], changes, data.attributes):
+                patient = loaded[identity] = session.get_one(Patient, known[identity].id)
+            if patient is not None:
+                update_patient_row(session, patient, changes, data.attributes, actor=actor)
         elif identity in new:
             folded = new[identity]
             folded.update(changes)
@@ -623,8 +644,15 @@ def _patient_pks(session: Session, datas: Sequence[PatientData], actor: Actor) -
     result = []
     for data in datas:
         identity = (data.patient_id, data.issuer_of_patient_id)
-        result.append(created[identity] if identity in created else _pk(known[identity]))
+        result.append(created[identity] if identity in created else int(known[identity].id))
     return result
+
+
+def _changes_patient(row: Any, changes: Mapping[str, str], attributes: Mapping[str, Any]) -> bool:
+    """Whether ``update_patient_row`` would change the patient stored as ``row``."""
+    if any(getattr(row, name) != value for name, value in changes.items()):
+        return True
+    return {**row.attributes, **attributes} != row.attributes
 
 
 def _order_pks(
@@ -669,6 +697,7 @@ def _order_pks(
         _ORDER_KEY,
         "order created concurrently",
         "AccessionNumber",
+        tiebreak=("attributes",),
     )
     _audit_created(
         session,
@@ -686,12 +715,6 @@ def _order_pks(
 def _pk_value(pk: int | None) -> int:
     assert pk is not None
     return pk
-
-
-def _pk(row: Any) -> int:
-    """The primary key of a flushed row."""
-    assert row.id is not None
-    return int(row.id)
 
 
 def update_step_row(
