@@ -196,6 +196,22 @@ def test_a_failed_joint_write_imports_the_batch_one_by_one(
     assert _count(factory, ScheduledProcedureStep) == 10
 
 
+def test_a_refused_update_leaves_the_other_updates_of_its_batch(
+    factory: SessionFactory, example_folder: Path
+) -> None:
+    import_paths([example_folder], factory)
+    moved = dcmread(example_folder / "wklist2.wl")
+    moved.PatientID = "SOMEONE-ELSE"  # the same Study Instance UID for another patient
+    moved.save_as(example_folder / "wklist2.wl")
+
+    report = import_paths([example_folder], factory)  # the updates: one batch, then one by one
+
+    assert (report.created, report.updated) == (0, 9)
+    assert [f.path.name for f in report.failures] == ["wklist2.wl"]
+    assert "belongs to another patient" in report.failures[0].reason
+    assert (_count(factory, ScheduledProcedureStep), _count(factory, Patient)) == (10, 4)
+
+
 def test_the_command_prints_a_summary_with_refused_files_by_reason(
     sqlite_url: str,
     example_folder: Path,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import select
 
 from app.db import SessionFactory, create_db_engine, create_session_factory, session_scope
@@ -118,3 +119,55 @@ def test_known_and_repeated_study_uids_are_left_for_upsert(
 
     assert chosen == [1]
     assert [i["0020000D"]["Value"][0] for i in _items(session_factory)] == ["1.2.3.1", "1.2.3.2"]
+
+
+def test_orders_alike_but_for_their_attributes_keep_their_own(
+    session_factory: SessionFactory, reference: SessionFactory
+) -> None:
+    """Orders have no unique key: new rows are matched back by all their values."""
+    batch = [
+        item_from_json(
+            mwl_item(
+                patient_id="P1",
+                accession="",
+                study_uid=f"1.2.5.{n}",
+                sps_id="S1",
+                extra={"00321033": {"vr": "LO", "Value": [f"SERVICE{n % 3}"]}},
+            )
+        )
+        for n in range(9)
+    ]
+    with session_scope(session_factory) as session:
+        assert worklist.create_new_items(session, batch, actor=ACTOR) == list(range(9))
+    for data in batch:
+        with session_scope(reference) as session:
+            worklist.upsert_item(session, data=data, actor=ACTOR)
+
+    assert _items(session_factory) == _items(reference)
+    assert _shape(session_factory) == _shape(reference)
+
+
+def _statements(factory: SessionFactory, batch: list[WorklistItemData]) -> int:
+    with session_scope(factory) as session:
+        engine = session.get_bind()
+        seen: list[str] = []
+
+        def count(*args: Any) -> None:
+            seen.append(args[2])
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            worklist.create_new_items(session, batch, actor=ACTOR)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+def test_the_statements_do_not_grow_with_the_batch(session_factory: SessionFactory) -> None:
+    def batch(first: int, size: int) -> list[WorklistItemData]:
+        return [
+            item_from_json(mwl_item(patient_id=f"P{n}", accession=f"A{n}", study_uid=f"1.2.6.{n}"))
+            for n in range(first, first + size)
+        ]
+
+    assert _statements(session_factory, batch(0, 3)) == _statements(session_factory, batch(3, 60))
