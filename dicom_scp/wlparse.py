@@ -30,16 +30,14 @@ _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})
 _UID_CHARS = frozenset("0123456789.")
 _TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 _SINGLE_VALUE_VRS = frozenset({"LT", "ST", "UT"})  # a backslash is text here
-_LONG_VRS = frozenset({"SQ", "UC", "UR", "UT"})  # explicit VR: 2 reserved bytes, 4-byte length
-_ALL_VRS = (
-    frozenset(
-        ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF"),
-    )
-    | frozenset(
-        ("OL", "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN"),
-    )
-    | frozenset(("UR", "US", "UT", "UV"))
+# Explicit VR: 2 reserved bytes and a 4-byte length (PS3.5 Table 7.1-1)
+_LONG_VRS = frozenset(
+    {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
 )
+_ALL_VRS = _LONG_VRS | frozenset({
+    "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL",
+    "SS", "ST", "TM", "UI", "UL", "US",
+})  # fmt: skip
 # (0008,0005) values read here; others (ISO 2022 code extensions, ...) go to pydicom.
 _ENCODINGS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
 
@@ -87,7 +85,7 @@ def _file_meta(data: bytes, pos: int) -> tuple[str, int]:
     syntax = ""
     while pos + 8 <= len(data) and _TAG.unpack_from(data, pos)[0] == 0x0002:
         _, elem, vr, length = _SHORT.unpack_from(data, pos)
-        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
+        if vr.decode("latin_1") in _LONG_VRS:
             length = _LONG.unpack_from(data, pos)[3]
             start = pos + 12
         else:
