@@ -567,7 +567,7 @@ def _insert(
 
 @cache
 def _defaults(model: Any) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...]]:
-    """The model's default values, and its default factories (called for each row)."""
+    """The model's default values, and its default factories (called once per statement)."""
     fixed: dict[str, Any] = {}
     factories: list[tuple[str, Callable[[], Any]]] = []
     for name, info in model.model_fields.items():
@@ -581,7 +581,8 @@ def _defaults(model: Any) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[],
 
 
 _PATIENT_KEY = ("patient_id", "issuer_of_patient_id")
-# An order has no unique key: all its columns but the primary key and the timestamps.
+# An order has no unique key: all its columns but the primary key and the timestamps (its
+# attributes only break ties: ``_insert``'s ``tiebreak``).
 _ORDER_KEY = tuple(
     column.name
     for column in ImagingServiceRequest.__table__.columns  # type: ignore[attr-defined]
