@@ -71,14 +71,15 @@ def claim(session: Session, *, message: MessageRecord) -> bool:
     the redelivery check and the log row are one statement. ``False``: a copy was accepted
     (or is being accepted on another connection, which this statement waits for)."""
     dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Hl7Message)
+    table = Hl7Message.__table__  # type: ignore[attr-defined]  # Core: no ORM bulk machinery
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     statement = (
         insert.values(**vars(message), received_at=utcnow())
         .on_conflict_do_nothing(
             index_elements=["sending_application", "sending_facility", "control_id"],
             index_where=text(f"outcome = '{ACCEPTED}'"),
         )
-        .returning(col(Hl7Message.id))
+        .returning(table.c.id)
     )
     return session.execute(statement).scalar_one_or_none() is not None
 

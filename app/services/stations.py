@@ -7,6 +7,7 @@ default row (empty location).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +49,33 @@ def route(session: Session, *, modality: str, location: str = "") -> Station | N
         if found is not None:
             return found
     return None
+
+
+Route = tuple[tuple[str, ...], str]  # the station's AE titles (one) and Station Name
+
+
+def routes(session: Session, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Route]:
+    """``route`` for many (modality, location) pairs in one SELECT: the AE title and station
+    name of each pair that has a station (a pair without one is left out)."""
+    pairs = set(wanted)
+    if not pairs:
+        return {}
+    rows = session.execute(
+        select(
+            col(Station.modality),
+            col(Station.location),
+            col(Station.ae_title),
+            col(Station.station_name),
+        ).where(col(Station.modality).in_(sorted({modality for modality, _ in pairs})))
+    )
+    table = {(modality, location): ((title,), name) for modality, location, title, name in rows}
+    found: dict[tuple[str, str], Route] = {}
+    for modality, location in pairs:
+        for where in (location, "") if location else ("",):
+            if (modality, where) in table:
+                found[modality, location] = table[modality, where]
+                break
+    return found
 
 
 def list_stations(session: Session) -> list[StationView]:
