@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -52,6 +53,10 @@ def route(session: Session, *, modality: str, location: str = "") -> Station | N
 
 
 Route = tuple[tuple[str, ...], str]  # the station's AE titles (one) and Station Name
+# Built once: SQLAlchemy computes a statement object's cache key once.
+_ROUTES = select(
+    col(Station.modality), col(Station.location), col(Station.ae_title), col(Station.station_name)
+).where(col(Station.modality).in_(bindparam("modalities", expanding=True)))
 
 
 def routes(session: Session, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Route]:
@@ -60,14 +65,8 @@ def routes(session: Session, wanted: Iterable[tuple[str, str]]) -> dict[tuple[st
     pairs = set(wanted)
     if not pairs:
         return {}
-    rows = session.execute(
-        select(
-            col(Station.modality),
-            col(Station.location),
-            col(Station.ae_title),
-            col(Station.station_name),
-        ).where(col(Station.modality).in_(sorted({modality for modality, _ in pairs})))
-    )
+    modalities = sorted({modality for modality, _ in pairs})
+    rows = session.execute(_ROUTES, {"modalities": modalities})
     table = {(modality, location): ((title,), name) for modality, location, title, name in rows}
     found: dict[tuple[str, str], Route] = {}
     for modality, location in pairs:

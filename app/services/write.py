@@ -10,7 +10,8 @@ users) belong to their own service, which uses ``audit`` from here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,24 +141,31 @@ def insert_patient(session: Session, data: PatientData) -> int | None:
     exactly one gets a key and neither fails.
     """
     now = utcnow()
-    dialect = session.get_bind().dialect.name
-    table = _table(Patient)  # Core: no ORM bulk machinery
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(
-        patient_id=data.patient_id,
-        issuer_of_patient_id=data.issuer_of_patient_id,
-        name=data.name,
-        name_key=person_name_key(data.name),
-        birth_date=data.birth_date,
-        sex=data.sex,
-        attributes=data.attributes,
-        created_at=now,
-        updated_at=now,
-    )
-    statement = insert.on_conflict_do_nothing(
+    values = {
+        "patient_id": data.patient_id,
+        "issuer_of_patient_id": data.issuer_of_patient_id,
+        "name": data.name,
+        "name_key": person_name_key(data.name),
+        "birth_date": data.birth_date,
+        "sex": data.sex,
+        "attributes": data.attributes,
+        "created_at": now,
+        "updated_at": now,
+    }
+    statement = _insert_patient_statement(session.get_bind().dialect.name)
+    pk: int | None = session.execute(statement, values).scalar_one_or_none()
+    return pk
+
+
+@functools.cache
+def _insert_patient_statement(dialect: str) -> Any:
+    """Built once per dialect, values bound at execution (a Core statement: no ORM machinery,
+    and SQLAlchemy's cache key of a statement object is computed once)."""
+    table = _table(Patient)
+    insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return insert_.on_conflict_do_nothing(
         index_elements=["patient_id", "issuer_of_patient_id"]
     ).returning(table.c.id)
-    pk: int | None = session.execute(statement).scalar_one_or_none()
-    return pk
 
 
 def patient_by_identity(session: Session, patient_id: str, issuer: str) -> Patient | None:
@@ -818,7 +826,7 @@ def create_order_items(
         for pk, step in zip(step_pks, steps, strict=True)
         for title in dict.fromkeys(step["station_ae_title"].split(VALUE_SEPARATOR))
     ]
-    session.execute(insert(_table(ScheduledStationAETitle)), titles)
+    session.execute(_plain_insert(ScheduledStationAETitle), titles)
     for item, procedure_pk, step_pk, step in zip(
         items, procedure_pks, step_pks, steps, strict=True
     ):
@@ -832,7 +840,7 @@ def create_order_items(
     rows = [
         _audit_row(actor, "create", r.entity, r.pk, {"after": dict(r.after)}, "") for r in records
     ]
-    session.execute(insert(_table(AuditEvent)), rows)
+    session.execute(_plain_insert(AuditEvent), rows)
     for record in records:
         note(session, ChangeEvent(_EVENT_ENTITY[record.entity], record.pk, "create", record.status))
     return step_pks
@@ -893,6 +901,36 @@ def _table(model: Any) -> Any:
     return model.__table__
 
 
+# Built once per table: SQLAlchemy computes a statement object's cache key once.
+@functools.cache
+def _plain_insert(model: Any) -> Any:
+    return insert(_table(model))
+
+
+@functools.cache
+def _returning_insert(model: Any, *, ordered: bool) -> Any:
+    table = _table(model)
+    return insert(table).returning(table.c.id, sort_by_parameter_order=ordered)
+
+
+@functools.cache
+def _default_makers(model: Any) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...]:
+    """(field, default, default factory) of each field a row may leave out (the models'
+    factories take no argument: ``utcnow``, ``dict``)."""
+    return tuple(
+        (name, info.default, info.default_factory)
+        for name, info in model.model_fields.items()
+        if name != "id" and not info.is_required()
+    )
+
+
+def _defaults(model: Any) -> dict[str, Any]:
+    return {
+        name: factory() if factory is not None else default
+        for name, default, factory in _default_makers(model)
+    }
+
+
 def _insert_core(
     session: Session, model: Any, rows: list[dict[str, Any]], message: str, field: str
 ) -> list[int]:
@@ -900,17 +938,12 @@ def _insert_core(
     Core statements; their keys in order. A row a unique index refuses: ``ConflictError``."""
     if not rows:
         return []
-    defaults = {
-        name: info.get_default(call_default_factory=True)
-        for name, info in model.model_fields.items()
-        if name != "id" and not info.is_required()
-    }
-    table = _table(model)
+    defaults = _defaults(model)
     try:
         if len(rows) == 1:
-            statement = insert(table).values({**defaults, **rows[0]}).returning(table.c.id)
-            return [int(session.execute(statement).scalar_one())]
-        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+            statement = _returning_insert(model, ordered=False)
+            return [int(session.execute(statement, {**defaults, **rows[0]}).scalar_one())]
+        statement = _returning_insert(model, ordered=True)
         result = session.execute(statement, [{**defaults, **row} for row in rows])
         return [int(pk) for pk in result.scalars()]
     except IntegrityError:
