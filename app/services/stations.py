@@ -54,9 +54,10 @@ def route(session: Session, *, modality: str, location: str = "") -> Station | N
 
 Route = tuple[tuple[str, ...], str]  # the station's AE titles (one) and Station Name
 # Built once: SQLAlchemy computes a statement object's cache key once.
+_STATION = Station.__table__.c  # type: ignore[attr-defined]  # Core columns: no ORM execution
 _ROUTES = select(
-    col(Station.modality), col(Station.location), col(Station.ae_title), col(Station.station_name)
-).where(col(Station.modality).in_(bindparam("modalities", expanding=True)))
+    _STATION.modality, _STATION.location, _STATION.ae_title, _STATION.station_name
+).where(_STATION.modality.in_(bindparam("modalities", expanding=True)))
 
 
 def routes(session: Session, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Route]:
