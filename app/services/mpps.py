@@ -12,12 +12,13 @@ linked order to the RIS (when configured) and the N-CREATE / N-SET to each downs
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select
+from sqlalchemy import Select, Table, bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -102,9 +103,7 @@ def create(
         raise DuplicateInstanceError(f"MPPS {uid} exists", field="AffectedSOPInstanceUID")
     steps = _steps_named(session, command.steps, command.patient_id)
     if steps:
-        session.execute(
-            insert(PerformedStepLink), [{"mpps_pk": pk, "sps_pk": step.pk} for step in steps]
-        )
+        session.execute(_LINK_INSERT, [{"mpps_pk": pk, "sps_pk": step.pk} for step in steps])
     created = write.AuditEntry(
         action="create",
         entity=ENTITY,
@@ -135,12 +134,9 @@ def update(
     row = replace(
         row, status=status.value, attributes=merged, summary=summary_of(merged), updated_at=now
     )
+    values = _row_values(row.status, merged, row.summary)
     changed = session.execute(
-        sa_update(PerformedProcedureStep)
-        .where(col(PerformedProcedureStep.id) == row.pk)
-        # IN PROGRESS as read: a concurrent N-SET that closed it first wins (PS3.4 F.7.2.2.3)
-        .where(col(PerformedProcedureStep.status) == before)
-        .values(**_row_values(row.status, merged, row.summary), updated_at=now)
+        _MPPS_UPDATE, {"pk": row.pk, "before": before, **values, "updated_at": now}
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         raise MppsClosedError(MppsClosedError.COMMENT, field="PerformedProcedureStepStatus")
@@ -196,19 +192,14 @@ def _insert_mpps(
     now: datetime,
 ) -> int | None:
     """The new row's key, or ``None`` when the SOP Instance UID exists (race-safe)."""
-    dialect = session.get_bind().dialect.name
-    values = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-        PerformedProcedureStep
-    ).values(
-        sop_instance_uid=uid,
-        created_at=now,
-        updated_at=now,
+    statement = _INSERT_MPPS[session.get_bind().dialect.name]
+    values = {
+        "sop_instance_uid": uid,
+        "created_at": now,
+        "updated_at": now,
         **_row_values(status, attributes, summary),
-    )
-    statement = values.on_conflict_do_nothing(index_elements=["sop_instance_uid"]).returning(
-        col(PerformedProcedureStep.id)
-    )
-    pk: int | None = session.execute(statement).scalar_one_or_none()
+    }
+    pk: int | None = session.execute(statement, values).scalar_one_or_none()
     return pk
 
 
@@ -234,35 +225,91 @@ class _Step:
     patient: ReportedPatient
 
 
-_SPS, _RP, _ISR, _PAT = ScheduledProcedureStep, RequestedProcedure, ImagingServiceRequest, Patient
-_STEP_COLUMNS = (
-    col(_SPS.id),
-    col(_SPS.sps_id),
-    col(_SPS.status),
-    col(_SPS.modality),
-    col(_RP.requested_procedure_id),
-    col(_RP.study_instance_uid),
-    col(_ISR.id),
-    col(_ISR.accession_number),
-    col(_ISR.placer_order_number),
-    col(_ISR.filler_order_number),
-    col(_PAT.id),
-    col(_PAT.patient_id),
-    col(_PAT.issuer_of_patient_id),
-    col(_PAT.name),
-    col(_PAT.birth_date),
-    col(_PAT.sex),
+# The hot path's statements are Core, on the tables, and built once (``bindparam``): no ORM
+# bulk path, no statement construction or cache key per message.
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+_SPS_T, _RP_T, _ISR_T, _PAT_T = map(
+    _table, (ScheduledProcedureStep, RequestedProcedure, ImagingServiceRequest, Patient)
 )
-
-
-def _steps_select() -> Select[*tuple[Any, ...]]:
-    return (
-        sa_select(*_STEP_COLUMNS)
-        .select_from(_SPS)
-        .join(_RP, col(_SPS.procedure_pk) == _RP.id)
-        .join(_ISR, col(_RP.order_pk) == _ISR.id)
-        .join(_PAT, col(_ISR.patient_pk) == _PAT.id)
+_SPS, _RP, _ISR, _PAT = _SPS_T.c, _RP_T.c, _ISR_T.c, _PAT_T.c
+_MPPS, _LINK = _table(PerformedProcedureStep), _table(PerformedStepLink)
+_STEP_COLUMNS = (
+    _SPS.id,
+    _SPS.sps_id,
+    _SPS.status,
+    _SPS.modality,
+    _RP.requested_procedure_id,
+    _RP.study_instance_uid,
+    _ISR.id,
+    _ISR.accession_number,
+    _ISR.placer_order_number,
+    _ISR.filler_order_number,
+    _PAT.id,
+    _PAT.patient_id,
+    _PAT.issuer_of_patient_id,
+    _PAT.name,
+    _PAT.birth_date,
+    _PAT.sex,
+)
+_STEPS_FROM = (
+    _SPS_T.join(_RP_T, _SPS.procedure_pk == _RP.id)
+    .join(_ISR_T, _RP.order_pk == _ISR.id)
+    .join(_PAT_T, _ISR.patient_pk == _PAT.id)
+)
+_LINK_INSERT = insert(_LINK)
+_MPPS_UPDATE = (
+    sa_update(_MPPS)
+    .where(_MPPS.c.id == bindparam("pk"))
+    # IN PROGRESS as read: a concurrent N-SET that closed it first wins (PS3.4 F.7.2.2.3)
+    .where(_MPPS.c.status == bindparam("before"))
+)
+_MPPS_WITH_STEPS = (
+    # Plain LEFT JOINs on keys (a joined subquery would make SQLite scan every link).
+    sa_select(
+        _MPPS.c.id,
+        _MPPS.c.status,
+        _MPPS.c.attributes,
+        _MPPS.c.created_at,
+        _MPPS.c.updated_at,
+        *_STEP_COLUMNS,
     )
+    .select_from(
+        _MPPS.outerjoin(_LINK, _LINK.c.mpps_pk == _MPPS.c.id)
+        .outerjoin(_SPS_T, _LINK.c.sps_pk == _SPS.id)
+        .outerjoin(_RP_T, _SPS.procedure_pk == _RP.id)
+        .outerjoin(_ISR_T, _RP.order_pk == _ISR.id)
+        .outerjoin(_PAT_T, _ISR.patient_pk == _PAT.id)
+    )
+    .where(_MPPS.c.sop_instance_uid == bindparam("uid"))
+    .order_by(_SPS.id)
+)
+_INSERT_MPPS = {
+    name: dialect.insert(_MPPS)
+    .on_conflict_do_nothing(index_elements=["sop_instance_uid"])
+    .returning(_MPPS.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+@functools.cache
+def _steps_statement(
+    by_study: bool, sps_id: bool, procedure_id: bool, patient_id: bool
+) -> Select[Any]:
+    """The query for one SSAS item, by which of its values are given (built once each)."""
+    statement = sa_select(*_STEP_COLUMNS).select_from(_STEPS_FROM)
+    if sps_id:
+        statement = statement.where(_SPS.sps_id == bindparam("sps_id"))
+    if procedure_id:
+        statement = statement.where(_RP.requested_procedure_id == bindparam("procedure_id"))
+    if by_study:
+        return statement.where(_RP.study_instance_uid == bindparam("study_uid"))
+    statement = statement.where(_ISR.accession_number == bindparam("accession"))
+    if patient_id:
+        statement = statement.where(_PAT.patient_id == bindparam("patient_id"))
+    return statement
 
 
 def _step_of(values: Sequence[Any]) -> tuple[_Step, int]:
@@ -295,23 +342,22 @@ def _steps_of(session: Session, ref: StepReference, patient_id: str) -> list[_St
     waits for reconciliation rather than moving another patient's exam)."""
     if not ref.is_scheduled:
         return []
-    statement = _steps_select()
-    if ref.sps_id:
-        statement = statement.where(col(_SPS.sps_id) == ref.sps_id)
-    if ref.requested_procedure_id:
-        statement = statement.where(col(_RP.requested_procedure_id) == ref.requested_procedure_id)
+    given = {
+        "sps_id": ref.sps_id,
+        "procedure_id": ref.requested_procedure_id,
+        "study_uid": ref.study_instance_uid,
+        "accession": ref.accession_number,
+        "patient_id": patient_id,
+    }
+    narrow = (bool(ref.sps_id), bool(ref.requested_procedure_id))
     if ref.study_instance_uid:
-        by_study = session.execute(
-            statement.where(col(_RP.study_instance_uid) == ref.study_instance_uid)
-        ).all()
+        by_study = session.execute(_steps_statement(True, *narrow, False), given).all()
         if by_study:
             return [_step_of(values)[0] for values in by_study]
     if not ref.accession_number:
         return []
-    statement = statement.where(col(_ISR.accession_number) == ref.accession_number)
-    if patient_id:
-        statement = statement.where(col(_PAT.patient_id) == patient_id)
-    rows = [_step_of(values) for values in session.execute(statement)]
+    statement = _steps_statement(False, *narrow, bool(patient_id))
+    rows = [_step_of(values) for values in session.execute(statement, given)]
     if len({patient_pk for _, patient_pk in rows}) > 1:
         return []
     return [step for step, _ in rows]
@@ -320,30 +366,7 @@ def _steps_of(session: Session, ref: StepReference, patient_id: str) -> list[_St
 def _read_with_steps(session: Session, uid: str) -> tuple[_Mpps, list[_Step]] | None:
     """The MPPS and its linked steps (in step order) in one query: a LEFT JOIN, so an
     unlinked MPPS comes back with no steps."""
-    mpps = PerformedProcedureStep
-    linked = (
-        sa_select(col(PerformedStepLink.mpps_pk), *_STEP_COLUMNS)
-        .select_from(PerformedStepLink)
-        .join(_SPS, col(PerformedStepLink.sps_pk) == _SPS.id)
-        .join(_RP, col(_SPS.procedure_pk) == _RP.id)
-        .join(_ISR, col(_RP.order_pk) == _ISR.id)
-        .join(_PAT, col(_ISR.patient_pk) == _PAT.id)
-        .subquery()
-    )
-    statement = (
-        sa_select(
-            col(mpps.id),
-            col(mpps.status),
-            col(mpps.attributes),
-            col(mpps.created_at),
-            col(mpps.updated_at),
-            *linked.c[1:],
-        )
-        .outerjoin(linked, linked.c.mpps_pk == mpps.id)
-        .where(col(mpps.sop_instance_uid) == uid)
-        .order_by(linked.c[1])
-    )
-    rows = session.execute(statement).all()
+    rows = session.execute(_MPPS_WITH_STEPS, {"uid": uid}).all()
     if not rows:
         return None
     pk, status, attributes, created_at, updated_at = rows[0][:5]
@@ -381,20 +404,15 @@ def link(
     found: list[_Step] = []
     for study_uid, sps_id in steps:
         worklist.get_item(session, study_uid=study_uid, sps_id=sps_id)  # NotFoundError if unknown
-        values = session.execute(
-            _steps_select().where(
-                col(_RP.study_instance_uid) == study_uid, col(_SPS.sps_id) == sps_id
-            )
-        ).one()
+        statement = _steps_statement(True, True, False, False)
+        values = session.execute(statement, {"study_uid": study_uid, "sps_id": sps_id}).one()
         found.append(_step_of(values)[0])
     if not found:
         raise ValidationError("name at least one step to link", field="steps")
     already = {s.pk for s in linked}
     new = list({s.pk: s for s in found if s.pk not in already}.values())
     if new:
-        session.execute(
-            insert(PerformedStepLink), [{"mpps_pk": row.pk, "sps_pk": s.pk} for s in new]
-        )
+        session.execute(_LINK_INSERT, [{"mpps_pk": row.pk, "sps_pk": s.pk} for s in new])
     linking = write.AuditEntry(
         action="link",
         entity=ENTITY,

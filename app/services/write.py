@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, insert, select, update
@@ -80,6 +81,15 @@ def audit(
     note(session, ChangeEvent(_EVENT_ENTITY.get(entity, entity), entity_pk, action, status))
 
 
+# Core statements built once (on the tables, not the ORM classes): no ORM bulk path, no
+# statement construction or cache key per call.
+_AUDIT_INSERT = insert(AuditEvent.__table__)  # type: ignore[attr-defined]
+_STEPS = ScheduledProcedureStep.__table__.c  # type: ignore[attr-defined]
+_MOVE_STEPS = update(ScheduledProcedureStep.__table__).where(  # type: ignore[attr-defined]
+    _STEPS.id.in_(bindparam("pks", expanding=True))
+)
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     """One audit row as ``audit`` takes it, to write several with ``audit_many``."""
@@ -111,7 +121,7 @@ def audit_many(session: Session, actor: Actor, entries: Sequence[AuditEntry]) ->
         rows.append(
             _audit_row(actor, entry.action, entry.entity, entry.entity_pk, body, entry.context)
         )
-    session.execute(insert(AuditEvent), rows)
+    session.execute(_AUDIT_INSERT, rows)
     for entry in entries:
         entity = _EVENT_ENTITY.get(entry.entity, entry.entity)
         note(session, ChangeEvent(entity, entry.entity_pk, entry.action, entry.status))
@@ -759,9 +769,7 @@ def move_step_statuses(
     if not moving:
         return []
     session.execute(
-        update(ScheduledProcedureStep)
-        .where(col(ScheduledProcedureStep.id).in_(list(moving)))
-        .values(status=status.value, updated_at=utcnow())
+        _MOVE_STEPS, {"pks": list(moving), "status": status.value, "updated_at": utcnow()}
     )
     return [
         AuditEntry(
