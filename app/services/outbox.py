@@ -22,11 +22,13 @@ Payloads are plain JSON (the adapters format them):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, insert, select, update
 
@@ -113,7 +115,14 @@ def enqueue_many(session: Session, messages: Sequence[Outgoing]) -> list[int]:
 def due(session: Session, *, now: datetime | None = None, limit: int = 50) -> list[OutboxMessage]:
     """Pending messages whose time has come and that no earlier pending message of their key
     is waiting ahead of, oldest first."""
-    now = now or utcnow()
+    params = {"now": now or utcnow(), "limit": limit}
+    return list(session.exec(_due_statement(), params=params))
+
+
+@functools.cache
+def _due_statement() -> Any:
+    """Built once: every worker asks twice a second, and building the aliased statement
+    again each time cost more than running it."""
     earlier = aliased(OutboxMessage)
     blocked = (
         select(earlier.id)
@@ -124,14 +133,15 @@ def due(session: Session, *, now: datetime | None = None, limit: int = 50) -> li
         )
         .exists()
     )
-    statement = (
+    return (
         select(OutboxMessage)
-        .where(OutboxMessage.state == PENDING, col(OutboxMessage.next_attempt_at) <= now)
+        .where(
+            OutboxMessage.state == PENDING, col(OutboxMessage.next_attempt_at) <= bindparam("now")
+        )
         .where(~blocked)
         .order_by(col(OutboxMessage.id))
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
-    return list(session.exec(statement))
 
 
 CLAIM_LEASE_SECONDS = 120.0  # longer than any sender's timeout

@@ -9,6 +9,7 @@ and returns frozen views, never ORM rows.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import secrets
 from collections.abc import Sequence
@@ -36,8 +37,16 @@ MAX_NAME_LENGTH = 64
 TOUCH_INTERVAL = timedelta(seconds=60)
 
 _HASHER = PasswordHasher()  # argon2id
-# Verified against when the user does not exist, so failures take the same time either way.
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so failures take the same time either way.
+
+    Made on first use, not at import: one argon2 hash takes 64 MiB for a moment, and processes
+    that never sign anyone in (DICOM workers, ``import-wl``) should not pay it.
+    """
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -222,7 +231,7 @@ def authenticate(session: Session, *, username: str, password: str) -> UserView 
     user = session.exec(select(AppUser).where(AppUser.username == username.strip())).first()
     if user is None or not user.active:
         with contextlib.suppress(VerificationError, InvalidHashError):
-            _HASHER.verify(_DUMMY_HASH, password)
+            _HASHER.verify(_dummy_hash(), password)
         return None
     try:
         _HASHER.verify(user.password_hash, password)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -181,3 +183,12 @@ def test_principal_actor() -> None:
     assert user.actor() == Actor(AuditSource.WEB, "alice")
     assert Role.ADMIN.allows(Role.SCHEDULER) and Role.SCHEDULER.allows(Role.VIEWER)
     assert not Role.VIEWER.allows(Role.SCHEDULER) and not Role.SCHEDULER.allows(Role.ADMIN)
+
+
+def test_importing_users_does_not_hash() -> None:
+    """The timing-equaliser hash is made on first use: a DICOM worker never pays its 64 MiB."""
+    probe = "import app.services.users as u; print(u._dummy_hash.cache_info().currsize)"
+    made = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    assert made == "0"
