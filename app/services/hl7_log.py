@@ -7,9 +7,11 @@ and two copies racing each other cannot both commit.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -70,17 +72,21 @@ def claim(session: Session, *, message: MessageRecord) -> bool:
     already accepted: ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index, so
     the redelivery check and the log row are one statement. ``False``: a copy was accepted
     (or is being accepted on another connection, which this statement waits for)."""
-    dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Hl7Message)
-    statement = (
-        insert.values(**vars(message), received_at=utcnow())
-        .on_conflict_do_nothing(
-            index_elements=["sending_application", "sending_facility", "control_id"],
-            index_where=text(f"outcome = '{ACCEPTED}'"),
-        )
-        .returning(col(Hl7Message.id))
-    )
-    return session.execute(statement).scalar_one_or_none() is not None
+    statement = _claim_statement(session.get_bind().dialect.name)
+    values = {**vars(message), "received_at": utcnow()}
+    return session.execute(statement, values).scalar_one_or_none() is not None
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    """Built once per dialect, values bound at execution (a Core statement: no ORM machinery,
+    and SQLAlchemy's cache key of a statement object is computed once)."""
+    table = Hl7Message.__table__  # type: ignore[attr-defined]
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return insert.on_conflict_do_nothing(
+        index_elements=["sending_application", "sending_facility", "control_id"],
+        index_where=text(f"outcome = '{ACCEPTED}'"),
+    ).returning(table.c.id)
 
 
 # Longest value each column takes; PostgreSQL refuses longer ones (SQLite stores anything).

@@ -47,6 +47,7 @@ from app.domain.items import (
     new_short_id,
     new_uid,
     validate_item,
+    validate_patient,
 )
 from app.domain.status import SpsStatus
 from app.models import (
@@ -115,7 +116,6 @@ def apply_order(
         raise ValidationError("the order has no OBR", field="RequestedProcedureID")
     action = action_for(policy.order_control, message.order_control, message.order_status)
     status = None if action == UPDATE else SpsStatus(action)
-    patient = write.ensure_patient(session, message.patient, actor=actor)
     is_new = message.order_control.strip().upper() == NEW_ORDER
     groups = [
         _with_start_now(group, policy)
@@ -123,10 +123,23 @@ def apply_order(
         else group
         for group in message.groups
     ]
-    if _all_new_procedures(session, groups, status):
-        items = [_item_data(session, message.patient, g, status, policy, None) for g in groups]
-        write.create_items(session, items, actor=actor)
-        return
+    if _new_procedures(groups, status):
+        validate_patient(message.patient)
+        created = write.insert_patient(session, message.patient)
+        if created is not None:
+            # A patient created just now has no procedure yet: every group is new (a Study
+            # Instance UID used already is another patient's, and its unique index says so).
+            _create_items(
+                session, created, message.patient, groups, status, policy, actor, new=True
+            )
+            return
+        patient = write.known_patient(session, message.patient, actor=actor)
+        if not _known_procedure(session, groups):
+            assert patient.id is not None
+            _create_items(session, patient.id, message.patient, groups, status, policy, actor)
+            return
+    else:
+        patient = write.ensure_patient(session, message.patient, actor=actor)
     for group in groups:
         carries_step = bool(group.step.modality and group.step.start_datetime)
         if carries_step and not (status and status.is_final):
@@ -141,26 +154,47 @@ def apply_order(
             )
 
 
-def _all_new_procedures(
-    session: Session, groups: Sequence[OrderGroup], status: SpsStatus | None
-) -> bool:
-    """Whether every group writes a step of a procedure that is new and names its own Study
-    Instance UID: then they are written together (``write.create_items``), one statement per
-    table. Otherwise each group is written in turn, so a later group finds what an earlier one
-    created."""
+def _new_procedures(groups: Sequence[OrderGroup], status: SpsStatus | None) -> bool:
+    """Whether every group writes a step (non-final status, modality and start) and names its
+    own Study Instance UID: then, when none of these UIDs is known, the groups are written
+    together (``_create_items``), a few statements for all. Otherwise each group is written in
+    turn, so a later group finds what an earlier one created."""
     if status is not None and status.is_final:
         return False
     if not all(g.step.modality and g.step.start_datetime for g in groups):
         return False
     uids = [g.procedure.study_instance_uid for g in groups]
-    if not all(uids) or len(set(uids)) != len(uids):
-        return False
+    return all(uids) and len(set(uids)) == len(uids)
+
+
+def _known_procedure(session: Session, groups: Sequence[OrderGroup]) -> bool:
+    """Whether a procedure with one of the groups' Study Instance UIDs exists."""
+    uids = [g.procedure.study_instance_uid for g in groups]
     known = session.exec(
         select(RequestedProcedure.study_instance_uid).where(
             col(RequestedProcedure.study_instance_uid).in_(uids)
         )
     ).first()
-    return known is None
+    return known is not None
+
+
+def _create_items(
+    session: Session,
+    patient_pk: int,
+    patient: PatientData,
+    groups: Sequence[OrderGroup],
+    status: SpsStatus | None,
+    policy: IntakePolicy,
+    actor: Actor,
+    *,
+    new: bool = False,
+) -> None:
+    """The groups' new items for the patient ``patient_pk`` (``new``: inserted just now)."""
+    wanted = [(g.step.modality, g.step.location) for g in groups if not g.step.station_ae_titles]
+    routes = stations.routes(session, wanted)
+    items = [_item_data(session, patient, g, status, policy, None, routes) for g in groups]
+    created = patient if new else None
+    write.create_order_items(session, patient_pk, items, actor=actor, new_patient=created)
 
 
 def _write_item(
@@ -184,9 +218,11 @@ def _item_data(
     status: SpsStatus | None,
     policy: IntakePolicy,
     known: RequestedProcedure | None,
+    routes: Mapping[tuple[str, str], stations.Route] | None = None,
 ) -> WorklistItemData:
     """The worklist item a group describes, completed from ``known`` (its procedure, if it
-    exists), the policy and the station table; validated."""
+    exists), the policy and the station table (``routes``: what it says for the groups'
+    modalities and locations, read once for all); validated."""
     if not group.order.accession_number:
         group = _with_known_accession(session, group, known, policy)
     rp_id = (
@@ -206,7 +242,9 @@ def _item_data(
         study_uid = new_uid()
     step = group.step
     station_titles, station_name = step.station_ae_titles, step.station_name
-    if not station_titles:
+    if not station_titles and routes is not None:
+        station_titles, station_name = _routed(routes, step.modality, step.location)
+    elif not station_titles:
         station_titles, station_name = _station_for(session, step.modality, step.location)
     data = WorklistItemData(
         patient=patient_data,
@@ -256,15 +294,28 @@ def _with_known_accession(
     return group
 
 
-def _station_for(session: Session, modality: str, location: str) -> tuple[tuple[str, ...], str]:
+def _station_for(session: Session, modality: str, location: str) -> stations.Route:
     station = stations.route(session, modality=modality, location=location)
     if station is None:
-        where = f" at '{location}'" if location else ""
-        raise ValidationError(
-            f"no station is configured for modality {modality}{where}; add one at /api/stations",
-            field="ScheduledStationAETitle",
-        )
+        raise _no_station(modality, location)
     return (station.ae_title,), station.station_name
+
+
+def _routed(
+    routes: Mapping[tuple[str, str], stations.Route], modality: str, location: str
+) -> stations.Route:
+    route = routes.get((modality, location))
+    if route is None:
+        raise _no_station(modality, location)
+    return route
+
+
+def _no_station(modality: str, location: str) -> ValidationError:
+    where = f" at '{location}'" if location else ""
+    return ValidationError(
+        f"no station is configured for modality {modality}{where}; add one at /api/stations",
+        field="ScheduledStationAETitle",
+    )
 
 
 def _find_procedure(

@@ -7,8 +7,10 @@ default row (empty location).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -48,6 +50,32 @@ def route(session: Session, *, modality: str, location: str = "") -> Station | N
         if found is not None:
             return found
     return None
+
+
+Route = tuple[tuple[str, ...], str]  # the station's AE titles (one) and Station Name
+# Built once: SQLAlchemy computes a statement object's cache key once.
+_STATION = Station.__table__.c  # type: ignore[attr-defined]  # Core columns: no ORM execution
+_ROUTES = select(
+    _STATION.modality, _STATION.location, _STATION.ae_title, _STATION.station_name
+).where(_STATION.modality.in_(bindparam("modalities", expanding=True)))
+
+
+def routes(session: Session, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Route]:
+    """``route`` for many (modality, location) pairs in one SELECT: the AE title and station
+    name of each pair that has a station (a pair without one is left out)."""
+    pairs = set(wanted)
+    if not pairs:
+        return {}
+    modalities = sorted({modality for modality, _ in pairs})
+    rows = session.execute(_ROUTES, {"modalities": modalities})
+    table = {(modality, location): ((title,), name) for modality, location, title, name in rows}
+    found: dict[tuple[str, str], Route] = {}
+    for modality, location in pairs:
+        for where in (location, "") if location else ("",):
+            if (modality, where) in table:
+                found[modality, location] = table[modality, where]
+                break
+    return found
 
 
 def list_stations(session: Session) -> list[StationView]:

@@ -10,7 +10,8 @@ users) belong to their own service, which uses ``audit`` from here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,23 +188,31 @@ def insert_patient(session: Session, data: PatientData) -> int | None:
     exactly one gets a key and neither fails.
     """
     now = utcnow()
-    dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Patient).values(
-        patient_id=data.patient_id,
-        issuer_of_patient_id=data.issuer_of_patient_id,
-        name=data.name,
-        name_key=person_name_key(data.name),
-        birth_date=data.birth_date,
-        sex=data.sex,
-        attributes=data.attributes,
-        created_at=now,
-        updated_at=now,
-    )
-    statement = insert.on_conflict_do_nothing(
-        index_elements=["patient_id", "issuer_of_patient_id"]
-    ).returning(col(Patient.id))
-    pk: int | None = session.execute(statement).scalar_one_or_none()
+    values = {
+        "patient_id": data.patient_id,
+        "issuer_of_patient_id": data.issuer_of_patient_id,
+        "name": data.name,
+        "name_key": person_name_key(data.name),
+        "birth_date": data.birth_date,
+        "sex": data.sex,
+        "attributes": data.attributes,
+        "created_at": now,
+        "updated_at": now,
+    }
+    statement = _insert_patient_statement(session.get_bind().dialect.name)
+    pk: int | None = session.execute(statement, values).scalar_one_or_none()
     return pk
+
+
+@functools.cache
+def _insert_patient_statement(dialect: str) -> Any:
+    """Built once per dialect, values bound at execution (a Core statement: no ORM machinery,
+    and SQLAlchemy's cache key of a statement object is computed once)."""
+    table = _table(Patient)
+    insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return insert_.on_conflict_do_nothing(
+        index_elements=["patient_id", "issuer_of_patient_id"]
+    ).returning(table.c.id)
 
 
 def patient_by_identity(session: Session, patient_id: str, issuer: str) -> Patient | None:
@@ -259,6 +268,11 @@ def ensure_patient(session: Session, data: PatientData, *, actor: Actor) -> Pati
     inserted_pk = insert_patient(session, data)
     if inserted_pk is not None:
         return created_patient(session, data, inserted_pk, actor=actor)
+    return known_patient(session, data, actor=actor)
+
+
+def known_patient(session: Session, data: PatientData, *, actor: Actor) -> Patient:
+    """The existing patient of ``data``'s identity, with what ``data`` knows merged in."""
     patient = patient_by_identity(session, data.patient_id, data.issuer_of_patient_id)
     assert patient is not None
     changes = {f: getattr(data, f) for f in PATIENT_DEMOGRAPHICS if getattr(data, f)}
@@ -835,3 +849,189 @@ def delete_step_row(session: Session, step: ScheduledProcedureStep, *, actor: Ac
 def _exists(session: Session, condition: Any) -> bool:
     entity = condition.left.table
     return session.execute(select(entity.c.id).where(condition).limit(1)).first() is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# The new items of one order message (HL7 intake), in a few Core statements
+
+
+def create_order_items(
+    session: Session,
+    patient_pk: int,
+    items: Sequence[WorklistItemData],
+    *,
+    actor: Actor,
+    new_patient: PatientData | None = None,
+) -> list[int]:
+    """Write the new items of one order message, all of one patient, as ``create_items`` does
+    but with plain Core statements: no ORM flush, no row read back after its INSERT.
+
+    Every item's Study Instance UID must be new and appear once in ``items`` (the caller
+    checks; a clash still fails with ``ConflictError``). An item's order is the patient's order
+    with its Accession Number, else a new one. ``new_patient``: the patient was inserted just
+    now (``insert_patient``), so it has no order to look up, and its creation is audited here.
+    Every new row gets its audit row (all in one multi-row INSERT) and change event. Returns
+    the new steps' primary keys.
+    """
+    records: list[_Created] = []
+    if new_patient is not None:
+        shown = {f: getattr(new_patient, f) for f in ("patient_id", *PATIENT_DEMOGRAPHICS)}
+        records.append(_Created(PATIENT, patient_pk, shown))
+    order_pks = _item_orders(session, patient_pk, items, records, look_up=new_patient is None)
+    procedure_pks = _insert_core(
+        session,
+        RequestedProcedure,
+        [
+            {
+                "order_pk": order_pk,
+                "study_instance_uid": item.procedure.study_instance_uid,
+                **procedure_values(item.procedure),
+            }
+            for item, order_pk in zip(items, order_pks, strict=True)
+        ],
+        "Study Instance UID already used",
+        "StudyInstanceUID",
+    )
+    steps = [
+        {
+            "procedure_pk": procedure_pk,
+            "sps_id": item.step.sps_id,
+            "status": (item.step.status or SpsStatus.SCHEDULED).value,
+            **step_values(item.step),
+        }
+        for item, procedure_pk in zip(items, procedure_pks, strict=True)
+    ]
+    step_pks = _insert_core(
+        session,
+        ScheduledProcedureStep,
+        steps,
+        "SPS ID already used",
+        "ScheduledProcedureStepID",
+    )
+    titles = [
+        {"sps_pk": pk, "ae_title": title}
+        for pk, step in zip(step_pks, steps, strict=True)
+        for title in dict.fromkeys(step["station_ae_title"].split(VALUE_SEPARATOR))
+    ]
+    session.execute(_plain_insert(ScheduledStationAETitle), titles)
+    for item, procedure_pk, step_pk, step in zip(
+        items, procedure_pks, step_pks, steps, strict=True
+    ):
+        procedure = {
+            "study_instance_uid": item.procedure.study_instance_uid,
+            "requested_procedure_id": item.procedure.requested_procedure_id,
+        }
+        shown = {k: v for k, v in step.items() if k not in (*_NOT_SHOWN, "procedure_pk")}
+        records.append(_Created(PROCEDURE, procedure_pk, procedure))
+        records.append(_Created(STEP, step_pk, shown, step["status"]))
+    rows = [
+        _audit_row(actor, "create", r.entity, r.pk, {"after": dict(r.after)}, "") for r in records
+    ]
+    session.execute(_plain_insert(AuditEvent), rows)
+    for record in records:
+        note(session, ChangeEvent(_EVENT_ENTITY[record.entity], record.pk, "create", record.status))
+    return step_pks
+
+
+def _item_orders(
+    session: Session,
+    patient_pk: int,
+    items: Sequence[WorklistItemData],
+    records: list[_Created],
+    *,
+    look_up: bool,
+) -> list[int]:
+    """Each item's order: the patient's order with its Accession Number (looked up only when
+    ``look_up``), else a new one, inserted here (shared by the items with one accession)."""
+    accessions = sorted({i.order.accession_number for i in items if i.order.accession_number})
+    known: dict[str, int] = {}
+    if look_up and accessions:
+        for pk, accession in session.execute(
+            select(ImagingServiceRequest.id, col(ImagingServiceRequest.accession_number))
+            .where(
+                col(ImagingServiceRequest.patient_pk) == patient_pk,
+                col(ImagingServiceRequest.accession_number).in_(accessions),
+            )
+            .order_by(col(ImagingServiceRequest.id))
+        ):
+            known.setdefault(accession, _pk_value(pk))
+    new: list[dict[str, Any]] = []
+    new_by_accession: dict[str, int] = {}
+    picks: list[tuple[bool, int]] = []  # (known, its key) or (new, its index in ``new``)
+    for item in items:
+        accession = item.order.accession_number
+        if accession in known:
+            picks.append((True, known[accession]))
+        elif accession in new_by_accession:
+            picks.append((False, new_by_accession[accession]))
+        else:
+            values = order_values(item.order)
+            new.append({"patient_pk": patient_pk, **values, "attributes": item.order.attributes})
+            if accession:
+                new_by_accession[accession] = len(new) - 1
+            picks.append((False, len(new) - 1))
+    pks = _insert_core(
+        session,
+        ImagingServiceRequest,
+        new,
+        "order created concurrently",
+        "AccessionNumber",
+    )
+    for pk, row in zip(pks, new, strict=True):
+        shown = {k: v for k, v in row.items() if k not in ("patient_pk", "attributes")}
+        records.append(_Created(ORDER, pk, shown))
+    return [value if found else pks[value] for found, value in picks]
+
+
+def _table(model: Any) -> Any:
+    """The model's Core table: statements on it skip the ORM's bulk-insert machinery."""
+    return model.__table__
+
+
+# Built once per table: SQLAlchemy computes a statement object's cache key once.
+@functools.cache
+def _plain_insert(model: Any) -> Any:
+    return insert(_table(model))
+
+
+@functools.cache
+def _returning_insert(model: Any, *, ordered: bool) -> Any:
+    table = _table(model)
+    return insert(table).returning(table.c.id, sort_by_parameter_order=ordered)
+
+
+@functools.cache
+def _default_makers(model: Any) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...]:
+    """(field, default, default factory) of each field a row may leave out (the models'
+    factories take no argument: ``utcnow``, ``dict``)."""
+    return tuple(
+        (name, info.default, info.default_factory)
+        for name, info in model.model_fields.items()
+        if name != "id" and not info.is_required()
+    )
+
+
+def _defaults(model: Any) -> dict[str, Any]:
+    return {
+        name: factory() if factory is not None else default
+        for name, default, factory in _default_makers(model)
+    }
+
+
+def _insert_core(
+    session: Session, model: Any, rows: list[dict[str, Any]], message: str, field: str
+) -> list[int]:
+    """INSERT ... RETURNING id of the rows (the model's defaults fill what they leave out), as
+    Core statements; their keys in order. A row a unique index refuses: ``ConflictError``."""
+    if not rows:
+        return []
+    defaults = _defaults(model)
+    try:
+        if len(rows) == 1:
+            statement = _returning_insert(model, ordered=False)
+            return [int(session.execute(statement, {**defaults, **rows[0]}).scalar_one())]
+        statement = _returning_insert(model, ordered=True)
+        result = session.execute(statement, [{**defaults, **row} for row in rows])
+        return [int(pk) for pk in result.scalars()]
+    except IntegrityError:
+        raise ConflictError(message, field=field) from None
