@@ -86,13 +86,50 @@ def _per_size(results: Results, args: argparse.Namespace, size: int, work: Path)
 
 
 def _mpps_and_rest(results: Results, broker: Broker, size: int, args: argparse.Namespace) -> None:
-    chosen = steps(size, args.seed)[: args.mpps_pairs]
-    pairs = measure.mpps_pairs(broker.ports["dicom"], BROKER_AE, chosen)
-    results.rows.append(report.throughput_row("MPPS N-CREATE + N-SET pairs", pairs, "100/s"))
+    _mpps(results, broker, size, args)
     token = _token(broker)
     path = "/api/mwlitems?ScheduledStationAETitle=ST4&ScheduledProcedureStepStartDate=20261206"
     rest = measure.rest_search(broker.ports["http"], token, path, args.queries * 3)
     results.rows.append(report.latency_row("REST search, keep-alive", rest, None, "10 ms"))
+
+
+def _mpps(results: Results, broker: Broker, size: int, args: argparse.Namespace) -> None:
+    """Distinct steps for the raw client and the pynetdicom reference: each pair moves its
+    step SCHEDULED -> STARTED -> COMPLETED, as a modality's would."""
+    count = args.mpps_pairs
+    chosen = steps(size, args.seed)[: 2 * count]
+    port = broker.ports["dicom"]
+    pairs = measure.mpps_pairs(port, BROKER_AE, chosen[:count])
+    results.rows.append(report.throughput_row("MPPS N-CREATE + N-SET pairs", pairs, "100/s"))
+    reference = measure.pynetdicom_mpps_pairs(port, BROKER_AE, chosen[count:])
+    label = "MPPS pairs, pynetdicom SCU (reference)"
+    results.rows.append(report.throughput_row(label, reference, ""))
+
+
+def _mpps_only(args: argparse.Namespace) -> Results:
+    """``--mpps-only``: the MPPS rows alone, ``--mpps-runs`` times on fresh steps of one broker
+    (SQLite, ``--table-size`` steps): a quick before/after of the MPPS path."""
+    results = Results()
+    size = args.table_size
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        broker = Broker(work, f"sqlite:///{work / 'broker.db'}")
+        broker.cli("db", "upgrade")
+        broker.cli("import-wl", str(worklist_folder(args.cache, size, args.seed)))
+        count = args.mpps_pairs
+        every = steps(size, args.seed)
+        with broker.serving("dicom"):
+            port = broker.ports["dicom"]
+            for run in range(args.mpps_runs):
+                chosen = every[run * count : (run + 1) * count]
+                pairs = measure.mpps_pairs(port, BROKER_AE, chosen)
+                label = f"MPPS N-CREATE + N-SET pairs, run {run + 1}"
+                results.rows.append(report.throughput_row(label, pairs, "100/s"))
+            chosen = every[args.mpps_runs * count : (args.mpps_runs + 1) * count]
+            reference = measure.pynetdicom_mpps_pairs(port, BROKER_AE, chosen)
+            label = "MPPS pairs, pynetdicom SCU (reference)"
+            results.rows.append(report.throughput_row(label, reference, ""))
+    return results
 
 
 def _token(broker: Broker) -> str:
@@ -128,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--hl7-messages", type=int, default=1000)
     parser.add_argument("--mpps-pairs", type=int, default=200)
+    parser.add_argument("--mpps-only", action="store_true", help="only the MPPS rows (no table)")
+    parser.add_argument("--mpps-runs", type=int, default=3, help="with --mpps-only")
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--cache", type=Path, default=ROOT / "bench" / ".cache")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -136,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.sizes, args.table_size, args.queries = "200,1000", 1000, 5
         args.hl7_messages, args.mpps_pairs = 50, 10
+    if args.mpps_only:
+        for row in _mpps_only(args).rows:
+            print(f"{row.what}: {row.broker}")
+        return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     results = Results()
     for size in sizes:

@@ -8,11 +8,13 @@ domain error through ``dicom_scp.status.MPPS_ERROR_STATUS``. The service validat
 from __future__ import annotations
 
 import logging
+from io import BytesIO
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from pynetdicom.dsutils import decode
 
 from app.db import session_scope
 from app.domain.actor import Actor
@@ -46,12 +48,15 @@ def _actor(event: evt.Event, uid: str) -> Actor:
     return Actor(AuditSource.DICOM, str(event.assoc.requestor.ae_title).strip(), context=uid)
 
 
-def _run(ctx: ScpContext, what: str, uid: str, call: Any) -> Result:
-    """Run one service call in its own transaction; map errors."""
+def _run(ctx: ScpContext, what: str, uid: str, call: Any, echo: Dataset | None = None) -> Result:
+    """Run one service call in its own transaction; map errors.
+
+    The answer is the stored data set; ``echo`` is that data set already decoded (N-CREATE
+    stores the request's whole), which spares building it again from DICOM JSON."""
     try:
         with session_scope(ctx.session_factory) as session:
             found = call(session)
-            answer = Dataset.from_json(found.attributes)
+            answer = echo if echo is not None else Dataset.from_json(found.attributes)
             status = found.status
     except DomainError as exc:
         LOG.info("MPPS %s %s refused: %s", what, uid, exc.message)
@@ -61,6 +66,19 @@ def _run(ctx: ScpContext, what: str, uid: str, call: Any) -> Result:
         return status_dataset(NStatus.PROCESSING_FAILURE, f"{what} failed; see the log"), None
     LOG.info("MPPS %s %s: %s", what, uid, status)
     return int(NStatus.SUCCESS), answer
+
+
+def _echo(event: evt.Event, parameter: str) -> Dataset:
+    """The request's data set, decoded again but lazily: its elements stay raw, so encoding it
+    for the answer copies their bytes instead of encoding every value (it was already read
+    whole, as DICOM JSON, by ``_decoded``)."""
+    stream: BytesIO | None = getattr(event.request, parameter, None)
+    if stream is None:  # a test's event carries a decoded data set
+        return Dataset(event.attribute_list)
+    syntax = event.context.transfer_syntax
+    ds = decode(stream, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+    ds.set_original_encoding(syntax.is_implicit_VR, syntax.is_little_endian)
+    return ds
 
 
 def _decoded(event: evt.Event, attribute: str, parameter: str) -> JsonDataset | Dataset:
@@ -108,6 +126,7 @@ def handle_n_create(event: evt.Event, ctx: ScpContext) -> Result:
             delivery=ctx.delivery,
             actor=_actor(event, uid),
         ),
+        echo=_echo(event, "AttributeList"),
     )
 
 

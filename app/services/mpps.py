@@ -12,12 +12,17 @@ linked order to the RIS (when configured) and the N-CREATE / N-SET to each downs
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
+from sqlalchemy import Select, Table, bindparam
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlalchemy import update as sa_update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, insert, select
 
 from app.config import OutboxSettings
 from app.domain.actor import Actor
@@ -25,8 +30,10 @@ from app.domain.dicom_json import JsonDataset
 from app.domain.errors import ValidationError
 from app.domain.mpps import (
     DuplicateInstanceError,
+    MppsClosedError,
     MppsStatus,
     NoSuchInstanceError,
+    PerformedSummary,
     StartPerformedStep,
     StepReference,
     UpdatePerformedStep,
@@ -74,41 +81,42 @@ class Delivery:
 
 # ---------------------------------------------------------------------------------------------
 # N-CREATE / N-SET
+#
+# The hot path of every exam: each message reads what it needs once, writes with Core
+# statements (no ORM flush, no keys read back but the new MPPS's), and answers from what it
+# read and wrote instead of reading it again. ``tests/service/test_mpps_statements.py`` pins
+# the statements.
 
 
 def create(
     session: Session, *, command: StartPerformedStep, delivery: Delivery, actor: Actor
 ) -> MppsView:
-    """N-CREATE (PS3.4 F.7.2.1): store, link, start the steps, queue the messages."""
+    """N-CREATE (PS3.4 F.7.2.1): store, link, start the steps, queue the messages.
+
+    INSERT ... ON CONFLICT DO NOTHING finds a duplicate SOP Instance UID (0x0111) without a
+    SELECT first, and also when another association creates the same UID at the same moment."""
     uid = command.uid
-    if _row(session, uid) is not None:
+    now = utcnow()
+    summary = summary_of(command.attributes)
+    pk = _insert_mpps(session, uid, command.status.value, command.attributes, summary, now)
+    if pk is None:
         raise DuplicateInstanceError(f"MPPS {uid} exists", field="AffectedSOPInstanceUID")
-    row = PerformedProcedureStep(
-        sop_instance_uid=uid, status=command.status.value, attributes=command.attributes
-    )
-    _refresh_columns(row)
-    session.add(row)
-    session.flush()
-    assert row.id is not None
     steps = _steps_named(session, command.steps, command.patient_id)
-    for step in steps:
-        assert step.id is not None
-        session.add(PerformedStepLink(mpps_pk=row.id, sps_pk=step.id))
-    write.audit(
-        session,
-        actor=actor,
+    if steps:
+        session.execute(_LINK_INSERT, [{"mpps_pk": pk, "sps_pk": step.pk} for step in steps])
+    created = write.AuditEntry(
         action="create",
         entity=ENTITY,
-        entity_pk=row.id,
-        after={"status": row.status},
-        detail={"sop_instance_uid": uid, "steps": [s.id for s in steps]},
+        entity_pk=pk,
+        after={"status": command.status.value},
+        detail={"sop_instance_uid": uid, "steps": [s.pk for s in steps]},
         context=uid,
-        status=row.status,
+        status=command.status.value,
     )
-    _follow(session, row, steps, command.status, delivery, actor)
+    row = _Mpps(pk, uid, command.status.value, command.attributes, summary, now, now)
+    moved = _follow(session, row, steps, command.status, delivery, actor, created)
     _forward(session, uid, MPPS_CREATE, command.attributes, delivery)
-    session.flush()
-    return view(session, row)
+    return _view(row, _linked_of(moved))
 
 
 def update(
@@ -116,105 +124,268 @@ def update(
 ) -> MppsView:
     """N-SET (PS3.4 F.7.2.2): only while IN PROGRESS; the steps follow a final status."""
     uid = command.uid
-    row = _row(session, uid)
-    if row is None:
+    found = _read_with_steps(session, uid)
+    if found is None:
         raise NoSuchInstanceError(f"no MPPS {uid}", field="RequestedSOPInstanceUID")
+    row, steps = found
     before = row.status
-    merged, status = apply_set(MppsStatus(row.status), row.attributes, command.modifications)
-    changed_status = status.value != row.status
-    row.attributes, row.status, row.updated_at = merged, status.value, utcnow()
-    _refresh_columns(row)
-    session.add(row)
-    assert row.id is not None
-    write.audit(
-        session,
-        actor=actor,
+    merged, status = apply_set(MppsStatus(before), row.attributes, command.modifications)
+    now = utcnow()
+    row = replace(
+        row, status=status.value, attributes=merged, summary=summary_of(merged), updated_at=now
+    )
+    values = _row_values(row.status, merged, row.summary)
+    changed = session.execute(
+        _MPPS_UPDATE, {"pk": row.pk, "before": before, **values, "updated_at": now}
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise MppsClosedError(MppsClosedError.COMMENT, field="PerformedProcedureStepStatus")
+    updated = write.AuditEntry(
         action="update",
         entity=ENTITY,
-        entity_pk=row.id,
+        entity_pk=row.pk,
         before={"status": before},
         after={"status": status.value},
         detail={"keys": sorted(command.modifications)},
         context=uid,
         status=status.value,
     )
-    if changed_status:
-        _follow(session, row, _linked_steps(session, row.id), status, delivery, actor)
+    if status.value != before:
+        steps = _follow(session, row, steps, status, delivery, actor, updated)
+    else:
+        write.audit_many(session, actor, [updated])
     _forward(session, uid, MPPS_SET, command.modifications, delivery)
-    session.flush()
-    return view(session, row)
+    return _view(row, _linked_of(steps))
 
 
-def _refresh_columns(row: PerformedProcedureStep) -> None:
-    summary = summary_of(row.attributes)
-    row.performed_station_ae_title = summary.station_ae_title
-    row.modality = summary.modality
-    row.start_datetime = summary.start_datetime
-    row.end_datetime = summary.end_datetime
+@dataclass(frozen=True)
+class _Mpps:
+    """What create and update know of the MPPS row (read once, or just written)."""
+
+    pk: int
+    sop_instance_uid: str
+    status: str
+    attributes: JsonDataset
+    summary: PerformedSummary
+    created_at: datetime
+    updated_at: datetime
+
+
+def _row_values(status: str, attributes: JsonDataset, summary: PerformedSummary) -> dict[str, Any]:
+    """The MPPS row's columns: the data set and, for lists and searches, its summary."""
+    return {
+        "status": status,
+        "attributes": attributes,
+        "performed_station_ae_title": summary.station_ae_title,
+        "modality": summary.modality,
+        "start_datetime": summary.start_datetime,
+        "end_datetime": summary.end_datetime,
+    }
+
+
+def _insert_mpps(
+    session: Session,
+    uid: str,
+    status: str,
+    attributes: JsonDataset,
+    summary: PerformedSummary,
+    now: datetime,
+) -> int | None:
+    """The new row's key, or ``None`` when the SOP Instance UID exists (race-safe)."""
+    statement = _INSERT_MPPS[session.get_bind().dialect.name]
+    values = {
+        "sop_instance_uid": uid,
+        "created_at": now,
+        "updated_at": now,
+        **_row_values(status, attributes, summary),
+    }
+    pk: int | None = session.execute(statement, values).scalar_one_or_none()
+    return pk
 
 
 # ---------------------------------------------------------------------------------------------
 # Linking
 
 
+@dataclass(frozen=True)
+class _Step:
+    """A scheduled step as MPPS needs it: its status, what the answer lists and what the RIS
+    status message reports (order, patient); read in the one query that finds the step."""
+
+    pk: int
+    sps_id: str
+    status: str
+    modality: str
+    requested_procedure_id: str
+    study_instance_uid: str
+    order_pk: int
+    accession_number: str
+    placer_order_number: str
+    filler_order_number: str
+    patient: ReportedPatient
+
+
+# The hot path's statements are Core, on the tables, and built once (``bindparam``): no ORM
+# bulk path, no statement construction or cache key per message.
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+_SPS_T, _RP_T, _ISR_T, _PAT_T = map(
+    _table, (ScheduledProcedureStep, RequestedProcedure, ImagingServiceRequest, Patient)
+)
+_SPS, _RP, _ISR, _PAT = _SPS_T.c, _RP_T.c, _ISR_T.c, _PAT_T.c
+_MPPS, _LINK = _table(PerformedProcedureStep), _table(PerformedStepLink)
+_STEP_COLUMNS = (
+    _SPS.id,
+    _SPS.sps_id,
+    _SPS.status,
+    _SPS.modality,
+    _RP.requested_procedure_id,
+    _RP.study_instance_uid,
+    _ISR.id,
+    _ISR.accession_number,
+    _ISR.placer_order_number,
+    _ISR.filler_order_number,
+    _PAT.id,
+    _PAT.patient_id,
+    _PAT.issuer_of_patient_id,
+    _PAT.name,
+    _PAT.birth_date,
+    _PAT.sex,
+)
+_STEPS_FROM = (
+    _SPS_T.join(_RP_T, _SPS.procedure_pk == _RP.id)
+    .join(_ISR_T, _RP.order_pk == _ISR.id)
+    .join(_PAT_T, _ISR.patient_pk == _PAT.id)
+)
+_LINK_INSERT = insert(_LINK)
+_MPPS_UPDATE = (
+    sa_update(_MPPS)
+    .where(_MPPS.c.id == bindparam("pk"))
+    # IN PROGRESS as read: a concurrent N-SET that closed it first wins (PS3.4 F.7.2.2.3)
+    .where(_MPPS.c.status == bindparam("before"))
+)
+_MPPS_WITH_STEPS = (
+    # Plain LEFT JOINs on keys (a joined subquery would make SQLite scan every link).
+    sa_select(
+        _MPPS.c.id,
+        _MPPS.c.status,
+        _MPPS.c.attributes,
+        _MPPS.c.created_at,
+        _MPPS.c.updated_at,
+        *_STEP_COLUMNS,
+    )
+    .select_from(
+        _MPPS.outerjoin(_LINK, _LINK.c.mpps_pk == _MPPS.c.id)
+        .outerjoin(_SPS_T, _LINK.c.sps_pk == _SPS.id)
+        .outerjoin(_RP_T, _SPS.procedure_pk == _RP.id)
+        .outerjoin(_ISR_T, _RP.order_pk == _ISR.id)
+        .outerjoin(_PAT_T, _ISR.patient_pk == _PAT.id)
+    )
+    .where(_MPPS.c.sop_instance_uid == bindparam("uid"))
+    .order_by(_SPS.id)
+)
+_INSERT_MPPS = {
+    name: dialect.insert(_MPPS)
+    .on_conflict_do_nothing(index_elements=["sop_instance_uid"])
+    .returning(_MPPS.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+@functools.cache
+def _steps_statement(
+    by_study: bool, sps_id: bool, procedure_id: bool, patient_id: bool
+) -> Select[Any]:
+    """The query for one SSAS item, by which of its values are given (built once each)."""
+    statement = sa_select(*_STEP_COLUMNS).select_from(_STEPS_FROM)
+    if sps_id:
+        statement = statement.where(_SPS.sps_id == bindparam("sps_id"))
+    if procedure_id:
+        statement = statement.where(_RP.requested_procedure_id == bindparam("procedure_id"))
+    if by_study:
+        return statement.where(_RP.study_instance_uid == bindparam("study_uid"))
+    statement = statement.where(_ISR.accession_number == bindparam("accession"))
+    if patient_id:
+        statement = statement.where(_PAT.patient_id == bindparam("patient_id"))
+    return statement
+
+
+def _step_of(values: Sequence[Any]) -> tuple[_Step, int]:
+    """A ``_Step`` and its patient's key from the ``_STEP_COLUMNS`` of one result row."""
+    (pk, sps_id, status, modality, rp_id, study_uid, order_pk, accession, placer, filler) = values[
+        :10
+    ]
+    patient_pk, patient_id, issuer, name, birth_date, sex = values[10:]
+    patient = ReportedPatient(patient_id, issuer, name, birth_date, sex)
+    step = _Step(
+        pk, sps_id, status, modality, rp_id, study_uid, order_pk, accession, placer, filler, patient
+    )
+    return step, patient_pk
+
+
 def _steps_named(
     session: Session, references: Sequence[StepReference], patient_id: str
-) -> list[ScheduledProcedureStep]:
-    found: dict[int, ScheduledProcedureStep] = {}
+) -> list[_Step]:
+    found: dict[int, _Step] = {}
     for ref in references:
         for step in _steps_of(session, ref, patient_id):
-            assert step.id is not None
-            found[step.id] = step
-    return list(found.values())
+            found[step.pk] = step
+    return sorted(found.values(), key=lambda step: step.pk)
 
 
-def _steps_of(
-    session: Session, ref: StepReference, patient_id: str
-) -> Sequence[ScheduledProcedureStep]:
+def _steps_of(session: Session, ref: StepReference, patient_id: str) -> list[_Step]:
     """The steps one SSAS item names: by its Study Instance UID (unique) when that finds the
     procedure, else by Accession Number, which is not unique across patients: then the MPPS's
     Patient ID narrows it, and an answer spanning several patients links nothing (the MPPS
     waits for reconciliation rather than moving another patient's exam)."""
     if not ref.is_scheduled:
         return []
-    statement = (
-        select(ScheduledProcedureStep, ImagingServiceRequest.patient_pk)
-        .join(RequestedProcedure, col(ScheduledProcedureStep.procedure_pk) == RequestedProcedure.id)
-        .join(ImagingServiceRequest, col(RequestedProcedure.order_pk) == ImagingServiceRequest.id)
-    )
-    if ref.sps_id:
-        statement = statement.where(ScheduledProcedureStep.sps_id == ref.sps_id)
-    if ref.requested_procedure_id:
-        statement = statement.where(
-            RequestedProcedure.requested_procedure_id == ref.requested_procedure_id
-        )
+    given = {
+        "sps_id": ref.sps_id,
+        "procedure_id": ref.requested_procedure_id,
+        "study_uid": ref.study_instance_uid,
+        "accession": ref.accession_number,
+        "patient_id": patient_id,
+    }
+    narrow = (bool(ref.sps_id), bool(ref.requested_procedure_id))
     if ref.study_instance_uid:
-        by_study = session.exec(
-            statement.where(RequestedProcedure.study_instance_uid == ref.study_instance_uid)
-        ).all()
+        by_study = session.execute(_steps_statement(True, *narrow, False), given).all()
         if by_study:
-            return [step for step, _ in by_study]
+            return [_step_of(values)[0] for values in by_study]
     if not ref.accession_number:
         return []
-    statement = statement.where(ImagingServiceRequest.accession_number == ref.accession_number)
-    if patient_id:
-        statement = statement.join(
-            Patient, col(ImagingServiceRequest.patient_pk) == Patient.id
-        ).where(Patient.patient_id == patient_id)
-    rows = session.exec(statement).all()
+    statement = _steps_statement(False, *narrow, bool(patient_id))
+    rows = [_step_of(values) for values in session.execute(statement, given)]
     if len({patient_pk for _, patient_pk in rows}) > 1:
         return []
     return [step for step, _ in rows]
 
 
-def _linked_steps(session: Session, mpps_pk: int) -> list[ScheduledProcedureStep]:
-    statement = (
-        select(ScheduledProcedureStep)
-        .join(PerformedStepLink, col(PerformedStepLink.sps_pk) == ScheduledProcedureStep.id)
-        .where(PerformedStepLink.mpps_pk == mpps_pk)
-        .order_by(col(ScheduledProcedureStep.id))
-    )
-    return list(session.exec(statement))
+def _read_with_steps(session: Session, uid: str) -> tuple[_Mpps, list[_Step]] | None:
+    """The MPPS and its linked steps (in step order) in one query: a LEFT JOIN, so an
+    unlinked MPPS comes back with no steps."""
+    rows = session.execute(_MPPS_WITH_STEPS, {"uid": uid}).all()
+    if not rows:
+        return None
+    pk, status, attributes, created_at, updated_at = rows[0][:5]
+    row = _Mpps(pk, uid, status, attributes, summary_of(attributes), created_at, updated_at)
+    steps = [_step_of(values[5:])[0] for values in rows if values[5] is not None]
+    return row, steps
+
+
+def _linked_of(steps: Sequence[_Step]) -> list[LinkedStepView]:
+    return [
+        LinkedStepView(
+            step_pk=s.pk,
+            study_instance_uid=s.study_instance_uid,
+            sps_id=s.sps_id,
+            accession_number=s.accession_number,
+            status=s.status,
+        )
+        for s in steps
+    ]
 
 
 def link(
@@ -226,44 +397,32 @@ def link(
     actor: Actor,
 ) -> MppsView:
     """Reconciliation: link the MPPS to steps given as (Study Instance UID, SPS ID)."""
-    row = _row(session, uid)
-    if row is None:
+    found_mpps = _read_with_steps(session, uid)
+    if found_mpps is None:
         raise NoSuchInstanceError(f"no MPPS {uid}")
-    assert row.id is not None
-    found = []
+    row, linked = found_mpps
+    found: list[_Step] = []
     for study_uid, sps_id in steps:
         worklist.get_item(session, study_uid=study_uid, sps_id=sps_id)  # NotFoundError if unknown
-        step = session.exec(
-            select(ScheduledProcedureStep)
-            .join(
-                RequestedProcedure,
-                col(ScheduledProcedureStep.procedure_pk) == RequestedProcedure.id,
-            )
-            .where(
-                RequestedProcedure.study_instance_uid == study_uid,
-                ScheduledProcedureStep.sps_id == sps_id,
-            )
-        ).one()
-        found.append(step)
+        statement = _steps_statement(True, True, False, False)
+        values = session.execute(statement, {"study_uid": study_uid, "sps_id": sps_id}).one()
+        found.append(_step_of(values)[0])
     if not found:
         raise ValidationError("name at least one step to link", field="steps")
-    already = {s.id for s in _linked_steps(session, row.id)}
-    new = [s for s in found if s.id not in already]
-    for step in new:
-        assert step.id is not None
-        session.add(PerformedStepLink(mpps_pk=row.id, sps_pk=step.id))
-    write.audit(
-        session,
-        actor=actor,
+    already = {s.pk for s in linked}
+    new = list({s.pk: s for s in found if s.pk not in already}.values())
+    if new:
+        session.execute(_LINK_INSERT, [{"mpps_pk": row.pk, "sps_pk": s.pk} for s in new])
+    linking = write.AuditEntry(
         action="link",
         entity=ENTITY,
-        entity_pk=row.id,
-        detail={"steps": [s.id for s in new]},
+        entity_pk=row.pk,
+        detail={"steps": [s.pk for s in new]},
         context=uid,
     )
-    _follow(session, row, new, MppsStatus(row.status), delivery, actor)
-    session.flush()
-    return view(session, row)
+    moved = _follow(session, row, new, MppsStatus(row.status), delivery, actor, linking)
+    by_pk = {s.pk: s for s in (*linked, *moved)}
+    return _view(row, _linked_of(sorted(by_pk.values(), key=lambda s: s.pk)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,80 +431,65 @@ def link(
 
 def _follow(
     session: Session,
-    row: PerformedProcedureStep,
-    steps: Sequence[ScheduledProcedureStep],
+    row: _Mpps,
+    steps: Sequence[_Step],
     status: MppsStatus,
     delivery: Delivery,
     actor: Actor,
-) -> None:
+    first: write.AuditEntry,
+) -> list[_Step]:
+    """Move the steps that may follow ``status`` (IHE RAD-6/7), audit ``first`` and the moves
+    in one INSERT, queue the RIS status messages; the steps as they are now."""
     target = status.step_status
-    for step in steps:
-        if can_transition(SpsStatus(step.status), target):
-            write.move_status(session, step, target, actor=actor, context=row.sop_instance_uid)
-    if delivery.ris_endpoint and steps:
-        for order_pk, payload in _status_payloads(session, row, steps, status).items():
-            outbox.enqueue(
-                session,
-                channel=outbox.HL7,
-                destination=delivery.ris_endpoint,
-                ordering_key=f"order:{order_pk}",
-                kind=StatusReport.KIND,
-                payload=payload,
-            )
-
-
-def _status_payloads(
-    session: Session,
-    row: PerformedProcedureStep,
-    steps: Sequence[ScheduledProcedureStep],
-    status: MppsStatus,
-) -> dict[int, dict[str, Any]]:
-    """One mpps-status payload per order the steps belong to (``StatusReport.to_payload``)."""
-    return {
-        order_pk: report.to_payload()
-        for order_pk, report in _status_reports(session, row, steps, status).items()
-    }
+    movable = {s.pk: s.status for s in steps if can_transition(SpsStatus(s.status), target)}
+    moves = write.move_step_statuses(session, movable, target, context=row.sop_instance_uid)
+    write.audit_many(session, actor, [first, *moves])
+    moved = {entry.entity_pk for entry in moves}
+    now = [replace(s, status=target.value) if s.pk in moved else s for s in steps]
+    if delivery.ris_endpoint and now:
+        outbox.enqueue_many(
+            session,
+            [
+                outbox.Outgoing(
+                    channel=outbox.HL7,
+                    destination=delivery.ris_endpoint,
+                    ordering_key=f"order:{order_pk}",
+                    kind=StatusReport.KIND,
+                    payload=report.to_payload(),
+                )
+                for order_pk, report in _status_reports(row, now, status).items()
+            ],
+        )
+    return now
 
 
 def _status_reports(
-    session: Session,
-    row: PerformedProcedureStep,
-    steps: Sequence[ScheduledProcedureStep],
-    status: MppsStatus,
+    row: _Mpps, steps: Sequence[_Step], status: MppsStatus
 ) -> dict[int, StatusReport]:
     """One StatusReport per order the steps belong to, its procedures in step order."""
     heads: dict[int, StatusReport] = {}
     procedures: dict[int, list[ReportedProcedure]] = {}
     reason = CodedReason.of_mpps(row.attributes) if status is MppsStatus.DISCONTINUED else None
-    at = row.end_datetime if status is not MppsStatus.IN_PROGRESS else row.start_datetime
+    summary = row.summary
+    at = summary.end_datetime if status is not MppsStatus.IN_PROGRESS else summary.start_datetime
     for step in steps:
-        procedure = session.get_one(RequestedProcedure, step.procedure_pk)
-        order = session.get_one(ImagingServiceRequest, procedure.order_pk)
-        assert order.id is not None
-        if order.id not in heads:
-            patient = session.get_one(Patient, order.patient_pk)
-            heads[order.id] = StatusReport(
+        if step.order_pk not in heads:
+            heads[step.order_pk] = StatusReport(
                 mpps_uid=row.sop_instance_uid,
                 status=status,
                 at=at,
-                patient=ReportedPatient(
-                    patient_id=patient.patient_id,
-                    issuer_of_patient_id=patient.issuer_of_patient_id,
-                    name=patient.name,
-                    birth_date=patient.birth_date,
-                    sex=patient.sex,
-                ),
+                patient=step.patient,
                 order=ReportedOrder(
-                    accession_number=order.accession_number,
-                    placer_order_number=order.placer_order_number,
-                    filler_order_number=order.filler_order_number,
+                    accession_number=step.accession_number,
+                    placer_order_number=step.placer_order_number,
+                    filler_order_number=step.filler_order_number,
                 ),
                 discontinuation_reason=reason,
             )
-        procedures.setdefault(order.id, []).append(
+        procedures.setdefault(step.order_pk, []).append(
             ReportedProcedure(
-                requested_procedure_id=procedure.requested_procedure_id,
-                study_instance_uid=procedure.study_instance_uid,
+                requested_procedure_id=step.requested_procedure_id,
+                study_instance_uid=step.study_instance_uid,
                 sps_id=step.sps_id,
                 modality=step.modality,
             )
@@ -356,15 +500,36 @@ def _status_reports(
 def _forward(
     session: Session, uid: str, kind: str, dataset: JsonDataset, delivery: Delivery
 ) -> None:
-    for target in dict.fromkeys((*delivery.forward, *remote_aes.mpps_destinations(session))):
-        outbox.enqueue(
-            session,
-            channel=outbox.DICOM,
-            destination=target,
-            ordering_key=f"mpps:{uid}:{target}",
-            kind=kind,
-            payload=ForwardedMpps(uid, dataset).to_payload(),
-        )
+    targets = dict.fromkeys((*delivery.forward, *remote_aes.mpps_destinations(session)))
+    outbox.enqueue_many(
+        session,
+        [
+            outbox.Outgoing(
+                channel=outbox.DICOM,
+                destination=target,
+                ordering_key=f"mpps:{uid}:{target}",
+                kind=kind,
+                payload=ForwardedMpps(uid, dataset).to_payload(),
+            )
+            for target in targets
+        ],
+    )
+
+
+def _view(row: _Mpps, linked: Sequence[LinkedStepView]) -> MppsView:
+    """The answer, from what the message read and wrote (nothing is read again)."""
+    return MppsView(
+        sop_instance_uid=row.sop_instance_uid,
+        status=row.status,
+        performed_station_ae_title=row.summary.station_ae_title,
+        modality=row.summary.modality,
+        start_datetime=row.summary.start_datetime,
+        end_datetime=row.summary.end_datetime,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        linked_steps=tuple(linked),
+        attributes=row.attributes,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,7 +584,7 @@ def _linked_views(session: Session, mpps_pks: Sequence[int]) -> dict[int, list[L
     return out
 
 
-def _view(row: PerformedProcedureStep, linked: Sequence[LinkedStepView]) -> MppsView:
+def _stored_view(row: PerformedProcedureStep, linked: Sequence[LinkedStepView]) -> MppsView:
     return MppsView(
         sop_instance_uid=row.sop_instance_uid,
         status=row.status,
@@ -436,7 +601,7 @@ def _view(row: PerformedProcedureStep, linked: Sequence[LinkedStepView]) -> Mpps
 
 def view(session: Session, row: PerformedProcedureStep) -> MppsView:
     assert row.id is not None
-    return _view(row, _linked_views(session, [row.id])[row.id])
+    return _stored_view(row, _linked_views(session, [row.id])[row.id])
 
 
 def list_mpps(
@@ -467,7 +632,7 @@ def list_mpps(
     )
     rows = list(session.exec(statement))
     steps = _linked_views(session, [row.id for row in rows if row.id is not None])
-    return [_view(row, steps[row.id]) for row in rows if row.id is not None]
+    return [_stored_view(row, steps[row.id]) for row in rows if row.id is not None]
 
 
 def subjects_of_step(session: Session, *, step_pk: int) -> list[tuple[str, int]]:

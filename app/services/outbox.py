@@ -23,12 +23,14 @@ Payloads are plain JSON (the adapters format them):
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session, col, insert, select, update
 
 from app.domain.errors import ConflictError, NotFoundError
 from app.events import ChangeEvent, note
@@ -63,6 +65,51 @@ def enqueue(
     assert message.id is not None
     note(session, ChangeEvent(ENTITY, message.id, "queued"))
     return message.id
+
+
+_TABLE = OutboxMessage.__table__  # type: ignore[attr-defined]
+# Built once, on the table: a Core INSERT, ids back in the order of the rows.
+_INSERT_MANY = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for ``enqueue_many``: ``enqueue``'s arguments."""
+
+    channel: str
+    destination: str
+    ordering_key: str
+    kind: str
+    payload: dict[str, Any]
+
+
+def enqueue_many(session: Session, messages: Sequence[Outgoing]) -> list[int]:
+    """``enqueue`` for several messages in one Core INSERT (no ORM flush): ids in the order
+    given, so messages of one ordering key are delivered in that order."""
+    if not messages:
+        return []
+    now = utcnow()
+    rows = [
+        {
+            "created_at": now,
+            "channel": m.channel,
+            "destination": m.destination,
+            "ordering_key": m.ordering_key,
+            "kind": m.kind,
+            "payload": m.payload,
+            "state": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": "",
+            "sent_at": None,
+        }
+        for m in messages
+    ]
+    statement = insert(OutboxMessage).returning(col(OutboxMessage.id), sort_by_parameter_order=True)
+    ids = [int(pk) for pk in session.execute(statement, rows).scalars()]
+    for pk in ids:
+        note(session, ChangeEvent(ENTITY, pk, "queued"))
+    return ids
 
 
 def due(session: Session, *, now: datetime | None = None, limit: int = 50) -> list[OutboxMessage]:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -167,10 +168,19 @@ def seed(session: Session, entries: Sequence[RemoteAeData], *, actor: Actor) -> 
     return changed_rows
 
 
+_AES = RemoteAe.__table__.c  # type: ignore[attr-defined]
+# Built once: every MPPS message asks (a Core select of four columns, no ORM objects).
+_DESTINATIONS = sa_select(_AES.ae_title, _AES.host, _AES.port, _AES.services).order_by(
+    _AES.ae_title
+)
+
+
 def mpps_destinations(session: Session) -> tuple[str, ...]:
     """``AE@host:port`` of every remote AE allowed the ``mpps`` service (MPPS forwarding); the
     forwarder looks the AE up again to know whether it wants TLS."""
-    rows = session.exec(select(RemoteAe).order_by(col(RemoteAe.ae_title)))
+    rows = session.execute(_DESTINATIONS)
     return tuple(
-        f"{r.ae_title}@{r.host}:{r.port}" for r in rows if RemoteService.MPPS.value in r.services
+        f"{title}@{host}:{port}"
+        for title, host, port, services in rows
+        if RemoteService.MPPS.value in services
     )

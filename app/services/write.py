@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -81,6 +82,52 @@ def audit(
         body["after"] = dict(after)
     session.add(AuditEvent(**_audit_row(actor, action, entity, entity_pk, body, context)))
     note(session, ChangeEvent(_EVENT_ENTITY.get(entity, entity), entity_pk, action, status))
+
+
+# Core statements built once (on the tables, not the ORM classes): no ORM bulk path, no
+# statement construction or cache key per call.
+_AUDIT_INSERT = insert(AuditEvent.__table__)  # type: ignore[attr-defined]
+_STEPS = ScheduledProcedureStep.__table__.c  # type: ignore[attr-defined]
+_MOVE_STEPS = update(ScheduledProcedureStep.__table__).where(  # type: ignore[attr-defined]
+    _STEPS.id.in_(bindparam("pks", expanding=True))
+)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit row as ``audit`` takes it, to write several with ``audit_many``."""
+
+    action: str
+    entity: str
+    entity_pk: int
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
+    detail: Mapping[str, Any] | None = None
+    context: str = ""
+    status: str | None = None
+
+
+def audit_many(session: Session, actor: Actor, entries: Sequence[AuditEntry]) -> None:
+    """The rows and change events ``audit`` writes one by one, in one INSERT and in order.
+
+    A Core statement: no ORM flush of the session, no primary keys read back (hot paths such
+    as MPPS write a few audit rows per message)."""
+    if not entries:
+        return
+    rows = []
+    for entry in entries:
+        body: dict[str, Any] = dict(entry.detail or {})
+        if entry.before is not None:
+            body["before"] = dict(entry.before)
+        if entry.after is not None:
+            body["after"] = dict(entry.after)
+        rows.append(
+            _audit_row(actor, entry.action, entry.entity, entry.entity_pk, body, entry.context)
+        )
+    session.execute(_AUDIT_INSERT, rows)
+    for entry in entries:
+        entity = _EVENT_ENTITY.get(entry.entity, entry.entity)
+        note(session, ChangeEvent(entity, entry.entity_pk, entry.action, entry.status))
 
 
 def _audit_row(
@@ -772,6 +819,46 @@ def move_status(
         context=context,
         status=status.value,
     )
+
+
+def move_step_statuses(
+    session: Session,
+    steps: Mapping[int, str],
+    status: SpsStatus,
+    *,
+    context: str = "",
+) -> list[AuditEntry]:
+    """``move_status`` for several steps given as ``{pk: current status}``, in one Core UPDATE.
+
+    The caller has read the steps' statuses in its own transaction and must not hold them as
+    ORM objects (they would not see this UPDATE). Refuses a move ``can_transition`` forbids,
+    skips steps already there; returns the audit entries for the caller's ``audit_many``."""
+    moving = {}
+    for pk, current in steps.items():
+        if not can_transition(SpsStatus(current), status):
+            raise InvalidTransitionError(
+                f"step {pk} is {current}; it cannot become {status}",
+                field="ScheduledProcedureStepStatus",
+            )
+        if current != status.value:
+            moving[pk] = current
+    if not moving:
+        return []
+    session.execute(
+        _MOVE_STEPS, {"pks": list(moving), "status": status.value, "updated_at": utcnow()}
+    )
+    return [
+        AuditEntry(
+            action="status",
+            entity=STEP,
+            entity_pk=pk,
+            before={"status": current},
+            after={"status": status.value},
+            context=context,
+            status=status.value,
+        )
+        for pk, current in moving.items()
+    ]
 
 
 def delete_step_row(session: Session, step: ScheduledProcedureStep, *, actor: Actor) -> None:

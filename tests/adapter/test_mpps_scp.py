@@ -73,6 +73,23 @@ def test_cycle_and_final_refusal(scp: Scp, assoc: Association) -> None:
     assert answer is None
 
 
+def test_answers_carry_the_whole_stored_data_set(scp: Scp, assoc: Association) -> None:
+    """N-CREATE answers with the request's data set as stored (re-encoded from its own bytes),
+    N-SET with the data set after the modifications: each as N-GET then reads it."""
+    sent = n_create()
+    _, created = create(assoc, sent)
+    _, stored = assoc.send_n_get([], ModalityPerformedProcedureStepRetrieve, UID)
+    assert created is not None and stored is not None
+    assert created.to_json_dict() == stored.to_json_dict() == sent.to_json_dict()
+
+    _, done = set_(assoc, n_set("COMPLETED"))
+    _, stored = assoc.send_n_get([], ModalityPerformedProcedureStepRetrieve, UID)
+    assert done is not None and stored is not None
+    assert done.to_json_dict() == stored.to_json_dict()
+    assert done.PerformedProcedureStepStatus == "COMPLETED"
+    assert done.PatientName == "DOE^JANE"  # kept from the N-CREATE
+
+
 def test_n_get_returns_the_stored_attributes(scp: Scp, assoc: Association) -> None:
     create(assoc, n_create())
     status, ds = assoc.send_n_get(
