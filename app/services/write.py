@@ -503,7 +503,21 @@ def create_items(session: Session, items: Sequence[WorklistItemData], *, actor: 
     change event, as when written singly. Returns the new steps' primary keys.
     """
     patient_pks = _patient_pks(session, [item.patient for item in items], actor)
-    order_pks = _order_pks(session, items, patient_pks, actor)
+    records: list[_Created] = []
+    order_pks = _order_pks(session, items, patient_pks, records)
+    step_pks = _procedures_and_steps(session, items, order_pks, records)
+    _audit_created(session, actor, records)
+    return step_pks
+
+
+def _procedures_and_steps(
+    session: Session,
+    items: Sequence[WorklistItemData],
+    order_pks: Sequence[int],
+    records: list[_Created],
+) -> list[int]:
+    """Insert each item's requested procedure, step and station titles (a few multi-row
+    statements); their creations are added to ``records``. Returns the steps' keys."""
     procedure_pks = _insert(
         session,
         RequestedProcedure,
@@ -542,7 +556,6 @@ def create_items(session: Session, items: Sequence[WorklistItemData], *, actor: 
         for title in dict.fromkeys(step["station_ae_title"].split(VALUE_SEPARATOR))
     ]
     session.execute(_plain_insert(ScheduledStationAETitle), titles)
-    records = []
     for item, procedure_pk, step_pk, step in zip(
         items, procedure_pks, step_pks, steps, strict=True
     ):
@@ -553,7 +566,6 @@ def create_items(session: Session, items: Sequence[WorklistItemData], *, actor: 
         shown = {k: v for k, v in step.items() if k not in (*_NOT_SHOWN, "procedure_pk")}
         records.append(_Created(PROCEDURE, procedure_pk, procedure))
         records.append(_Created(STEP, step_pk, shown, step["status"]))
-    _audit_created(session, actor, records)
     return step_pks
 
 
@@ -609,10 +621,10 @@ def _insert(
     key: Callable[[Sequence[Any]], tuple[Any, ...]] = tuple
     if tiebreak and len({tuple(row[k] for k in keys) for row in full}) < len(full):
         keys, key = (*keys, *tiebreak), _key
-    table = _table(model)
-    statement = insert(table).returning(table.c.id, *(table.c[k] for k in keys))
     try:
-        returned = session.execute(statement, full).all()
+        if len(full) == 1:  # nothing to match back
+            return [int(session.execute(_returning_insert(model, ()), full[0]).scalar_one())]
+        returned = session.execute(_returning_insert(model, tuple(keys)), full).all()
     except IntegrityError:
         raise ConflictError(message, field=field) from None
     by_key: dict[tuple[Any, ...], list[int]] = {}
@@ -621,7 +633,7 @@ def _insert(
     try:
         return [by_key[key([row[k] for k in keys])].pop() for row in full]
     except (KeyError, IndexError):  # a value the database changed on the way: never guess
-        raise RuntimeError(f"inserted {table.name} rows not matched by {keys}") from None
+        raise RuntimeError(f"inserted {_table(model).name} rows not matched by {keys}") from None
 
 
 _PATIENT_KEY = ("patient_id", "issuer_of_patient_id")
@@ -701,19 +713,29 @@ def _changes_patient(row: Any, changes: Mapping[str, str], attributes: Mapping[s
 
 
 def _order_pks(
-    session: Session, items: Sequence[WorklistItemData], patient_pks: Sequence[int], actor: Actor
+    session: Session,
+    items: Sequence[WorklistItemData],
+    patient_pks: Sequence[int],
+    records: list[_Created],
+    *,
+    look_up: bool = True,
 ) -> list[int]:
-    """Each item's order: the patient's order with its Accession Number, else a new one."""
+    """Each item's order: the patient's order with its Accession Number (looked up only when
+    ``look_up``: not for patients inserted just now), else a new one, inserted here (shared by
+    the items of one patient and accession); their creations are added to ``records``."""
     accessions = sorted({i.order.accession_number for i in items if i.order.accession_number})
     known: dict[tuple[int, str], int] = {}
-    if accessions:
+    if look_up and accessions:
         rows = session.exec(
             select(
                 ImagingServiceRequest.id,
                 ImagingServiceRequest.patient_pk,
                 col(ImagingServiceRequest.accession_number),
             )
-            .where(col(ImagingServiceRequest.accession_number).in_(accessions))
+            .where(
+                col(ImagingServiceRequest.accession_number).in_(accessions),
+                col(ImagingServiceRequest.patient_pk).in_(set(patient_pks)),
+            )
             .order_by(col(ImagingServiceRequest.id))
         )
         for pk, patient_pk, accession in rows:
@@ -744,16 +766,9 @@ def _order_pks(
         "AccessionNumber",
         tiebreak=("attributes",),
     )
-    _audit_created(
-        session,
-        actor,
-        [
-            _Created(
-                ORDER, pk, {k: v for k, v in row.items() if k not in ("patient_pk", "attributes")}
-            )
-            for pk, row in zip(pks, new, strict=True)
-        ],
-    )
+    for pk, row in zip(pks, new, strict=True):
+        shown = {k: v for k, v in row.items() if k not in ("patient_pk", "attributes")}
+        records.append(_Created(ORDER, pk, shown))
     return [pick if isinstance(pick, int) else pks[pick[1]] for pick in picks]
 
 
@@ -939,110 +954,11 @@ def create_order_items(
     if new_patient is not None:
         shown = {f: getattr(new_patient, f) for f in ("patient_id", *PATIENT_DEMOGRAPHICS)}
         records.append(_Created(PATIENT, patient_pk, shown))
-    order_pks = _item_orders(session, patient_pk, items, records, look_up=new_patient is None)
-    procedure_pks = _insert_core(
-        session,
-        RequestedProcedure,
-        [
-            {
-                "order_pk": order_pk,
-                "study_instance_uid": item.procedure.study_instance_uid,
-                **procedure_values(item.procedure),
-            }
-            for item, order_pk in zip(items, order_pks, strict=True)
-        ],
-        "Study Instance UID already used",
-        "StudyInstanceUID",
-    )
-    steps = [
-        {
-            "procedure_pk": procedure_pk,
-            "sps_id": item.step.sps_id,
-            "status": (item.step.status or SpsStatus.SCHEDULED).value,
-            **step_values(item.step),
-        }
-        for item, procedure_pk in zip(items, procedure_pks, strict=True)
-    ]
-    step_pks = _insert_core(
-        session,
-        ScheduledProcedureStep,
-        steps,
-        "SPS ID already used",
-        "ScheduledProcedureStepID",
-    )
-    titles = [
-        {"sps_pk": pk, "ae_title": title}
-        for pk, step in zip(step_pks, steps, strict=True)
-        for title in dict.fromkeys(step["station_ae_title"].split(VALUE_SEPARATOR))
-    ]
-    session.execute(_plain_insert(ScheduledStationAETitle), titles)
-    for item, procedure_pk, step_pk, step in zip(
-        items, procedure_pks, step_pks, steps, strict=True
-    ):
-        procedure = {
-            "study_instance_uid": item.procedure.study_instance_uid,
-            "requested_procedure_id": item.procedure.requested_procedure_id,
-        }
-        shown = {k: v for k, v in step.items() if k not in (*_NOT_SHOWN, "procedure_pk")}
-        records.append(_Created(PROCEDURE, procedure_pk, procedure))
-        records.append(_Created(STEP, step_pk, shown, step["status"]))
-    rows = [
-        _audit_row(actor, "create", r.entity, r.pk, {"after": dict(r.after)}, "") for r in records
-    ]
-    session.execute(_plain_insert(AuditEvent), rows)
-    for record in records:
-        note(session, ChangeEvent(_EVENT_ENTITY[record.entity], record.pk, "create", record.status))
+    patient_pks = [patient_pk] * len(items)
+    order_pks = _order_pks(session, items, patient_pks, records, look_up=new_patient is None)
+    step_pks = _procedures_and_steps(session, items, order_pks, records)
+    _audit_created(session, actor, records)
     return step_pks
-
-
-def _item_orders(
-    session: Session,
-    patient_pk: int,
-    items: Sequence[WorklistItemData],
-    records: list[_Created],
-    *,
-    look_up: bool,
-) -> list[int]:
-    """Each item's order: the patient's order with its Accession Number (looked up only when
-    ``look_up``), else a new one, inserted here (shared by the items with one accession)."""
-    accessions = sorted({i.order.accession_number for i in items if i.order.accession_number})
-    known: dict[str, int] = {}
-    if look_up and accessions:
-        for pk, accession in session.execute(
-            select(ImagingServiceRequest.id, col(ImagingServiceRequest.accession_number))
-            .where(
-                col(ImagingServiceRequest.patient_pk) == patient_pk,
-                col(ImagingServiceRequest.accession_number).in_(accessions),
-            )
-            .order_by(col(ImagingServiceRequest.id))
-        ):
-            known.setdefault(accession, _pk_value(pk))
-    new: list[dict[str, Any]] = []
-    new_by_accession: dict[str, int] = {}
-    picks: list[tuple[bool, int]] = []  # (known, its key) or (new, its index in ``new``)
-    for item in items:
-        accession = item.order.accession_number
-        if accession in known:
-            picks.append((True, known[accession]))
-        elif accession in new_by_accession:
-            picks.append((False, new_by_accession[accession]))
-        else:
-            values = order_values(item.order)
-            new.append({"patient_pk": patient_pk, **values, "attributes": item.order.attributes})
-            if accession:
-                new_by_accession[accession] = len(new) - 1
-            picks.append((False, len(new) - 1))
-    pks = _insert_core(
-        session,
-        ImagingServiceRequest,
-        new,
-        "order created concurrently",
-        "AccessionNumber",
-    )
-    for pk, row in zip(pks, new, strict=True):
-        shown = {k: v for k, v in row.items() if k not in ("patient_pk", "attributes")}
-        records.append(_Created(ORDER, pk, shown))
-    return [value if found else pks[value] for found, value in picks]
 
 
 def _table(model: Any) -> Any:
@@ -1057,9 +973,10 @@ def _plain_insert(model: Any) -> Any:
 
 
 @functools.cache
-def _returning_insert(model: Any, *, ordered: bool) -> Any:
+def _returning_insert(model: Any, keys: tuple[str, ...]) -> Any:
+    """INSERT ... RETURNING the key and the ``keys`` columns (to match rows back by)."""
     table = _table(model)
-    return insert(table).returning(table.c.id, sort_by_parameter_order=ordered)
+    return insert(table).returning(table.c.id, *(table.c[k] for k in keys))
 
 
 @functools.cache
@@ -1078,22 +995,3 @@ def _defaults(model: Any) -> dict[str, Any]:
         name: factory() if factory is not None else default
         for name, default, factory in _default_makers(model)
     }
-
-
-def _insert_core(
-    session: Session, model: Any, rows: list[dict[str, Any]], message: str, field: str
-) -> list[int]:
-    """INSERT ... RETURNING id of the rows (the model's defaults fill what they leave out), as
-    Core statements; their keys in order. A row a unique index refuses: ``ConflictError``."""
-    if not rows:
-        return []
-    defaults = _defaults(model)
-    try:
-        if len(rows) == 1:
-            statement = _returning_insert(model, ordered=False)
-            return [int(session.execute(statement, {**defaults, **rows[0]}).scalar_one())]
-        statement = _returning_insert(model, ordered=True)
-        result = session.execute(statement, [{**defaults, **row} for row in rows])
-        return [int(pk) for pk in result.scalars()]
-    except IntegrityError:
-        raise ConflictError(message, field=field) from None
