@@ -9,9 +9,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app import log_context
 from app.config import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from app.runtime import Broker
 
 LOG = logging.getLogger("mwl_broker")
 
@@ -38,6 +42,11 @@ def _serve(settings: Settings, only: str | None) -> int:
     if head is not None:
         LOG.error("the database is not at schema revision %s: run 'mwl-broker db upgrade'", head)
         return 2
+    return _run(broker)
+
+
+def _run(broker: Broker) -> int:
+    """Start ``broker``, serve until SIGINT or SIGTERM, stop it."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -57,6 +66,22 @@ def _serve(settings: Settings, only: str | None) -> int:
     LOG.info("stopping")
     broker.stop()
     return 0
+
+
+def _dicom_worker() -> int:
+    """A process a broker started to serve its DICOM ports too (``app.workers``)."""
+    from app.runtime import Broker
+    from app.workers import bind_to_parent, worker_settings
+
+    settings = worker_settings()
+    if settings is None:
+        print("dicom-worker is started by 'serve' (BROKER_DICOM_WORKERS)", file=sys.stderr)
+        return 2
+    if not bind_to_parent():
+        return 0
+    configure_logging(settings.log_level)
+    broker = Broker(settings, only="dicom", worker=True)
+    return _run(broker)
 
 
 def _import_wl(settings: Settings, paths: list[str]) -> int:
@@ -178,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the listeners (all of them by default)")
     serve.add_argument("--only", choices=["dicom", "hl7", "http"], help="run one front-end only")
+    sub.add_parser("dicom-worker", help="started by 'serve' with BROKER_DICOM_WORKERS > 1")
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="migrate the schema to the newest revision")
@@ -204,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "dicom-worker":  # the parent's settings, not this environment's
+        return _dicom_worker()
     try:
         settings = load_settings()
     except SettingsError as exc:

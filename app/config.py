@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,13 @@ class DicomSettings(_Section):
         description="comma-separated Calling AE titles allowed, each optionally with the "
         "services it may use (AE:echo+find+mpps+store+commit+move+get); empty accepts any",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="processes serving the DICOM ports (Linux SO_REUSEPORT; one per core "
+        "for many modalities at once); the association and connection limits are per process",
+    )
     max_associations: int = Field(
         default=20, ge=1, description="established associations at once (2/3/2 past it)"
     )
@@ -241,6 +249,13 @@ class DicomSettings(_Section):
     @classmethod
     def _check_ae_title(cls, value: str) -> str:
         return _validate_ae_title(value)
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_need_reuse_port(cls, value: int) -> int:
+        if value > 1 and not sys.platform.startswith("linux"):
+            raise ValueError("several DICOM workers need Linux (SO_REUSEPORT spreads connections)")
+        return value
 
     @field_validator("remote_aes", mode="before")
     @classmethod
@@ -608,6 +623,7 @@ ENV: dict[str, tuple[str | None, str]] = {
     "dicom_bind_host": ("dicom", "bind_host"),
     "dicom_port": ("dicom", "port"),
     "dicom_tls_port": ("dicom", "tls_port"),
+    "dicom_workers": ("dicom", "workers"),
     "require_called_ae": ("dicom", "require_called_ae"),
     "allowed_calling_aes": ("dicom", "allowed_calling_aes"),
     "max_associations": ("dicom", "max_associations"),

@@ -43,6 +43,7 @@ from app.services import hl7_log, outbox, remote_aes, retention
 from app.services.mpps import Delivery
 from app.services.remote_aes import RemoteService
 from app.tls import client_context, server_context
+from app.workers import DicomWorkers
 from dicom_scp.conformance import render as render_conformance
 from dicom_scp.outbound import dicom_sender
 from dicom_scp.server import DicomServer
@@ -87,6 +88,9 @@ class Broker:
 
     settings: Settings
     only: str | None = None
+    # A DICOM worker of another broker (``app.workers``): it leaves the once-per-site jobs
+    # (remote AE seeding, storage retention, resuming commitments) to that broker.
+    worker: bool = False
     engine: Engine = field(init=False)
     session_factory: SessionFactory = field(init=False)
     events: EventBus = field(default_factory=EventBus, init=False)
@@ -99,6 +103,7 @@ class Broker:
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _http: uvicorn.Server | None = field(default=None, init=False)
     _http_thread: threading.Thread | None = field(default=None, init=False)
+    _workers: DicomWorkers | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.engine = create_db_engine(
@@ -204,14 +209,34 @@ class Broker:
             storage=self.settings.storage,
             ssl_context=self._server_tls() if self.settings.dicom.tls_port is not None else None,
             client_ssl_context=client_context(self.settings.tls),
+            resume_commitments=not self.worker,
         )
         self.ports["dicom"] = self._dicom.start()
         if self._dicom.tls_port is not None:
             self.ports["dicom_tls"] = self._dicom.tls_port
+        if self.worker:
+            return
+        self.start_dicom_workers()
         if self.settings.storage.retention_days > 0:
             threading.Thread(
                 target=self._storage_retention_loop, name="storage-retention", daemon=True
             ).start()
+
+    def start_dicom_workers(self) -> None:
+        """``BROKER_DICOM_WORKERS - 1`` more processes on the ports just bound."""
+        dicom = self.settings.dicom
+        if dicom.workers < 2:
+            return
+        bound = dicom.model_copy(
+            update={"port": self.ports["dicom"], "tls_port": self.ports.get("dicom_tls")}
+        )
+        settings = self.settings.model_copy(update={"dicom": bound})
+        self._workers = DicomWorkers(settings, dicom.workers - 1)
+        self._workers.start()
+
+    @property
+    def dicom_worker_pids(self) -> list[int]:
+        return self._workers.pids() if self._workers is not None else []
 
     def purge_studies(self) -> list[str]:
         """One retention run over the stored studies (``BROKER_STORAGE_RETENTION_DAYS``)."""
@@ -304,7 +329,8 @@ class Broker:
         client_context(self.settings.tls)
         if self._relay is not None and self._wanted("http"):
             self._relay.start()
-        self.seed_remote_aes()
+        if not self.worker:
+            self.seed_remote_aes()
         self.start_outbox()
         if self._wanted("dicom"):
             self.start_dicom()
@@ -322,6 +348,9 @@ class Broker:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._workers is not None:
+            self._workers.stop()
+            self._workers = None
         if self._hl7 is not None:
             self._hl7.stop()
             self._hl7 = None

@@ -38,6 +38,7 @@ from bench.workload import steps, worklist_folder  # noqa: E402
 class Results:
     rows: list[report.Row] = field(default_factory=list)
     chart: dict[int, tuple[float, float]] = field(default_factory=dict)  # size -> p50 ms
+    crowd_dcmtk: measure.Timing | None = None  # wlmscpfs's 20 modalities, for the ratio
 
 
 def _find_rows(
@@ -64,6 +65,7 @@ def _find_rows(
     identifiers = [measure.station_query(station=n) for n in range(20)]
     crowd_b = measure.concurrent_finds(broker, BROKER_AE, identifiers, 20, max(5, queries // 2))
     crowd_d = measure.concurrent_finds(dcmtk, WLMSCPFS_AE, identifiers, 20, max(5, queries // 2))
+    results.crowd_dcmtk = crowd_d
     results.rows.append(report.crowd_row("20 modalities at once", crowd_b, crowd_d))
 
 
@@ -83,6 +85,23 @@ def _per_size(results: Results, args: argparse.Namespace, size: int, work: Path)
                 f"broker peak memory, {size:,} steps", peak_rss_mib(process.pid), "MiB"
             )
         )
+    if table:
+        _crowd_with_workers(results, broker, args, workers=2)
+
+
+def _crowd_with_workers(
+    results: Results, broker: Broker, args: argparse.Namespace, workers: int
+) -> None:
+    """The 20 modalities again, against ``BROKER_DICOM_WORKERS=workers`` processes."""
+    with broker.serving(dicom_workers=workers):
+        port = broker.ports["dicom"]
+        measure.sequential_finds(port, BROKER_AE, measure.station_query(), args.queries)
+        identifiers = [measure.station_query(station=n) for n in range(20)]
+        per_client = max(5, args.queries // 2)
+        crowd = measure.concurrent_finds(port, BROKER_AE, identifiers, 20, per_client)
+    label = f"20 modalities at once, {workers} DICOM workers"
+    assert results.crowd_dcmtk is not None
+    results.rows.append(report.crowd_row(label, crowd, results.crowd_dcmtk))
 
 
 def _mpps_and_rest(results: Results, broker: Broker, size: int, args: argparse.Namespace) -> None:

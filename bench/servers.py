@@ -100,13 +100,16 @@ class Broker:
         return done
 
     @contextmanager
-    def serving(self, *only: str) -> Iterator[subprocess.Popen[bytes]]:
+    def serving(self, *only: str, dicom_workers: int = 1) -> Iterator[subprocess.Popen[bytes]]:
         command = [broker_executable(), "serve", *(("--only", only[0]) if len(only) == 1 else ())]
         log = (self.workdir / "broker.log").open("ab")
-        process = subprocess.Popen(command, env=self.env, cwd=self.workdir, stdout=log, stderr=log)
+        env = {**self.env, "BROKER_DICOM_WORKERS": str(dicom_workers)}
+        process = subprocess.Popen(command, env=env, cwd=self.workdir, stdout=log, stderr=log)
         try:
             if not only or "dicom" in only:
                 wait_until(lambda: associates(self.ports["dicom"], BROKER_AE), "the broker")
+                port = self.ports["dicom"]
+                wait_until(lambda: listeners_on(port) >= dicom_workers, "the DICOM workers")
             else:
                 port = self.ports[only[0]]
                 wait_until(lambda: _connects(port), f"the broker's {only[0]} listener")
@@ -119,6 +122,16 @@ class Broker:
                 process.kill()
                 process.wait()
             log.close()
+
+
+def listeners_on(port: int) -> int:
+    """How many sockets listen on ``port`` (one per DICOM worker: SO_REUSEPORT), Linux."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(
+        1
+        for fields in map(str.split, lines)
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A"
+    )
 
 
 def _connects(port: int) -> bool:

@@ -64,6 +64,7 @@ DICOM_SETTINGS: tuple[str, ...] = (
     "dicom_bind_host",
     "dicom_port",
     "dicom_tls_port",
+    "dicom_workers",
     "tls_client_cert",
     "require_called_ae",
     "allowed_calling_aes",
@@ -355,7 +356,7 @@ def _association_policies(settings: Settings) -> list[str]:
         "A-ASSOCIATE-RQ takes no association slot. At most "
         f"{settings.dicom.max_connections} TCP connections are open at once "
         f"(`{_env_name('dicom_max_connections')}`); one more is closed at once, without any "
-        "PDU. Associations the broker initiates (3.3) are not counted.",
+        "PDU. Associations the broker initiates (3.3) are not counted." + _per_worker(settings),
         "The outbox opens its associations (MPPS forwards, commitment reports, section 3.3) "
         "one at a time; each C-MOVE opens its own to the Move Destination (3.5.4).",
         "#### 3.2.3 Asynchronous Nature",
@@ -365,6 +366,17 @@ def _association_policies(settings: Settings) -> list[str]:
         "#### 3.2.4 Implementation Identifying Information",
         f"Implementation Class UID: {PYNETDICOM_IMPLEMENTATION_UID}; Implementation Version "
         f"Name: {PYNETDICOM_IMPLEMENTATION_VERSION} (the DICOM toolkit, pynetdicom).",
+    )
+
+
+def _per_worker(settings: Settings) -> str:
+    workers = settings.dicom.workers
+    if workers == 1:
+        return ""
+    return (
+        f" These limits hold in each of the {workers} processes that serve the DICOM ports "
+        f"(`{_env_name('dicom_workers')}`), which share the connections the operating system "
+        "hands them."
     )
 
 

@@ -115,6 +115,7 @@ def build_front_door(settings: DicomSettings) -> FrontDoor:
         max_connections=settings.max_connections,
         max_pdu_length=settings.max_pdu_size,
         max_associate_rq_length=settings.max_associate_rq_bytes,
+        reuse_port=settings.workers > 1,
     )
     admission = AdmissionPolicy(
         ae_title=settings.ae_title,
@@ -164,6 +165,7 @@ class DicomServer:
     storage: StorageSettings | None = None  # None: C-STORE is not answered (no Storage SCP)
     ssl_context: ssl.SSLContext | None = None
     client_ssl_context: ssl.SSLContext | None = None  # C-MOVE to remote AEs marked tls
+    resume_commitments: bool = True  # take up the commitments a stopped broker left pending
     _ae: AE | None = field(default=None, init=False)
     _servers: list[GuardedAssociationServer] = field(default_factory=list, init=False)
     _door: FrontDoor | None = field(default=None, init=False)
@@ -214,9 +216,10 @@ class DicomServer:
             self.stop()
             raise
         metrics.watch_dicom(self.gauges)
-        threading.Thread(
-            target=resume, args=(self.commitment_context(),), name="stgcmt-resume", daemon=True
-        ).start()
+        if self.resume_commitments:
+            threading.Thread(
+                target=resume, args=(self.commitment_context(),), name="stgcmt-resume", daemon=True
+            ).start()
         return self._ports[0]
 
     def _listen(self, ae: AE, listener: Listener, handlers: list[Any]) -> int:

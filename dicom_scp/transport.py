@@ -118,6 +118,9 @@ class TransportPolicy:
     max_connections: int
     max_pdu_length: int  # 0: not stated to peers; UNSTATED_PDU_CEILING applies
     max_associate_rq_length: int
+    # Several processes listen on the same port (SO_REUSEPORT): the kernel spreads the
+    # connections over them, so one interpreter's lock does not bound the throughput.
+    reuse_port: bool = False
 
     @property
     def pdu_ceiling(self) -> int:
@@ -631,6 +634,11 @@ class GuardedAssociationServer(ThreadedAssociationServer):
             evt_handlers=evt_handlers,
             request_handler=GuardedRequestHandler,
         )
+
+    def server_bind(self) -> None:
+        if self.door.transport.reuse_port:
+            cast(socket.socket, self.socket).setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
     def service_actions(self) -> None:
         """Nothing: pynetdicom's runs a full ``gc.collect()`` every 60 turns of the accept
