@@ -18,6 +18,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 
 from app.runtime import Broker
+from app.workers import SETTINGS_ENV, worker_settings
 from tests.support.broker import broker_executable
 from tests.support.net import free_port, wait_until
 from tests.support.settings import make_settings
@@ -73,6 +74,26 @@ def _associate(port: int) -> Association:
     assoc = ae.associate("127.0.0.1", port, ae_title="MWLBROKER")
     assert assoc.is_established
     return assoc
+
+
+def test_a_worker_gets_its_parents_settings_exactly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every setting survives the trip through the environment (a field that did not, say a
+    masked secret, would make the worker serve differently from its parent)."""
+    settings = make_settings(
+        "postgresql+psycopg://broker:secret@db/mwl",
+        tmp_path,
+        dicom_workers=2,
+        max_associations=7,
+        allowed_calling_aes="CT1:find+mpps,MR1",
+        remote_aes="PACS@10.0.0.5:104:tls=store+commit",
+        tls_cert=str(tmp_path / "cert.pem"),
+        tls_key=str(tmp_path / "key.pem"),
+        mwl_max_results=50,
+    )
+    monkeypatch.setenv(SETTINGS_ENV, settings.model_dump_json())
+    assert worker_settings() == settings
 
 
 @pytest.fixture
