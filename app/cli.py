@@ -6,7 +6,6 @@ import argparse
 import logging
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,26 +45,32 @@ def _serve(settings: Settings, only: str | None) -> int:
 
 
 def _run(broker: Broker) -> int:
-    """Start ``broker``, serve until SIGINT or SIGTERM, stop it."""
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    """Start ``broker``, serve until SIGINT or SIGTERM, stop it.
+
+    The signals are blocked before any thread starts (threads and worker processes inherit
+    the mask) and taken with ``sigwait``: a Python handler that set an ``Event`` could run
+    while this thread held that Event's lock inside ``wait()`` and deadlock the stop."""
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
-        ports = broker.start()
-    except SettingsError as exc:
-        LOG.error("%s", exc)
+        try:
+            ports = broker.start()
+        except SettingsError as exc:
+            LOG.error("%s", exc)
+            broker.stop()
+            return 2
+        except OSError as exc:
+            LOG.error("cannot listen: %s", exc)
+            broker.stop()
+            return 2
+        for name, port in ports.items():
+            LOG.info("%s listening on port %d", name.upper(), port)
+        signal.sigwait(stop_signals)
+        LOG.info("stopping")
         broker.stop()
-        return 2
-    except OSError as exc:
-        LOG.error("cannot listen: %s", exc)
-        broker.stop()
-        return 2
-    for name, port in ports.items():
-        LOG.info("%s listening on port %d", name.upper(), port)
-    stop.wait()
-    LOG.info("stopping")
-    broker.stop()
-    return 0
+        return 0
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _dicom_worker() -> int:

@@ -32,6 +32,7 @@ LOG = logging.getLogger(__name__)
 PARENT_ENV = "MWL_BROKER_DICOM_WORKER_OF"
 SETTINGS_ENV = "MWL_BROKER_DICOM_WORKER_SETTINGS"
 RESTART_DELAY = 1.0  # seconds between a worker's death and its replacement
+MAX_BACKOFF = 60.0
 STOP_TIMEOUT = 10.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _WORKER_MAIN = "from app.cli import main; raise SystemExit(main(['dicom-worker']))"
@@ -100,14 +101,20 @@ class DicomWorkers:
         return subprocess.Popen([sys.executable, "-c", _WORKER_MAIN], env=env)
 
     def _watch_loop(self) -> None:
-        while not self._stopping.wait(RESTART_DELAY):
+        """Replace dead workers; one that keeps dying right away (a port it cannot bind, a
+        setting it refuses) is retried ever more slowly, up to once every ``MAX_BACKOFF``."""
+        backoff = RESTART_DELAY
+        while not self._stopping.wait(backoff):
             with self._lock:
-                for index, process in enumerate(self._processes):
-                    if process.poll() is None or self._stopping.is_set():
-                        continue
+                dead = [i for i, p in enumerate(self._processes) if p.poll() is not None]
+                for index in dead:
+                    if self._stopping.is_set():
+                        return
+                    process = self._processes[index]
                     LOG.error(
                         "DICOM worker %d exited with %s: starting another",
                         process.pid,
                         process.returncode,
                     )
                     self._processes[index] = self._spawn()
+            backoff = min(backoff * 2, MAX_BACKOFF) if dead else RESTART_DELAY
