@@ -5,7 +5,7 @@
 elements, one or two sequences, ASCII, ISO_IR 100 or UTF-8 text. ``dataset_json`` reads exactly
 that shape straight from the bytes (PS3.5 7.1, 7.5; PS3.10 7.1) and returns ``None`` for
 anything else (big endian, compressed, binary or numeric VRs, private or unknown tags,
-multiple values, PN groups, other character sets, undefined lengths outside sequences, ...),
+PN groups, other character sets, undefined lengths outside sequences, ...),
 which ``wlimport`` then reads with pydicom as before. Where it answers, the answer equals
 ``pydicom.dcmread(path, force=True).to_json_dict()`` without group 0002 (tests compare both);
 the derived identifiers of a re-import depend on that.

@@ -105,8 +105,7 @@ def enqueue_many(session: Session, messages: Sequence[Outgoing]) -> list[int]:
         }
         for m in messages
     ]
-    statement = insert(OutboxMessage).returning(col(OutboxMessage.id), sort_by_parameter_order=True)
-    ids = [int(pk) for pk in session.execute(statement, rows).scalars()]
+    ids = [int(pk) for pk in session.execute(_INSERT_MANY, rows).scalars()]
     for pk in ids:
         note(session, ChangeEvent(ENTITY, pk, "queued"))
     return ids
