@@ -81,16 +81,19 @@ def deliver(
         if not assoc.accepted_contexts:
             raise ReportError(f"{peer.ae_title} accepted no Storage Commitment context")
         status = send_report(assoc, report)
+        if status == 0x0000:
+            # Recorded before the release: a requester that drops the connection instead of
+            # answering A-RELEASE-RQ would hold it back by the whole ACSE timeout.
+            with session_scope(factory) as session:
+                commitment.mark_reported(
+                    session, transaction_uid=report.transaction_uid, via=commitment.NEW_ASSOCIATION
+                )
     finally:
         if assoc.is_established:
             assoc.release()
     if status != 0x0000:
         answer = "no response" if status is None else f"0x{status:04X}"
         raise ReportError(f"{peer.ae_title} answered the N-EVENT-REPORT with {answer}")
-    with session_scope(factory) as session:
-        commitment.mark_reported(
-            session, transaction_uid=report.transaction_uid, via=commitment.NEW_ASSOCIATION
-        )
 
 
 def report_sender(
