@@ -98,7 +98,10 @@ def test_a_worker_gets_its_parents_settings_exactly(
 
 @pytest.fixture
 def broker(database_url: str, tmp_path: Path) -> Iterator[Broker]:
-    broker = Broker(make_settings(database_url, tmp_path, dicom_workers=2), only="dicom")
+    # One Calling AE holds all 16 associations of the spreading test: the per-AE limit (10 per
+    # process) would refuse the 11th whenever the kernel put 11 in one process.
+    settings = make_settings(database_url, tmp_path, dicom_workers=2, max_associations_per_ae=0)
+    broker = Broker(settings, only="dicom")
     port = broker.start()["dicom"]
     (worker,) = broker.dicom_worker_pids
     wait_until(lambda: _listens(worker, port), what="the worker listens on the DICOM port")
