@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mpps-pairs", type=int, default=200)
     parser.add_argument("--mpps-only", action="store_true", help="only the MPPS rows (no table)")
     parser.add_argument("--mpps-runs", type=int, default=3, help="with --mpps-only")
+    parser.add_argument("--hl7-only", action="store_true", help="only the HL7 rows (no table)")
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--cache", type=Path, default=ROOT / "bench" / ".cache")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -201,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         args.hl7_messages, args.mpps_pairs = 50, 10
     if args.mpps_only:
         for row in _mpps_only(args).rows:
+            print(f"{row.what}: {row.broker}")
+        return 0
+    if args.hl7_only:
+        results = Results()
+        _hl7(results, args)
+        for row in results.rows:
             print(f"{row.what}: {row.broker}")
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]

@@ -318,7 +318,9 @@ class MllpServer:
         decoder = FrameDecoder(self._max_frame_bytes)
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(READ_SIZE), self._idle_timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for wraps every read in a new task
+                async with asyncio.timeout(self._idle_timeout):
+                    data = await reader.read(READ_SIZE)
             except TimeoutError:
                 logger.info("MLLP connection from %s idle for %s s", peer, self._idle_timeout)
                 return
