@@ -35,6 +35,7 @@ from app.db import SessionFactory
 from app.domain.actor import Actor
 from app.domain.errors import DomainError
 from app.domain.status import AuditSource
+from app.group_commit import GroupCommit
 from app.services import hl7_accept, hl7_log, intake
 from hl7_ingest import ack, parse, router
 from hl7_ingest.errors import (
@@ -66,6 +67,7 @@ class Hl7Handler:
     def __init__(self, settings: Hl7Settings, session_factory: SessionFactory) -> None:
         self.settings = settings
         self.session_factory = session_factory
+        self.commits = GroupCommit(session_factory)  # shared by every connection's messages
         self.allowed_senders = settings.sender_allow_list
         self.policy = intake.IntakePolicy(
             order_control=settings.order_control,
@@ -221,7 +223,7 @@ class Hl7Handler:
         accepted = self._answer(env, AckCode.AA, None, decoded.warnings)
         try:
             result = hl7_accept.accept(
-                self.session_factory,
+                self.commits,
                 command=decoded.command,
                 policy=self.policy,
                 actor=_actor(env),

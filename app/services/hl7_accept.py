@@ -18,10 +18,12 @@ from typing import ParamSpec, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from app.db import SessionFactory, session_scope
 from app.domain.actor import Actor
 from app.domain.intake import IntakeCommand
+from app.group_commit import GroupCommit
 from app.services import hl7_log, intake
 
 
@@ -126,7 +128,7 @@ def earlier_ack(
 
 @_guarded
 def accept(
-    session_factory: SessionFactory,
+    commits: GroupCommit,
     *,
     command: IntakeCommand,
     policy: intake.IntakePolicy,
@@ -137,27 +139,34 @@ def accept(
     send) in one transaction. The log row is written first (``hl7_log.claim``): a redelivered
     message is recognised by that insert, before anything is applied.
 
+    The transaction may be shared with messages arriving meanwhile on other connections
+    (``commits``, group commit); this returns once it is committed.
+
     Raises the service's ``DomainError`` when the command cannot be applied (nothing is
     committed). When a message with the same MSH-3/4/10 committed first meanwhile, returns its
     ACK and raw text as :class:`AlreadyAccepted`. Raises :class:`DatabaseUnavailable` when the
     database cannot be reached (nothing committed).
     """
+
+    def claim_and_apply(session: Session) -> Accepted | AlreadyAccepted:
+        if hl7_log.claim(session, message=message):
+            intake.apply(session, command, policy=policy, actor=actor)
+            return Accepted(message.ack)
+        previous = hl7_log.accepted_message(
+            session,
+            sending_application=message.sending_application,
+            sending_facility=message.sending_facility,
+            control_id=message.control_id,
+        )
+        if previous is None:
+            raise RuntimeError("the message log row was neither inserted nor found")
+        return AlreadyAccepted(previous[1], previous[0])
+
     try:
-        with session_scope(session_factory) as session:
-            if hl7_log.claim(session, message=message):
-                intake.apply(session, command, policy=policy, actor=actor)
-                return Accepted(message.ack)
-            previous = hl7_log.accepted_message(
-                session,
-                sending_application=message.sending_application,
-                sending_facility=message.sending_facility,
-                control_id=message.control_id,
-            )
-        if previous is not None:
-            return AlreadyAccepted(previous[1], previous[0])
+        return commits.run(claim_and_apply)
     except IntegrityError:  # a race the claim cannot see (another unique key): look again
         earlier = earlier_message(
-            session_factory,
+            commits.session_factory,
             sending_application=message.sending_application,
             sending_facility=message.sending_facility,
             control_id=message.control_id,
@@ -165,7 +174,6 @@ def accept(
         if earlier is None:
             raise
         return AlreadyAccepted(earlier.ack, earlier.raw)
-    raise RuntimeError("the message log row was neither inserted nor found")
 
 
 @_guarded

@@ -4,6 +4,7 @@ exactly once, nothing half-applied."""
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from app.domain.worklist import parse_worklist_query
 from app.models import AuditEvent, Hl7Message, Patient
 from app.services import stations, worklist
 from hl7_ingest.handler import Hl7Handler
+from tests.support.net import wait_until
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "hl7"
 
@@ -268,6 +270,69 @@ def test_concurrent_orders_for_one_new_patient_make_one_patient(
     assert [segments(a)["MSA"][1] for a in acks] == ["AA"] * senders
     assert count(session_factory, Patient) == 1
     assert len(items(session_factory)) == 2 * senders
+
+
+def _new_order(index: int, modality: str = "CT") -> bytes:
+    return variant(
+        "orm_o01_nw.hl7",
+        f"GROUP-{index}",
+        ("PAT001^", f"G{index}^"),
+        ("ACC0001", f"GA{index}A"),
+        ("ACC0002", f"GA{index}B"),
+        ("RP0001", f"GR{index}A"),
+        ("RP0002", f"GR{index}B"),
+        ("SPS0001", f"GS{index}"),
+        ("2.55.3.1001", f"2.55.3.2{index}1"),
+        ("2.55.3.1002", f"2.55.3.2{index}2"),
+        ("|CT|||", f"|{modality}|||"),
+    )
+
+
+def _handled_in_one_batch(handler: Hl7Handler, messages: list[bytes]) -> list[bytes]:
+    """Hold the transaction running while ``messages`` arrive (as on several connections), so
+    that they queue for the next one together; return their ACKs."""
+    started, release = threading.Event(), threading.Event()
+
+    def held(_session: Session) -> None:
+        started.set()
+        release.wait(10)
+
+    with ThreadPoolExecutor(len(messages) + 1) as pool:
+        leader = pool.submit(handler.commits.run, held)
+        assert started.wait(10)
+        acks = [pool.submit(handler.handle, raw) for raw in messages]
+        wait_until(lambda: handler.commits.waiting == len(messages), what="the batch")
+        release.set()
+        leader.result(10)
+        return [ack.result(30) for ack in acks]
+
+
+def test_orders_of_several_connections_share_one_commit(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    """Group commit: one transaction for the orders that arrived while another ran; a copy in
+    the same batch still gets its original's ACK and changes nothing."""
+    orders = [_new_order(n) for n in range(4)]
+    acks = _handled_in_one_batch(handler, [*orders, orders[1]])
+    assert [segments(a)["MSA"][1] for a in acks] == ["AA"] * 5
+    assert acks[4] == acks[1]
+    assert handler.commits.shared == 1
+    assert count(session_factory, Hl7Message) == 4
+    assert len(items(session_factory)) == 8
+
+
+def test_a_refused_order_in_a_shared_commit_costs_the_others_nothing(
+    handler: Hl7Handler, session_factory: SessionFactory
+) -> None:
+    """XA has no station: that order is answered AE and the batch is run again one order at a
+    time, so the other two are still accepted, each exactly once."""
+    acks = _handled_in_one_batch(handler, [_new_order(0), _new_order(1, "XA"), _new_order(2)])
+    assert [segments(a)["MSA"][1] for a in acks] == ["AA", "AE", "AA"]
+    assert sorted(names(session_factory)) == ["G0", "G2"]
+    assert len(items(session_factory)) == 4
+    with session_scope(session_factory) as session:
+        outcomes = sorted(m.outcome for m in session.exec(select(Hl7Message)))
+    assert outcomes == ["AA", "AA", "AE"]
 
 
 def test_unconfigured_order_control_is_ae_103(handler: Hl7Handler) -> None:

@@ -11,6 +11,7 @@ from app.domain.errors import ValidationError
 from app.domain.intake import OrderGroup, OrderMessage, PatientRegistration
 from app.domain.items import OrderData, PatientData, ProcedureData, StepData
 from app.domain.status import AuditSource
+from app.group_commit import GroupCommit
 from app.models import AuditEvent, Hl7Message, Patient
 from app.services import hl7_accept, hl7_log, intake
 
@@ -25,7 +26,7 @@ def record(control_id: str, ack: str, outcome: str = "AA") -> hl7_log.MessageRec
 
 def accept(factory: SessionFactory, control_id: str, ack: str) -> object:
     return hl7_accept.accept(
-        factory,
+        GroupCommit(factory),
         command=PatientRegistration(patient=PATIENT),
         policy=POLICY,
         actor=RIS,
@@ -76,7 +77,7 @@ def test_a_domain_error_commits_nothing(session_factory: SessionFactory) -> None
     )
     with pytest.raises(ValidationError, match="no station is configured"):
         hl7_accept.accept(
-            session_factory,
+            GroupCommit(session_factory),
             command=order,
             policy=intake.IntakePolicy(order_control={"NW": "SCHEDULED"}),
             actor=RIS,
