@@ -104,9 +104,9 @@ def _ping_after_idle(engine: Engine) -> None:
     """Check a connection that sat in the pool for ``PING_AFTER_IDLE`` seconds before handing
     it out; a dead one (the server restarted, a firewall dropped it) is replaced unseen.
 
-    SQLAlchemy's ``pool_pre_ping`` checks on every checkout: a round trip per session, 7 % of
-    an HL7 order's time on PostgreSQL. A connection in steady use was just used; one that a
-    restart could have killed has waited for that restart.
+    SQLAlchemy's ``pool_pre_ping`` checks on every checkout: a round trip per session, one of
+    the ~17 an HL7 order makes on PostgreSQL. A connection in steady use was just used; one that
+    a restart could have killed has waited for that restart.
     """
 
     @event.listens_for(engine, "checkin")

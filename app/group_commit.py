@@ -9,9 +9,13 @@ Each unit sees the committed state plus the units before it in its batch, exactl
 run one after the other, and learns its result only after the commit that made it durable: an
 HL7 message is still ACKed only once it is committed.
 
+Only where the database takes one writer at a time (SQLite, see ``_one_writer``); elsewhere
+``run`` is a transaction of its own, in the caller's thread.
+
 Leader and followers, no thread of its own: the caller that finds no transaction running runs
-the batch (its own unit first) and the others wait for it. A lone caller runs at once, in its own
-transaction, as it would without this class.
+one (its own unit first, then those queued before it started); the first unit queued meanwhile
+leads the next, and so on. A lone caller runs at once, in its own transaction, as it would
+without this class.
 
 A batch that fails in any way (a unit raises, or the commit does) is rolled back whole and its
 units are run again one per transaction: each then gets its own result or its own error, and a
@@ -61,9 +65,16 @@ class _Unit(Generic[T]):
 class GroupCommit:
     """``run(work)``: ``work(session)`` in a transaction shared with concurrent callers."""
 
-    def __init__(self, session_factory: SessionFactory, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        max_batch: int = MAX_BATCH,
+        *,
+        sharing: bool | None = None,
+    ) -> None:
         self.session_factory = session_factory
         self.max_batch = max_batch
+        self.sharing = _one_writer(session_factory) if sharing is None else sharing
         self._lock = threading.Lock()
         self._queue: list[_Unit[Any]] = []  # the leader's unit first
         self._leading = False
@@ -79,6 +90,9 @@ class GroupCommit:
         """``work(session)``'s result once committed; its exception if it raised (then nothing
         of it was committed); the commit's exception if the commit failed."""
         unit: _Unit[T] = _Unit(work)
+        if not self.sharing:
+            self._run_alone(unit)
+            return unit.outcome()
         with self._lock:
             self._queue.append(unit)
             if not self._leading:
@@ -132,3 +146,12 @@ class GroupCommit:
             unit.settle(error=exc)
         else:
             unit.settle(result)
+
+
+def _one_writer(session_factory: SessionFactory) -> bool:
+    """Whether the database takes one writer at a time (SQLite): then sharing transactions costs
+    no parallelism. PostgreSQL runs transactions side by side and already shares one WAL flush
+    between commits that come together; a shared transaction there would run the messages' round
+    trips one after the other (each a network round trip to a database on another host)."""
+    with session_factory() as session:
+        return bool(session.get_bind().dialect.name == "sqlite")

@@ -17,6 +17,7 @@ from app.db import SessionFactory, create_db_engine, create_session_factory, ses
 from app.domain.actor import Actor
 from app.domain.status import AuditSource
 from app.domain.worklist import parse_worklist_query
+from app.group_commit import GroupCommit
 from app.models import AuditEvent, Hl7Message, Patient
 from app.services import stations, worklist
 from hl7_ingest.handler import Hl7Handler
@@ -290,7 +291,9 @@ def _new_order(index: int, modality: str = "CT") -> bytes:
 
 def _handled_in_one_batch(handler: Hl7Handler, messages: list[bytes]) -> list[bytes]:
     """Hold the transaction running while ``messages`` arrive (as on several connections), so
-    that they queue for the next one together; return their ACKs."""
+    that they queue for the next one together; return their ACKs. Sharing is on for both
+    databases here (by default only SQLite shares): the ACKs must be right either way."""
+    handler.commits = GroupCommit(handler.session_factory, sharing=True)
     started, release = threading.Event(), threading.Event()
 
     def held(_session: Session) -> None:

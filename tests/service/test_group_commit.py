@@ -1,6 +1,7 @@
 """Group commit (``app.group_commit``): units of work of several threads in one transaction.
 
 Each test holds the leader's unit until the others are queued, so the batch is certain to form.
+The mechanism is tested on both databases (``sharing=True``); by default only SQLite shares.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _batch_behind_leader(
 
 
 def test_a_lone_unit_commits_in_its_own_transaction(session_factory: SessionFactory) -> None:
-    commits = GroupCommit(session_factory)
+    commits = GroupCommit(session_factory, sharing=True)
     commits.run(_add_patient("P1"))
     assert _patients(session_factory) == ["P1"]
     assert commits.shared == 0
@@ -67,7 +68,7 @@ def test_a_lone_unit_commits_in_its_own_transaction(session_factory: SessionFact
 def test_units_queued_meanwhile_share_the_next_transaction(
     session_factory: SessionFactory,
 ) -> None:
-    commits = GroupCommit(session_factory)
+    commits = GroupCommit(session_factory, sharing=True)
     with ThreadPoolExecutor(4) as pool:
         followers = [_add_patient(f"P{n}") for n in range(3)]
         leader, queued = _batch_behind_leader(commits, pool, followers)
@@ -83,7 +84,7 @@ def test_a_failing_unit_costs_the_others_nothing(session_factory: SessionFactory
         _add_patient("REFUSED")(session)
         raise ValidationError("refused", field="PatientID")
 
-    commits = GroupCommit(session_factory)
+    commits = GroupCommit(session_factory, sharing=True)
     with ThreadPoolExecutor(4) as pool:
         followers = [_add_patient("P0"), refused, _add_patient("P2")]
         leader, (first, failing, last) = _batch_behind_leader(commits, pool, followers)
@@ -96,7 +97,7 @@ def test_a_failing_unit_costs_the_others_nothing(session_factory: SessionFactory
 
 def test_a_unit_learns_its_result_only_after_the_commit(session_factory: SessionFactory) -> None:
     """A follower's result is visible to another session once the follower returns."""
-    commits = GroupCommit(session_factory)
+    commits = GroupCommit(session_factory, sharing=True)
     with ThreadPoolExecutor(4) as pool:
         leader, (follower,) = _batch_behind_leader(commits, pool, [_add_patient("P0")])
         follower.result(10)
@@ -105,10 +106,28 @@ def test_a_unit_learns_its_result_only_after_the_commit(session_factory: Session
 
 
 def test_every_unit_of_many_threads_is_committed_once(session_factory: SessionFactory) -> None:
-    commits = GroupCommit(session_factory, max_batch=4)
+    commits = GroupCommit(session_factory, max_batch=4, sharing=True)
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(commits.run, _add_patient(f"P{n:03}")) for n in range(80)]
         for future in futures:
             future.result(30)
     assert _patients(session_factory) == [f"P{n:03}" for n in range(80)]
     assert commits.waiting == 0
+
+
+def test_only_sqlite_shares_by_default(database_url: str, session_factory: SessionFactory) -> None:
+    """PostgreSQL runs each unit in its own transaction, side by side: a unit held open does
+    not hold up another one."""
+    commits = GroupCommit(session_factory)
+    assert commits.sharing == database_url.startswith("sqlite")
+    if commits.sharing:
+        return
+    started, release = threading.Event(), threading.Event()
+    with ThreadPoolExecutor(2) as pool:
+        held = pool.submit(commits.run, _held(started, release, _add_patient("HELD")))
+        assert started.wait(10)
+        commits.run(_add_patient("P0"))  # would wait for the held one if it were queued
+        assert _patients(session_factory) == ["P0"]
+        release.set()
+        held.result(10)
+    assert _patients(session_factory) == ["HELD", "P0"]
