@@ -104,8 +104,8 @@ def _ping_after_idle(engine: Engine) -> None:
     """Check a connection that sat in the pool for ``PING_AFTER_IDLE`` seconds before handing
     it out; a dead one (the server restarted, a firewall dropped it) is replaced unseen.
 
-    SQLAlchemy's ``pool_pre_ping`` checks on every checkout: a round trip per session, one of
-    the ~17 an HL7 order makes on PostgreSQL. A connection in steady use was just used; one that
+    SQLAlchemy's ``pool_pre_ping`` checks on every checkout: a round trip per session, beside
+    the 11 an HL7 order makes on PostgreSQL. A connection in steady use was just used; one that
     a restart could have killed has waited for that restart.
     """
 
