@@ -88,7 +88,14 @@ def audit(
 # statement construction or cache key per call.
 _AUDIT_INSERT = insert(AuditEvent.__table__)  # type: ignore[attr-defined]
 _STEPS = ScheduledProcedureStep.__table__.c  # type: ignore[attr-defined]
-_MOVE_STEPS = update(ScheduledProcedureStep.__table__).where(  # type: ignore[attr-defined]
+# Compare and set: only the steps still in the status the caller read move (see below).
+_MOVE_STEPS = (
+    update(ScheduledProcedureStep.__table__)  # type: ignore[attr-defined]
+    .where(_STEPS.id.in_(bindparam("pks", expanding=True)), _STEPS.status == bindparam("read"))
+    .values(status=bindparam("status"), updated_at=bindparam("updated_at"))
+    .returning(_STEPS.id)
+)
+_STEP_STATUSES = core_select(_STEPS.id, _STEPS.status).where(
     _STEPS.id.in_(bindparam("pks", expanding=True))
 )
 
@@ -847,33 +854,61 @@ def move_step_statuses(
 
     The caller has read the steps' statuses in its own transaction and must not hold them as
     ORM objects (they would not see this UPDATE). Refuses a move ``can_transition`` forbids,
-    skips steps already there; returns the audit entries for the caller's ``audit_many``."""
-    moving = {}
+    skips steps already there; returns the audit entries for the caller's ``audit_many``.
+
+    The UPDATE moves a step only if it is still in the status read (compare and set): under
+    PostgreSQL's READ COMMITTED another transaction (an HL7 cancel, a page's edit) may have
+    moved it since, and a plain UPDATE would overwrite that. Such a step is read again and
+    moved from where it is now if that move is allowed, else left as the other change put it.
+    """
     for pk, current in steps.items():
         if not can_transition(SpsStatus(current), status):
             raise InvalidTransitionError(
                 f"step {pk} is {current}; it cannot become {status}",
                 field="ScheduledProcedureStepStatus",
             )
-        if current != status.value:
-            moving[pk] = current
-    if not moving:
-        return []
-    session.execute(
-        _MOVE_STEPS, {"pks": list(moving), "status": status.value, "updated_at": utcnow()}
-    )
-    return [
-        AuditEntry(
-            action="status",
-            entity=STEP,
-            entity_pk=pk,
-            before={"status": current},
-            after={"status": status.value},
-            context=context,
-            status=status.value,
+    moving = {pk: current for pk, current in steps.items() if current != status.value}
+    entries: list[AuditEntry] = []
+    while moving:
+        moved = _move_from(session, moving, status)
+        entries.extend(
+            _status_entry(pk, read, status, context) for pk, read in moving.items() if pk in moved
         )
-        for pk, current in moving.items()
-    ]
+        stale = [pk for pk in moving if pk not in moved]
+        if not stale:
+            break
+        now = session.execute(_STEP_STATUSES, {"pks": stale}).all()
+        moving = {
+            pk: current
+            for pk, current in now
+            if current != status.value and can_transition(SpsStatus(current), status)
+        }
+    return entries
+
+
+def _move_from(session: Session, moving: Mapping[int, str], status: SpsStatus) -> set[int]:
+    """The steps of ``moving`` ({pk: status read}) that were still there and moved now."""
+    by_read: dict[str, list[int]] = {}
+    for pk, current in moving.items():
+        by_read.setdefault(current, []).append(pk)
+    moved: set[int] = set()
+    updated_at = utcnow()
+    for read, pks in by_read.items():
+        values = {"pks": pks, "read": read, "status": status.value, "updated_at": updated_at}
+        moved.update(session.execute(_MOVE_STEPS, values).scalars())
+    return moved
+
+
+def _status_entry(pk: int, before: str, status: SpsStatus, context: str) -> AuditEntry:
+    return AuditEntry(
+        action="status",
+        entity=STEP,
+        entity_pk=pk,
+        before={"status": before},
+        after={"status": status.value},
+        context=context,
+        status=status.value,
+    )
 
 
 def delete_step_row(session: Session, step: ScheduledProcedureStep, *, actor: Actor) -> None:
