@@ -12,6 +12,16 @@ is queued for it; the association thread waits on an event set whenever the DUL 
 message or an A-RELEASE/A-ABORT primitive for it. Both still look at least every
 ``MAX_WAIT`` seconds, for what nothing announces (ARTIM and idle timers, a kill, the DUL's end).
 The other threads and the broker's requestor associations keep pynetdicom's own sleeps.
+
+``install`` also closes a race of pynetdicom's own (seen as "Received unexpected N-CREATE service
+message" and a 30 s DIMSE timeout, pynetdicom#875): a ``send_*()`` pauses the association's
+reactor by clearing a checkpoint and waiting for the reactor's ``_is_paused`` flag, but right
+after the previous ``send_*()`` set the checkpoint again that flag is still the old ``True``
+until the reactor thread runs; the next ``send_*()`` then goes ahead, and the reactor, waking,
+takes the response off the queue as if it were a request. The reactor's own (non-blocking)
+take now leaves the queue alone while the checkpoint is cleared: a ``send_*()`` owns it then.
+It matters for every association this process requests (C-MOVE sub-operations, MPPS forwards,
+storage commitment reports) under load.
 """
 
 from __future__ import annotations
@@ -27,8 +37,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pynetdicom.association
+import pynetdicom.dimse
 import pynetdicom.dul
 from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
 
 LOOP_DELAY = 0.001  # both reactors' sleep (pynetdicom 3.0: DUL._run_loop_delay, literal)
 MAX_WAIT = 0.05
@@ -51,12 +63,24 @@ class _LoopTime:
         wait()
 
 
+_original_get_msg = DIMSEServiceProvider.get_msg
+
+
+def _get_msg(self: DIMSEServiceProvider, block: bool = False) -> Any:
+    """pynetdicom's ``get_msg``, except that the reactor's take (the only non-blocking one)
+    finds nothing while a ``send_*()`` has the reactor paused (see the module notes)."""
+    if not block and not self.assoc._reactor_checkpoint.is_set():
+        return None, None
+    return _original_get_msg(self, block)
+
+
 def install() -> None:
-    """Route the reactors' sleeps through ``_LoopTime`` (idempotent; threads without a wait of
-    their own keep real sleeps)."""
+    """Route the reactors' sleeps through ``_LoopTime`` (threads without a wait of their own
+    keep real sleeps) and keep the reactor off a paused association's queue (idempotent)."""
     loop_time: Any = _LoopTime()
     pynetdicom.dul.time = loop_time
     pynetdicom.association.time = loop_time
+    pynetdicom.dimse.DIMSEServiceProvider.get_msg = _get_msg  # type: ignore[method-assign]
 
 
 class _WakingQueue(queue.Queue):

@@ -34,6 +34,7 @@ from app import metrics
 from app.config import DicomSettings, StorageSettings, WorklistSettings
 from app.db import SessionFactory
 from app.services.mpps import Delivery
+from dicom_scp import reactor
 from dicom_scp.admission import AdmissionPolicy
 from dicom_scp.commitment import CommitmentContext, handle_n_action, resume
 from dicom_scp.handlers import ScpContext, handle_echo, serve_find_event
@@ -184,6 +185,7 @@ class DicomServer:
 
     def start(self, host: str | None = None, port: int | None = None) -> int:
         """Start every listener; return the plain port (the TLS one is :attr:`tls_port`)."""
+        reactor.install()  # also for the associations this process requests (C-MOVE)
         ctx = ScpContext(
             self.worklist,
             self.session_factory,

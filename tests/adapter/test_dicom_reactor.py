@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from pynetdicom import _config
+from pynetdicom import AE, _config
 from pynetdicom.association import Association
 
 from dicom_scp import reactor, transport
@@ -31,6 +33,7 @@ from tests.support.dicom_wire import (
 from tests.support.net import wait_until
 from tests.support.scp import Scp, start_scp
 
+VERIFICATION = "1.2.840.10008.1.1"
 IDLE = 0.5  # seconds watched: polling would take ~1,000 turns in it (two threads, 1 ms each)
 
 
@@ -100,3 +103,48 @@ def test_pdu_debug_handlers_only_with_the_debug_log(
     finally:
         logger.setLevel(previous)
     assert handlers == _config.LOG_HANDLER_LEVEL
+
+
+class _WakesLate(threading.Event):
+    """The requestor's reactor checkpoint, but its thread resumes 50 ms after being let go:
+    the window in which pynetdicom's ``_is_paused`` still says "paused" although it is not."""
+
+    def __init__(self, reactor_thread: threading.Thread) -> None:
+        super().__init__()
+        self.set()
+        self._reactor_thread = reactor_thread
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woken = super().wait(timeout)
+        if threading.current_thread() is self._reactor_thread:
+            time.sleep(0.05)
+        return woken
+
+
+def test_a_reactor_waking_late_does_not_take_the_next_response(scp: Scp) -> None:
+    """pynetdicom#875: after a ``send_*()`` the next one can go ahead before the reactor has
+    resumed; the reactor then took the response as if it were a request ("Received unexpected
+    C-ECHO service message") and the sender waited out its DIMSE timeout. Seen in CI as a
+    stuck MPPS N-CREATE; it hits every association the broker requests too (C-MOVE)."""
+    reactor.install()  # as the broker does when it starts
+    ae = AE(ae_title="RACE")
+    ae.add_requested_context(VERIFICATION)
+    ae.dimse_timeout = 5
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title="MWLBROKER")
+    assert assoc.is_established
+    assoc._reactor_checkpoint = _WakesLate(assoc)
+    take = assoc.dimse.get_msg
+
+    def slow_sender(block: bool = False) -> Any:
+        """The sender looks for its response 100 ms late: the reactor, woken at 50 ms, comes
+        first (in real life the two threads just race for it)."""
+        if block:
+            time.sleep(0.1)
+        return take(block)
+
+    assoc.dimse.get_msg = slow_sender  # type: ignore[method-assign]
+    try:
+        statuses = [assoc.send_c_echo().get("Status") for _ in range(5)]
+    finally:
+        assoc.release()
+    assert statuses == [0x0000] * 5
