@@ -95,6 +95,7 @@ _MOVE_STEPS = (
     .values(status=bindparam("status"), updated_at=bindparam("updated_at"))
     .returning(_STEPS.id)
 )
+_MOVE_ATTEMPTS = 5  # a step changed under every attempt is left as the last change put it
 _STEP_STATUSES = core_select(_STEPS.id, _STEPS.status).where(
     _STEPS.id.in_(bindparam("pks", expanding=True))
 )
@@ -869,7 +870,9 @@ def move_step_statuses(
             )
     moving = {pk: current for pk, current in steps.items() if current != status.value}
     entries: list[AuditEntry] = []
-    while moving:
+    for _attempt in range(_MOVE_ATTEMPTS):
+        if not moving:
+            break
         moved = _move_from(session, moving, status)
         entries.extend(
             _status_entry(pk, read, status, context) for pk, read in moving.items() if pk in moved
@@ -877,6 +880,7 @@ def move_step_statuses(
         stale = [pk for pk in moving if pk not in moved]
         if not stale:
             break
+        # READ COMMITTED: this SELECT sees the change that beat the UPDATE
         now = session.execute(_STEP_STATUSES, {"pks": stale}).all()
         moving = {
             pk: current

@@ -124,8 +124,9 @@ class _WakesLate(threading.Event):
 def test_a_reactor_waking_late_does_not_take_the_next_response(scp: Scp) -> None:
     """pynetdicom#875: after a ``send_*()`` the next one can go ahead before the reactor has
     resumed; the reactor then took the response as if it were a request ("Received unexpected
-    C-ECHO service message") and the sender waited out its DIMSE timeout. Seen in CI as a
-    stuck MPPS N-CREATE; it hits every association the broker requests too (C-MOVE)."""
+    C-ECHO service message") and the sender waited out its DIMSE timeout. Seen here as a
+    stuck MPPS N-CREATE of a test under load; it hits every association the broker requests
+    too (C-MOVE)."""
     reactor.install()  # as the broker does when it starts
     ae = AE(ae_title="RACE")
     ae.add_requested_context(VERIFICATION)
