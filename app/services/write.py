@@ -14,12 +14,14 @@ import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, delete, insert, select, update
 
 from app.domain.actor import Actor
@@ -817,19 +819,33 @@ def move_status(
     reason: str = "",
     context: str = "",
 ) -> None:
-    """Move the step to ``status`` if its current status allows it (``can_transition``)."""
-    current = SpsStatus(step.status)
-    if not can_transition(current, status):
-        raise InvalidTransitionError(
-            f"step {step.sps_id} is {current}; it cannot become {status}",
-            field="ScheduledProcedureStepStatus",
-        )
-    if current == status:
-        return
-    step.status = status.value
-    step.updated_at = utcnow()
-    session.add(step)
+    """Move the step to ``status`` if its current status allows it (``can_transition``).
+
+    A compare and set, as ``move_step_statuses``: if another transaction moved the step since
+    it was read, the move is judged again against the status it has now (and refused if that
+    one forbids it), never written over it.
+    """
     assert step.id is not None
+    for _attempt in range(_MOVE_ATTEMPTS):
+        current = SpsStatus(step.status)
+        if not can_transition(current, status):
+            raise InvalidTransitionError(
+                f"step {step.sps_id} is {current}; it cannot become {status}",
+                field="ScheduledProcedureStepStatus",
+            )
+        if current == status:
+            return
+        now = utcnow()
+        if _move_from(session, {step.id: current.value}, status, now):
+            break
+        session.refresh(step, ["status", "updated_at"])  # READ COMMITTED: the change that won
+    else:
+        raise ConflictError(
+            f"step {step.sps_id} kept changing; try again", field="ScheduledProcedureStepStatus"
+        )
+    # the row holds these already: the object learns them without another UPDATE
+    set_committed_value(step, "status", status.value)
+    set_committed_value(step, "updated_at", now)
     audit(
         session,
         actor=actor,
@@ -873,7 +889,7 @@ def move_step_statuses(
     for _attempt in range(_MOVE_ATTEMPTS):
         if not moving:
             break
-        moved = _move_from(session, moving, status)
+        moved = _move_from(session, moving, status, utcnow())
         entries.extend(
             _status_entry(pk, read, status, context) for pk, read in moving.items() if pk in moved
         )
@@ -890,13 +906,14 @@ def move_step_statuses(
     return entries
 
 
-def _move_from(session: Session, moving: Mapping[int, str], status: SpsStatus) -> set[int]:
+def _move_from(
+    session: Session, moving: Mapping[int, str], status: SpsStatus, updated_at: datetime
+) -> set[int]:
     """The steps of ``moving`` ({pk: status read}) that were still there and moved now."""
     by_read: dict[str, list[int]] = {}
     for pk, current in moving.items():
         by_read.setdefault(current, []).append(pk)
     moved: set[int] = set()
-    updated_at = utcnow()
     for read, pks in by_read.items():
         values = {"pks": pks, "read": read, "status": status.value, "updated_at": updated_at}
         moved.update(session.execute(_MOVE_STEPS, values).scalars())
