@@ -27,7 +27,6 @@ from app.domain.commitment import SOP_CLASS_UID, CommitmentReport
 from app.schemas import RemoteAeView
 from app.services import commitment
 from app.services.remote_aes import RemoteService, lookup
-from dicom_scp import reactor
 from dicom_scp.commitment import send_report
 from dicom_scp.forward import tls_args
 
@@ -49,7 +48,6 @@ def _peer(factory: SessionFactory, ae_title: str, client: ssl.SSLContext | None)
 
 
 def _build_ae(settings: DicomSettings) -> AE:
-    reactor.install()  # pynetdicom's requestor race (dicom_scp/reactor.py)
     ae = AE(ae_title=settings.ae_title)
     ae.acse_timeout = settings.acse_timeout
     ae.dimse_timeout = settings.dimse_timeout

@@ -26,7 +26,6 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[
 from app.config import DicomSettings, parse_endpoint
 from app.delivery import OutboxMessageView
 from app.domain.reports import MPPS_CREATE, ForwardedMpps
-from dicom_scp import reactor
 from dicom_scp.tcp import HANDLERS as TCP_HANDLERS
 
 MPPS_UID = str(ModalityPerformedProcedureStep)
@@ -77,7 +76,6 @@ def delivered(status: int, kind: str = "") -> bool:
 
 
 def _build_ae(settings: DicomSettings) -> AE:
-    reactor.install()  # pynetdicom's requestor race (dicom_scp/reactor.py)
     ae = AE(ae_title=settings.ae_title)
     ae.acse_timeout = settings.acse_timeout
     ae.dimse_timeout = settings.dimse_timeout

@@ -9,6 +9,7 @@ from app.config import DicomSettings
 from app.db import SessionFactory
 from app.delivery import OutboxMessageView
 from app.domain.commitment import REPORT_KIND
+from dicom_scp import reactor
 from dicom_scp.commitment_report import report_sender
 from dicom_scp.forward import TlsFor, mpps_forwarder, no_tls
 
@@ -21,6 +22,7 @@ def dicom_sender(
 ) -> Callable[[OutboxMessageView], None]:
     """``tls_for`` (called AE title -> SSL context or None) decides TLS for MPPS forwards;
     ``client`` is the TLS context of reports to requesters marked ``tls``."""
+    reactor.install()  # the associations it requests: pynetdicom's race (dicom_scp/reactor.py)
     forward = mpps_forwarder(settings, tls_for)
     report = report_sender(settings, factory, client)
 
