@@ -43,12 +43,11 @@ MAX_BATCH = 32  # units per transaction: bounds the wait of a batch's first unit
 
 
 class _Unit(Generic[T]):
-    __slots__ = ("error", "lead", "result", "settled", "wake", "work")
+    __slots__ = ("error", "result", "settled", "wake", "work")
 
     def __init__(self, work: Work[T]) -> None:
         self.work = work
         self.wake = threading.Event()  # settled, or made the leader
-        self.lead = False
         self.settled = False
         self.result: T | None = None
         self.error: BaseException | None = None
@@ -95,9 +94,8 @@ class GroupCommit:
             return unit.outcome()
         with self._lock:
             self._queue.append(unit)
-            if not self._leading:
-                self._leading = unit.lead = True
-        if not unit.lead:
+            lead, self._leading = not self._leading, True
+        if not lead:
             unit.wake.wait()
         if not unit.settled:  # made the leader: run the units queued until now
             self._run_next_batch()
@@ -116,8 +114,7 @@ class GroupCommit:
                     unit.settle(error=RuntimeError("the transaction was interrupted"))
             with self._lock:
                 if self._queue:
-                    self._queue[0].lead = True
-                    self._queue[0].wake.set()
+                    self._queue[0].wake.set()  # not settled: it leads the next batch
                 else:
                     self._leading = False
             for unit in batch:
